@@ -1,0 +1,107 @@
+"""Measure the VAD candidates on every fixture in /work/shared/audio.
+
+Prints, per file and candidate: the share of frames judged speech, the number of speech
+turns of at least 300 ms the state machine produces (speech files must yield some, others
+none), and the CPU cost per 20 ms frame in microseconds (time.perf_counter over the file).
+Speech files are also measured mixed into pink noise at 10 dB SNR.
+
+    PYTHONPATH=. .venv/bin/python scripts/vad_eval.py [AUDIO_DIR]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import wave
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from mediasrv.audio import FRAME_BYTES, Pcm16, pcm16_to_ulaw, ulaw_to_pcm16
+from mediasrv.vad import SpeechClassifier, SpeechEnd, Vad
+from mediasrv.vad_silero import SileroClassifier
+from mediasrv.vad_spectral import SpectralClassifier
+
+AUDIO_DIR = Path("/work/shared/audio")
+MIN_TURN_S = 0.3
+TRAIL_S = 1.0  # silence appended so the last utterance can end
+
+
+def read_wav(path: Path) -> Pcm16:
+    """Read a mono 16-bit WAV as int16 samples."""
+    with wave.open(str(path), "rb") as w:
+        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+
+
+def pink_noise(n: int, seed: int = 7) -> npt.NDArray[np.float64]:
+    """Return n samples of unit-RMS pink (1/f power) noise."""
+    rng = np.random.default_rng(seed)
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.arange(spec.shape[0], dtype=np.float64)
+    f[0] = 1.0
+    pink = np.fft.irfft(spec / np.sqrt(f), n)
+    return pink / np.sqrt(np.mean(pink * pink))
+
+
+def mix_at_snr(speech: Pcm16, snr_db: float) -> Pcm16:
+    """Mix speech into pink noise; SNR over the speech's active samples."""
+    s = speech.astype(np.float64)
+    active = s[np.abs(s) > 0.05 * np.abs(s).max()]
+    s_rms = float(np.sqrt(np.mean(active * active)))
+    noise = pink_noise(s.shape[0] + 8000) * s_rms / 10 ** (snr_db / 20)
+    lead = np.zeros(8000)  # one second of noise alone first: the floor must learn it
+    out = np.concatenate([lead, s]) + noise
+    return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+
+
+def run(samples: Pcm16, classifier: SpeechClassifier) -> tuple[float, int, float]:
+    """Return (speech frame share, turns >= 300 ms, us per frame) for one recording."""
+    pcm = np.concatenate([samples, np.zeros(int(TRAIL_S * 8000), dtype=np.int16)])
+    ulaw = pcm16_to_ulaw(pcm)  # what Twilio delivers
+    frames = [
+        ulaw_to_pcm16(ulaw[i : i + FRAME_BYTES])
+        for i in range(0, len(ulaw) - FRAME_BYTES + 1, FRAME_BYTES)
+    ]
+    vad = Vad(classifier=classifier)
+    speech = turns = 0
+    now = 0.0
+    start = time.perf_counter()
+    for frame in frames:
+        now += 0.020
+        event = vad.feed(frame, now)
+        speech += vad.is_speech
+        if isinstance(event, SpeechEnd) and event.duration_s >= MIN_TURN_S:
+            turns += 1
+    cost = (time.perf_counter() - start) / len(frames) * 1e6
+    return speech / len(frames), turns, cost
+
+
+def main() -> None:
+    audio_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else AUDIO_DIR
+    candidates: dict[str, Callable[[], SpeechClassifier]] = {
+        "silero": SileroClassifier,
+        "spectral": SpectralClassifier,
+    }
+    files = sorted(audio_dir.glob("*/*.wav"))
+    cases = [(str(p.relative_to(audio_dir)), read_wav(p)) for p in files]
+    cases += [
+        (f"{name} +pink10dB", mix_at_snr(pcm, 10.0))
+        for name, pcm in list(cases)
+        if name.startswith("speech/")
+    ]
+    head = " | ".join(f"{c:>8} speech turns  us/frm" for c in candidates)
+    print(f"{'file':58} {'expect':>6} | {head}")
+    for name, pcm in cases:
+        expect = "turns" if name.startswith("speech/") else "none"
+        cells = []
+        for make in candidates.values():
+            share, turns, cost = run(pcm, make())
+            ok = (turns > 0) == (expect == "turns")
+            cells.append(f"{'' if ok else 'FAIL':>8} {share:6.2f} {turns:5d} {cost:7.1f}")
+        print(f"{name:58} {expect:>6} | {' | '.join(cells)}")
+
+
+if __name__ == "__main__":
+    main()
