@@ -1,0 +1,212 @@
+"""Turn policy: what to forward to OpenAI and which turn events an inbound frame makes.
+
+The bridge calls `TurnPolicy.feed` on every inbound frame and `on_sent` on every outbound
+one. Pure: time comes in as `now`; it returns a `TurnStep` and does nothing itself.
+
+Rules, per inbound frame:
+
+- the VAD always sees the frame (its noise floor and hangover must never skip audio);
+- outside the echo window (see `mediasrv.echo`) the frame is forwarded;
+- inside it, frames are held back in a `prefix_ms` ring until the VAD hears speech the echo
+  guard says can be the caller; then the ring is forwarded (the first syllable is not
+  lost) and so is the rest of that utterance, even its quieter frames under the bot;
+- `SpeechStarted` once per utterance, when the VAD has confirmed speech and some of it
+  can be the caller;
+- `BargeIn` once per utterance, when `barge_in_min_ms` of caller speech (not echo) has been
+  heard while AI audio plays;
+- at the VAD's end of speech, one candidate: `EndOfUtterance` if it lasted at least
+  `min_utterance_ms`, was not echo and the call is not closing; else `UtteranceSkipped`.
+
+`echo_blocked` on both tells that some frames of the utterance were withheld as echo.
+An utterance is *echo* when none of its speech frames could be the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from mediasrv.audio import FRAME_MS, ULAW_DECODE
+from mediasrv.echo import EchoGuard, ulaw_peak_dbfs
+from mediasrv.errors import ConfigError
+from mediasrv.vad import SpeechClassifier, SpeechEnd, SpeechStart, Vad, VadConfig, VadState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnConfig:
+    end_silence_ms: int = 500  # trailing silence that ends a turn
+    min_utterance_ms: int = 300  # shorter is a cough, a click, "uh"
+    barge_in_min_ms: int = 120  # caller speech needed to cut the bot off
+    echo_window_ms: int = 500  # echo tail after our last sent frame
+    erl_db: float = 6.0  # worst echo return loss we must survive (speakerphone)
+    prefix_ms: int = 300  # audio before detection forwarded with it: the first syllable
+    vad_onset_ms: int = 60
+
+    def __post_init__(self) -> None:
+        _check("end_silence_ms", self.end_silence_ms, 100, 3000)
+        # Above 600 ms a short "yes" would never count as a turn.
+        _check("min_utterance_ms", self.min_utterance_ms, 0, 600)
+        _check("barge_in_min_ms", self.barge_in_min_ms, FRAME_MS, 2000)
+        _check("echo_window_ms", self.echo_window_ms, 0, 5000)
+        _check("erl_db", self.erl_db, 0, 60)
+        _check("prefix_ms", self.prefix_ms, 0, 1000)
+        _check("vad_onset_ms", self.vad_onset_ms, FRAME_MS, 500)
+
+
+def _check(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value}: must be between {low} and {high}")
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BargeIn:
+    at: float
+    speech_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfUtterance:
+    at: float
+    duration_s: float
+    echo_blocked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceSkipped:
+    at: float
+    reason: str  # "closing" | "echo" | "too_short"
+    duration_s: float
+
+
+TurnEvent = SpeechStarted | BargeIn | EndOfUtterance | UtteranceSkipped
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStep:
+    forward: bytes  # mu-law to send to OpenAI now (may be empty)
+    events: tuple[TurnEvent, ...] = ()
+
+
+_NOTHING = TurnStep(b"")
+
+
+class TurnPolicy:
+    """Per-call turn taking over inbound frames, echo-aware. Pure: time comes in as `now`."""
+
+    def __init__(
+        self, config: TurnConfig | None = None, classifier: SpeechClassifier | None = None
+    ) -> None:
+        self.config = cfg = config if config is not None else TurnConfig()
+        self.vad = Vad(
+            VadConfig(end_silence_ms=cfg.end_silence_ms, onset_ms=cfg.vad_onset_ms), classifier
+        )
+        self.echo = EchoGuard(echo_window_ms=cfg.echo_window_ms, erl_db=cfg.erl_db)
+        self._prefix: deque[bytes] = deque(maxlen=max(1, cfg.prefix_ms // FRAME_MS))
+        self._in_utterance = False  # the VAD is in MAYBE_SPEECH or SPEECH
+        self._caller = False  # this utterance holds caller speech (not only echo)
+        self._caller_ms = 0
+        self._blocked = False  # frames of this utterance were withheld as echo
+        self._barged = False
+        self._started = False  # SpeechStarted sent for this utterance
+
+    def on_sent(self, frame_ulaw: bytes, now: float) -> None:
+        """Record one frame sent to the caller as the echo reference."""
+        self.echo.on_sent(ulaw_peak_dbfs(frame_ulaw), now)
+
+    def feed(self, frame_ulaw: bytes, now: float, *, ai_playing: bool, closing: bool) -> TurnStep:
+        """Take one inbound 20 ms mu-law frame; return what to forward and the events."""
+        vad = self.vad
+        event = vad.feed(ULAW_DECODE[np.frombuffer(frame_ulaw, dtype=np.uint8)], now)
+        events: list[TurnEvent] = []
+        if vad.is_speech:
+            if not self._in_utterance:
+                self._begin()
+        elif self._in_utterance and event is None and vad.state is VadState.SILENCE:
+            self._in_utterance = False  # an onset the VAD gave up on (a click, a cough)
+        in_window = self.echo.in_window(now, ai_playing)
+        if vad.is_speech and (
+            not in_window or self.echo.judge(ulaw_peak_dbfs(frame_ulaw), now, ai_playing)
+        ):
+            self._caller = True
+            self._caller_ms += FRAME_MS
+            if ai_playing and not self._barged and self._caller_ms >= self.config.barge_in_min_ms:
+                self._barged = True
+                events.append(BargeIn(now, self._caller_ms))
+        if self._caller and not self._started and vad.state is VadState.SPEECH:
+            self._started = True
+            events.insert(0, SpeechStarted(now))
+        forward = self._forward(frame_ulaw, in_window)
+        if event is not None:
+            self._on_vad_event(event, now, closing, events)
+        if not forward and not events:
+            return _NOTHING
+        return TurnStep(forward, tuple(events))
+
+    def feed_gap(self, ms: int, now: float, *, closing: bool = False) -> TurnStep:
+        """Count `ms` of inbound frames that never came as silence."""
+        event = self.vad.feed_gap(ms, now)
+        if event is None:
+            return _NOTHING
+        events: list[TurnEvent] = []
+        self._on_vad_event(event, now, closing, events)
+        return TurnStep(b"", tuple(events))
+
+    def _forward(self, frame_ulaw: bytes, in_window: bool) -> bytes:
+        prefix = self._prefix
+        if (self._in_utterance and self._caller) or not in_window:
+            if not prefix:
+                return frame_ulaw
+            if not self._in_utterance:
+                prefix.clear()  # held echo, and the window is over: drop it
+                return frame_ulaw
+            # Speech that began under the echo window: send what was held back first,
+            # it holds the first syllable.
+            prefix.append(frame_ulaw)
+            held = b"".join(prefix)
+            prefix.clear()
+            return held
+        prefix.append(frame_ulaw)
+        self._blocked = self._blocked or self._in_utterance
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("[ECHO] blocking frame to OpenAI, VAD state kept")
+        return b""
+
+    def _begin(self) -> None:
+        self._in_utterance = True
+        self._caller = False
+        self._caller_ms = 0
+        self._blocked = False
+        self._barged = False
+        self._started = False
+
+    def _on_vad_event(
+        self, event: SpeechStart | SpeechEnd, now: float, closing: bool, events: list[TurnEvent]
+    ) -> None:
+        if isinstance(event, SpeechStart):
+            return
+        self._in_utterance = False
+        duration = event.duration_s
+        echo = not self._caller
+        log.info("END OF UTTERANCE: %.2fs echo_blocked=%s", duration, self._blocked)
+        reason = None
+        if closing:
+            reason = "closing"
+        elif echo:
+            reason = "echo"
+        elif duration * 1000.0 < self.config.min_utterance_ms:
+            reason = "too_short"
+        if reason is None:
+            events.append(EndOfUtterance(now, duration, self._blocked))
+            return
+        log.info("[UTT] SKIPPED: %s", reason)
+        events.append(UtteranceSkipped(now, reason, duration))
