@@ -45,7 +45,7 @@ class TurnConfig:
     echo_window_ms: int = 500  # echo tail after our last sent frame
     erl_db: float = 6.0  # worst echo return loss we must survive (speakerphone)
     prefix_ms: int = 300  # audio before detection forwarded with it: the first syllable
-    vad_onset_ms: int = 60
+    vad_onset_ms: int = 100  # see VadConfig.onset_ms
 
     def __post_init__(self) -> None:
         _check("end_silence_ms", self.end_silence_ms, 100, 3000)

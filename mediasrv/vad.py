@@ -77,7 +77,7 @@ class SpeechClassifier(Protocol):
 @dataclass(frozen=True, slots=True)
 class VadConfig:
     end_silence_ms: int = 500  # a breath between sentences is shorter; a turn end longer
-    onset_ms: int = 60  # speech needed to confirm; 3 frames rule out clicks
+    onset_ms: int = 100  # speech to confirm: 60 ms let a hold-music phrase through
     onset_hangover_ms: int = 100  # gaps tolerated while an onset is still unconfirmed
     threshold: float = 0.5  # silero's own recommended operating point
     neg_threshold: float = 0.35  # ... and its recommended release point

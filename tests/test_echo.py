@@ -1,0 +1,141 @@
+"""Echo guard alone, and with the turn policy on the bot's own voice fed back as echo."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mediasrv.audio import ULAW_DECODE, Pcm16, pcm16_to_ulaw
+from mediasrv.echo import EchoGuard, ulaw_peak_dbfs
+from mediasrv.errors import ConfigError
+from mediasrv.turns import (
+    BargeIn,
+    EndOfUtterance,
+    SpeechStarted,
+    TurnEvent,
+    TurnPolicy,
+    UtteranceSkipped,
+)
+
+SPEECH = Path("/work/shared/audio/speech")
+TICK = 0.020
+DELAY = 160 * 8  # 160 ms echo path, in samples
+
+
+def read(name: str) -> Pcm16:
+    with wave.open(str(SPEECH / name), "rb") as w:
+        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+
+
+def to_ulaw(samples: np.ndarray) -> bytes:
+    return pcm16_to_ulaw(np.clip(np.rint(samples), -32768, 32767).astype(np.int16))
+
+
+def gain(db: float) -> float:
+    return float(10 ** (db / 20))
+
+
+class Call:
+    """The bot's prompt going out, its echo (and maybe a caller) coming back."""
+
+    def __init__(self, echo_loss_db: float, tail_s: float = 2.0) -> None:
+        self.bot = read("en_espeak_bot_prompt.wav").astype(np.float64)
+        self.n = self.bot.shape[0] + int(tail_s * 8000)
+        self.inbound = np.zeros(self.n)
+        self.inbound[DELAY : DELAY + self.bot.shape[0]] = self.bot * gain(-echo_loss_db)
+        self.bot_frames = len(self.bot) // 160  # bot audio sent as whole frames
+
+    def add_caller(self, at_s: float, level_db: float = 0.0) -> int:
+        caller = read("en_espeak_caller.wav") * gain(level_db)
+        start = int(at_s * 8000)
+        self.inbound[start : start + caller.shape[0]] += caller
+        return start // 160
+
+    def run(
+        self, policy: TurnPolicy, stop_on_barge_in: bool = False
+    ) -> tuple[list[tuple[int, TurnEvent]], list[bytes]]:
+        """Play the call; return (frame index, event) pairs and what each frame forwarded."""
+        out, inb = to_ulaw(self.bot), to_ulaw(self.inbound)
+        events: list[tuple[int, TurnEvent]] = []
+        forwarded = []
+        playing = True
+        now = 0.0
+        for i in range(self.n // 160):
+            now += TICK
+            playing = playing and i < self.bot_frames
+            if playing:
+                policy.on_sent(out[i * 160 : (i + 1) * 160], now)
+            step = policy.feed(inb[i * 160 : (i + 1) * 160], now, ai_playing=playing, closing=False)
+            events += [(i, e) for e in step.events]
+            forwarded.append(step.forward)
+            if stop_on_barge_in and any(isinstance(e, BargeIn) for e in step.events):
+                playing = False  # what the bridge does: clear Twilio, cancel the response
+        return events, forwarded
+
+    def inbound_ulaw(self) -> bytes:
+        return to_ulaw(self.inbound)
+
+
+def test_ulaw_peak_matches_decoded_samples() -> None:
+    frame = bytes(range(0, 256, 2))[:160]
+    peak = int(np.abs(ULAW_DECODE[np.frombuffer(frame, np.uint8)].astype(np.int32)).max())
+    assert ulaw_peak_dbfs(frame) == pytest.approx(20 * np.log10(peak / 32768))
+    assert ulaw_peak_dbfs(b"\xff" * 160) == -120.0
+
+
+def test_everything_is_caller_outside_the_echo_window() -> None:
+    guard = EchoGuard(echo_window_ms=500)
+    assert guard.judge(-60.0, 1.0)
+    guard.on_sent(-3.0, 1.0)
+    assert not guard.judge(-10.0, 1.2)
+    assert guard.judge(-10.0, 1.51)
+
+
+def test_inbound_must_beat_loudest_sent_minus_erl() -> None:
+    guard = EchoGuard(erl_db=6.0, margin_db=1.5, echo_path_ms=400)
+    guard.on_sent(-3.0, 0.0)
+    guard.on_sent(-20.0, 0.3)
+    assert not guard.judge(-8.0, 0.35)  # the -3 dB frame may echo back at -9 dB, plus margin
+    assert guard.judge(-7.0, 0.35)
+    assert guard.judge(-20.0, 0.45)  # the loud frame is out of the echo path by now
+
+
+def test_guard_config_error_names_the_setting() -> None:
+    with pytest.raises(ConfigError, match="erl_db"):
+        EchoGuard(erl_db=-3.0)
+
+
+@pytest.mark.parametrize("echo_loss_db", [6.0, 10.0, 20.0])
+def test_own_voice_echo_is_never_caller_speech(echo_loss_db: float) -> None:
+    call = Call(echo_loss_db)
+    events, forwarded = call.run(TurnPolicy())
+    kinds = {type(e) for _, e in events}
+    assert not kinds & {SpeechStarted, BargeIn, EndOfUtterance}
+    assert all(e.reason == "echo" for _, e in events if isinstance(e, UtteranceSkipped))
+    window_end = call.bot_frames + 500 // 20  # echo window: 500 ms after the last sent frame
+    assert b"".join(forwarded[:window_end]) == b""
+
+
+def test_caller_over_echo_barges_in_and_makes_an_utterance() -> None:
+    call = Call(echo_loss_db=6.0, tail_s=3.0)
+    first = call.add_caller(at_s=2.0)  # as loud as the bot's own prompt
+    events, _ = call.run(TurnPolicy(), stop_on_barge_in=True)
+    kinds = [type(e) for _, e in events]
+    assert kinds == [SpeechStarted, BargeIn, EndOfUtterance]
+    assert events[0][0] >= first
+    end = events[-1][1]
+    assert isinstance(end, EndOfUtterance) and end.duration_s >= 1.0
+
+
+def test_prefix_is_forwarded_when_caller_speech_is_found_in_echo_window() -> None:
+    call = Call(echo_loss_db=6.0, tail_s=3.0)
+    call.add_caller(at_s=2.0)
+    _, forwarded = call.run(TurnPolicy())  # prefix_ms=300: 15 frames
+    first = next(i for i, chunk in enumerate(forwarded) if chunk)
+    assert first < call.bot_frames  # inside the window, while the bot still talks
+    inbound = call.inbound_ulaw()
+    assert forwarded[first] == inbound[(first - 14) * 160 : (first + 1) * 160]
+    assert all(len(chunk) == 160 for chunk in forwarded[first + 1 : call.bot_frames])

@@ -1,0 +1,130 @@
+"""TurnPolicy on synthetic frames, with a stand-in classifier: loud means speech."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from mediasrv.audio import pcm16_to_ulaw
+from mediasrv.errors import ConfigError
+from mediasrv.turns import (
+    BargeIn,
+    EndOfUtterance,
+    SpeechStarted,
+    TurnConfig,
+    TurnEvent,
+    TurnPolicy,
+    UtteranceSkipped,
+)
+
+TICK = 0.020
+SILENT = b"\xff" * 160
+LOUD = pcm16_to_ulaw(
+    (3000 * np.sin(2 * np.pi * 300 * np.arange(160) / 8000)).astype(np.int16)
+)  # about -23 dBFS
+
+
+class LoudIsSpeech:
+    """Say speech whenever the level stage found the frame active."""
+
+    def push(self, x: npt.NDArray[np.float32], active: bool) -> float | None:
+        return 1.0 if active else 0.0
+
+    def reset(self) -> None:
+        pass
+
+
+def make_policy(**settings: int) -> TurnPolicy:
+    return TurnPolicy(TurnConfig(**settings), classifier=LoudIsSpeech())
+
+
+def run(
+    policy: TurnPolicy,
+    frames: list[bytes],
+    now: float = 0.0,
+    *,
+    ai_playing: bool = False,
+    closing: bool = False,
+) -> tuple[list[tuple[int, TurnEvent]], float]:
+    """Feed frames; return (frame index, event) pairs and the clock after them."""
+    events = []
+    for i, frame in enumerate(frames):
+        now += TICK
+        step = policy.feed(frame, now, ai_playing=ai_playing, closing=closing)
+        events += [(i, e) for e in step.events]
+    return events, now
+
+
+def test_end_of_utterance_fires_once_after_trailing_silence() -> None:
+    policy = make_policy()
+    events, _ = run(policy, [LOUD] * 50 + [SILENT] * 100)
+    ends = [(i, e) for i, e in events if isinstance(e, EndOfUtterance)]
+    assert len(ends) == 1
+    index, end = ends[0]
+    assert index == 50 + 500 // 20 - 1  # the 25th silent frame completes 500 ms
+    assert end.duration_s == pytest.approx(1.0)
+    assert not end.echo_blocked
+
+
+def test_speech_started_once_when_vad_confirms() -> None:
+    events, _ = run(make_policy(), [LOUD] * 20)
+    assert [(i, type(e)) for i, e in events] == [(4, SpeechStarted)]  # 100 ms onset
+
+
+def test_short_utterance_is_skipped_with_reason(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mediasrv.turns")
+    events, _ = run(make_policy(), [LOUD] * 10 + [SILENT] * 30)
+    skipped = [e for _, e in events if isinstance(e, UtteranceSkipped)]
+    assert [(s.reason, s.duration_s) for s in skipped] == [("too_short", pytest.approx(0.2))]
+    assert not any(isinstance(e, EndOfUtterance) for _, e in events)
+    assert "END OF UTTERANCE: 0.20s echo_blocked=False" in caplog.text
+    assert "[UTT] SKIPPED: too_short" in caplog.text
+
+
+def test_utterance_is_skipped_when_closing() -> None:
+    events, _ = run(make_policy(), [LOUD] * 50 + [SILENT] * 30, closing=True)
+    assert [e.reason for _, e in events if isinstance(e, UtteranceSkipped)] == ["closing"]
+
+
+def test_barge_in_needs_barge_in_min_ms_of_speech() -> None:
+    events, _ = run(make_policy(), [LOUD] * 5 + [SILENT] * 30, ai_playing=True)
+    assert not any(isinstance(e, BargeIn) for _, e in events)
+    events, _ = run(make_policy(), [LOUD] * 20, ai_playing=True)
+    barge = [(i, e) for i, e in events if isinstance(e, BargeIn)]
+    assert len(barge) == 1
+    assert barge[0][0] == 120 // 20 - 1
+    assert barge[0][1].speech_ms == 120
+
+
+def test_no_barge_in_when_ai_not_playing() -> None:
+    events, _ = run(make_policy(), [LOUD] * 20, ai_playing=False)
+    assert not any(isinstance(e, BargeIn) for _, e in events)
+
+
+def test_gap_counts_as_silence() -> None:
+    policy = make_policy()
+    _, now = run(policy, [LOUD] * 50)
+    assert policy.feed_gap(400, now + 0.4).events == ()
+    step = policy.feed_gap(100, now + 0.5)
+    assert [type(e) for e in step.events] == [EndOfUtterance]
+    assert step.forward == b""
+
+
+def test_every_frame_is_forwarded_outside_echo_window() -> None:
+    policy = make_policy()
+    now = 0.0
+    for frame in [SILENT, LOUD, LOUD, SILENT]:
+        now += TICK
+        assert policy.feed(frame, now, ai_playing=False, closing=False).forward == frame
+
+
+@pytest.mark.parametrize(
+    "setting,value",
+    [("min_utterance_ms", 700), ("end_silence_ms", 50), ("barge_in_min_ms", 0), ("erl_db", -1)],
+)
+def test_config_error_names_the_setting(setting: str, value: int) -> None:
+    with pytest.raises(ConfigError, match=setting):
+        TurnConfig(**{setting: value})
