@@ -1,0 +1,235 @@
+"""The Flask app: POST /voice (TwiML), WS /media (the call), GET /healthz, GET /metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import simple_websocket
+from flask import Flask, Response, jsonify, request
+from flask_sock import Sock
+from twilio.request_validator import RequestValidator
+from twilio.twiml.voice_response import Connect, VoiceResponse
+
+from . import __version__
+from .call import Call, CallDeps
+from .clock import Clock, RealClock
+from .errors import PeerClosed
+from .logs import configure_logging
+from .metrics import Metrics
+from .realtime_client import Connector, ws_connector
+from .settings import Settings
+from .twilio_proto import Start
+
+log = logging.getLogger(__name__)
+PROMPTS_DIR = Path(__file__).parent / "prompts"
+
+
+class TwilioWs:
+    """Adapts simple-websocket's Server to the call's TwilioSocket seam."""
+
+    def __init__(self, ws: simple_websocket.Server) -> None:
+        self._ws = ws
+
+    def send(self, data: str) -> None:
+        try:
+            self._ws.send(data)
+        except (simple_websocket.ConnectionClosed, OSError) as exc:
+            raise PeerClosed("twilio socket closed") from exc
+
+    def receive(self, timeout: float) -> str | bytes | None:
+        try:
+            return self._ws.receive(timeout=timeout)
+        except simple_websocket.ConnectionClosed as exc:
+            raise PeerClosed("twilio socket closed") from exc
+
+
+class CallRegistry:
+    """Active calls of this process, the MAX_CALLS limit and the draining flag."""
+
+    def __init__(self, max_calls: int) -> None:
+        self.max_calls = max_calls
+        self.draining = threading.Event()
+        self._calls: set[Call] = set()
+        self._lock = threading.Lock()  # guards _calls (handler threads add and remove)
+
+    def has_room(self) -> bool:
+        with self._lock:
+            return not self.draining.is_set() and len(self._calls) < self.max_calls
+
+    def add(self, call: Call) -> bool:
+        with self._lock:
+            if self.draining.is_set() or len(self._calls) >= self.max_calls:
+                return False
+            self._calls.add(call)
+            return True
+
+    def remove(self, call: Call) -> None:
+        with self._lock:
+            self._calls.discard(call)
+
+    def active(self) -> list[Call]:
+        with self._lock:
+            return list(self._calls)
+
+
+def stream_token(auth_token: str, call_sid: str) -> str:
+    """Return the per-call token (stateless, so any worker can check it)."""
+    mac = hmac.new(auth_token.encode(), f"mediasrv-stream:{call_sid}".encode(), hashlib.sha256)
+    return mac.hexdigest()[:32]
+
+
+def load_prompts(folder: Path = PROMPTS_DIR) -> dict[str, bytes]:
+    """Read the bridge's own pre-rendered prompts (raw 8 kHz mu-law)."""
+    return {p.stem: p.read_bytes() for p in folder.glob("*.ulaw")}
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    connect_realtime: Connector | None = None,
+    metrics: Metrics | None = None,
+) -> Flask:
+    """Build the app; starts the local Realtime backend when no API key is set."""
+    configure_logging(settings.log_level, settings.log_format)
+    app = Flask(__name__)
+    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings.ws_max_message_bytes}
+    sock = Sock(app)
+    clock = clock or RealClock()
+    metrics = metrics or Metrics()
+    registry = CallRegistry(settings.max_calls)
+    connect = connect_realtime or _default_connector(settings)
+    validator = None
+    if settings.signatures_enabled:
+        validator = RequestValidator(settings.twilio_auth_token)
+    if validator is None:
+        log.warning(
+            "!!! TWILIO_AUTH_TOKEN and PUBLIC_URL are not both set: requests are NOT checked "
+            "for Twilio signatures and anyone can open a call. Set both in production. !!!"
+        )
+    prompts = load_prompts()
+    app.extensions["mediasrv"] = {"registry": registry, "metrics": metrics, "settings": settings}
+
+    @app.post("/voice")
+    def voice() -> Response:
+        if validator is not None and not _valid_voice(validator, settings):
+            log.warning("/voice: bad or missing X-Twilio-Signature: 403")
+            return Response("forbidden", status=403)
+        vr = VoiceResponse()
+        if not registry.has_room():
+            log.warning("/voice: at capacity (%d calls) or draining: rejecting busy",
+                        settings.max_calls)
+            metrics.calls_rejected.inc()
+            vr.reject(reason="busy")
+            return Response(str(vr), mimetype="text/xml")
+        connect_verb = Connect()
+        stream = connect_verb.stream(url=settings.stream_url(request.host))
+        call_sid = request.form.get("CallSid", "")
+        if validator is not None and call_sid:
+            stream.parameter(name="token", value=stream_token(settings.twilio_auth_token, call_sid))
+        vr.append(connect_verb)  # nothing after </Connect>: closing the stream hangs up
+        return Response(str(vr), mimetype="text/xml")
+
+    @app.before_request
+    def guard_media() -> Response | None:
+        if request.path != "/media":
+            return None
+        if validator is not None:
+            signature = request.headers.get("X-Twilio-Signature", "")
+            if not validator.validate(settings.stream_url(request.host), {}, signature):
+                log.warning("/media: bad or missing X-Twilio-Signature on upgrade: 403")
+                return Response("forbidden", status=403)
+        if not registry.has_room():
+            log.warning("/media: at capacity or draining: upgrade refused (503)")
+            metrics.calls_rejected.inc()
+            return Response("busy", status=503)
+        return None
+
+    def check_start(start: Start) -> str | None:
+        if validator is None:
+            return None
+        expected = stream_token(settings.twilio_auth_token, start.call_sid)
+        given = start.custom_parameters.get("token", "")
+        if not hmac.compare_digest(expected, given):
+            return "per-call token missing or wrong in start.customParameters"
+        return None
+
+    @sock.route("/media")
+    def media(ws: simple_websocket.Server) -> None:
+        deps = CallDeps(settings, clock, connect, prompts, metrics, check_start)
+        call = Call(TwilioWs(ws), deps)
+        if not registry.add(call):
+            log.warning("/media: at capacity: stream closed")
+            return
+        try:
+            call.run()
+        finally:
+            registry.remove(call)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(
+            status="ok",
+            version=__version__,
+            active_calls=len(registry.active()),
+            max_calls=settings.max_calls,
+            draining=registry.draining.is_set(),
+            backend="local" if settings.local_backend else "openai",
+        )
+
+    @app.get("/metrics")
+    def metrics_view() -> Response:
+        metrics.set_active(registry.active())
+        body, content_type = metrics.render()
+        return Response(body, content_type=content_type)
+
+    return app
+
+
+def _valid_voice(validator: RequestValidator, settings: Settings) -> bool:
+    url = settings.public_url + request.full_path.rstrip("?")
+    params: dict[str, Any] = request.form.to_dict(flat=True)
+    return bool(validator.validate(url, params, request.headers.get("X-Twilio-Signature", "")))
+
+
+_backend_lock = threading.Lock()  # the local backend is started once per process
+_backend: Any = None
+
+
+def _default_connector(settings: Settings) -> Connector:
+    if not settings.local_backend:
+        url = settings.realtime_url()
+        model = settings.openai_realtime_model
+        log.info("realtime backend: %s (model %s)", url.split("?")[0], model)
+        return ws_connector(url, settings.openai_api_key, settings.openai_connect_timeout_s)
+    url = local_backend_url()
+    log.info("realtime backend: BUILT-IN LOCAL echo-test backend at %s (no OPENAI_API_KEY)", url)
+    return ws_connector(url, "", settings.openai_connect_timeout_s)
+
+
+def local_backend_url() -> str:
+    """Start the built-in backend on loopback once per process; return its URL."""
+    global _backend
+    with _backend_lock:
+        if _backend is None:
+            from .localbackend import BackendOptions, LocalBackend
+
+            _backend = LocalBackend(BackendOptions()).start(host="127.0.0.1", port=0)
+        return str(_backend.url)
+
+
+def stop_local_backend() -> None:
+    global _backend
+    with _backend_lock:
+        if _backend is not None:
+            _backend.stop()
+            _backend = None
+
+
+ConnectorFactory = Callable[[Settings], Connector]

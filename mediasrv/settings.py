@@ -1,0 +1,197 @@
+"""Settings, read from the environment once and validated at start-up.
+
+Every variable is documented in README.md ("Configuration"); keep that table and
+`_SPEC` below in step. A bad value raises ConfigError naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from .errors import ConfigError
+
+DEFAULT_INSTRUCTIONS = (
+    "You are a friendly, concise voice assistant on a phone call. Keep answers short. "
+    "If the caller starts speaking while you are talking, stop immediately: do not finish "
+    "the sentence, never talk over the caller, wait until they have finished, then answer "
+    "only what they said."
+)
+DEFAULT_GREETING = "Hello! How can I help you today?"
+TURN_MODES = ("local", "server")
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 5050
+    openai_api_key: str = ""
+    openai_realtime_model: str = "gpt-realtime-2.1"
+    openai_realtime_url: str = ""
+    openai_voice: str = "marin"
+    instructions: str = DEFAULT_INSTRUCTIONS
+    greeting: str = DEFAULT_GREETING
+    public_url: str = ""
+    twilio_auth_token: str = ""
+    twilio_account_sid: str = ""
+    drain_timeout_ms: int = 500
+    log_level: str = "INFO"
+    log_format: str = "text"
+    turn_detection: str = "local"
+    prebuffer_ms: int = 60
+    mark_interval_ms: int = 200
+    append_batch_ms: int = 100
+    end_silence_ms: int = 500
+    min_utterance_ms: int = 300
+    barge_in_min_ms: int = 120
+    echo_window_ms: int = 500
+    echo_erl_db: float = 6.0
+    silence_timeout_s: float = 15.0
+    max_call_s: float = 1800.0
+    max_calls: int = 50
+    server_vad_threshold: float = 0.6
+    server_vad_silence_ms: int = 500
+    input_transcription_model: str = "gpt-4o-mini-transcribe"
+    openai_connect_timeout_s: float = 5.0
+    openai_stall_timeout_s: float = 10.0
+    ws_max_message_bytes: int = 64 * 1024
+
+    @property
+    def local_backend(self) -> bool:
+        """True when no API key is set and the built-in backend is used."""
+        return not self.openai_api_key and not self.openai_realtime_url
+
+    def realtime_url(self) -> str:
+        """Return the Realtime WebSocket URL to dial (empty for the local backend)."""
+        if self.openai_realtime_url:
+            return self.openai_realtime_url
+        if not self.openai_api_key:
+            return ""
+        query = urlencode({"model": self.openai_realtime_model})
+        return f"wss://api.openai.com/v1/realtime?{query}"
+
+    def stream_url(self, request_host: str) -> str:
+        """Return the wss:// URL Twilio should stream to."""
+        if self.public_url:
+            parts = urlsplit(self.public_url)
+            return f"wss://{parts.netloc}/media"
+        return f"wss://{request_host}/media"
+
+    @property
+    def signatures_enabled(self) -> bool:
+        return bool(self.twilio_auth_token and self.public_url)
+
+
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return value
+
+    return parse
+
+
+def _float(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return value
+
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        parts = urlsplit(raw.strip())
+        if parts.scheme not in schemes or not parts.netloc:
+            raise ValueError(f"must be a {'/'.join(schemes)} URL with a host")
+        return raw.strip().rstrip("/")
+
+    return parse
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+# env name -> (field, parser). MIN_UTTERANCE_MS is capped at 600 by the turn-taking spec.
+_SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "HOST": ("host", _text),
+    "PORT": ("port", _int(1, 65535)),
+    "OPENAI_API_KEY": ("openai_api_key", _text),
+    "OPENAI_REALTIME_MODEL": ("openai_realtime_model", _text),
+    "OPENAI_REALTIME_URL": ("openai_realtime_url", _url("ws", "wss")),
+    "OPENAI_VOICE": ("openai_voice", _text),
+    "INSTRUCTIONS": ("instructions", _text),
+    "GREETING": ("greeting", _text),
+    "PUBLIC_URL": ("public_url", _url("https", "http")),
+    "TWILIO_AUTH_TOKEN": ("twilio_auth_token", _text),
+    "TWILIO_ACCOUNT_SID": ("twilio_account_sid", _text),
+    "DRAIN_TIMEOUT_MS": ("drain_timeout_ms", _int(20, 10_000)),
+    "LOG_LEVEL": ("log_level", _choice("debug", "info", "warning", "error")),
+    "LOG_FORMAT": ("log_format", _choice("text", "json")),
+    "TURN_DETECTION": ("turn_detection", _choice(*TURN_MODES)),
+    "PREBUFFER_MS": ("prebuffer_ms", _int(0, 1000)),
+    "MARK_INTERVAL_MS": ("mark_interval_ms", _int(20, 1000)),
+    "APPEND_BATCH_MS": ("append_batch_ms", _int(20, 1000)),
+    "END_SILENCE_MS": ("end_silence_ms", _int(200, 3000)),
+    "MIN_UTTERANCE_MS": ("min_utterance_ms", _int(60, 600)),
+    "BARGE_IN_MIN_MS": ("barge_in_min_ms", _int(20, 2000)),
+    "ECHO_WINDOW_MS": ("echo_window_ms", _int(0, 5000)),
+    "ECHO_ERL_DB": ("echo_erl_db", _float(0.0, 60.0)),
+    "SILENCE_TIMEOUT_S": ("silence_timeout_s", _float(1.0, 3600.0)),
+    "MAX_CALL_S": ("max_call_s", _float(5.0, 86_400.0)),
+    "MAX_CALLS": ("max_calls", _int(1, 10_000)),
+    "SERVER_VAD_THRESHOLD": ("server_vad_threshold", _float(0.0, 1.0)),
+    "SERVER_VAD_SILENCE_MS": ("server_vad_silence_ms", _int(500, 5000)),
+    "INPUT_TRANSCRIPTION_MODEL": ("input_transcription_model", _text),
+    "OPENAI_CONNECT_TIMEOUT_S": ("openai_connect_timeout_s", _float(0.1, 60.0)),
+    "OPENAI_STALL_TIMEOUT_S": ("openai_stall_timeout_s", _float(0.5, 600.0)),
+    "WS_MAX_MESSAGE_BYTES": ("ws_max_message_bytes", _int(1024, 1 << 20)),
+}
+
+ENV_NAMES = tuple(_SPEC)
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build Settings from `env` (default os.environ); raise ConfigError naming a bad variable."""
+    source = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for name, (field, parse) in _SPEC.items():
+        raw = source.get(name)
+        if raw is None or (raw == "" and field not in ("greeting",)):
+            continue
+        try:
+            values[field] = parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: invalid value {_shown(name, raw)}: {exc}") from exc
+    known = {f.name for f in fields(Settings)}
+    for key in overrides:
+        if key not in known:
+            raise ConfigError(f"unknown setting override {key!r}")
+    values.update(overrides)
+    if "log_level" in values:
+        values["log_level"] = str(values["log_level"]).upper()
+    return Settings(**values)
+
+
+def _shown(name: str, raw: str) -> str:
+    # Never echo secrets into logs or error messages.
+    if "KEY" in name or "TOKEN" in name:
+        return "(hidden)"
+    return repr(raw[:80])

@@ -1,0 +1,285 @@
+"""Audio out: the Twilio writer, the framer thread and the 20 ms paced tx thread.
+
+Flow: realtime reader --deltas--> audio_out_q (150) --framer--> tx_q (150 frames, 3 s)
+--tx loop, one frame per 20 ms deadline--> TwilioWriter --> Twilio.
+
+A frame of a cancelled response must never reach Twilio, whichever thread holds it at
+the moment of barge-in. Every frame carries the writer's *generation* read when it was
+framed; barge-in bumps the generation and sends `clear` under the writer's lock, and
+`send_frame` drops any frame of an older generation under the same lock. So a frame
+is either on the wire before the `clear` (and `clear` discards it at Twilio) or never.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from .audio import FRAME_BYTES, FRAME_MS, ULAW_SILENCE
+from .clock import Clock
+from .errors import PeerClosed
+from .twilio_proto import TwilioMessages
+
+log = logging.getLogger(__name__)
+
+TICK = FRAME_MS / 1000.0
+# If the tx thread falls this far behind its deadlines (a stalled socket, a GC pause)
+# it re-anchors instead of bursting the backlog out faster than real time.
+_RESYNC_S = 0.2
+# A burst with nothing to play for this long (and no end marker) is over.
+_BURST_GAP_S = 0.5
+
+
+class TextSocket(Protocol):
+    def send(self, data: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    gen: int
+    response_id: str
+    item_id: str
+    audio: bytes | None  # None marks the end of the item's audio
+
+
+class TwilioWriter:
+    """Serialises writes to the Twilio socket; owns the playout generation."""
+
+    def __init__(self, ws: TextSocket, messages: TwilioMessages) -> None:
+        self._ws = ws
+        self._msgs = messages
+        self._lock = threading.Lock()  # one writer at a time; gen check + send atomic vs clear
+        self.gen = 0
+        self.frames_sent = 0
+
+    def send_frame(self, gen: int, audio: bytes) -> bool:
+        """Send one frame unless a clear has superseded its generation."""
+        text = self._msgs.media(audio)
+        with self._lock:
+            if gen != self.gen:
+                return False
+            self._send(text)
+            self.frames_sent += 1
+        return True
+
+    def send_mark(self, gen: int, name: str, register: Callable[[], None]) -> bool:
+        """Send a mark of generation `gen`; `register` records it first, under the lock."""
+        text = self._msgs.mark(name)
+        with self._lock:
+            if gen != self.gen:
+                return False
+            register()
+            self._send(text)
+        return True
+
+    def clear(self, on_clear: Callable[[], None]) -> int:
+        """Bump the generation and send `clear`; `on_clear` runs first, under the lock."""
+        with self._lock:
+            self.gen += 1
+            on_clear()
+            self._send(self._msgs.clear)
+            return self.gen
+
+    def send_text(self, text: str) -> None:
+        with self._lock:
+            self._send(text)
+
+    def _send(self, text: str) -> None:
+        try:
+            self._ws.send(text)
+        except PeerClosed:
+            raise
+        except Exception as exc:  # the socket library's own error types vary
+            raise PeerClosed(f"twilio send failed: {exc.__class__.__name__}") from exc
+
+
+class Framer:
+    """Cuts backend deltas into 160-byte frames: audio_out_q -> tx_q."""
+
+    def __init__(
+        self,
+        audio_out_q: queue.Queue[tuple[str, str, bytes | None]],
+        tx_q: queue.Queue[Frame],
+        writer: TwilioWriter,
+        is_cancelled: Callable[[str], bool],
+        refill: Callable[[], None],
+        closing: threading.Event,
+    ) -> None:
+        self._in = audio_out_q
+        self._out = tx_q
+        self._writer = writer
+        self._is_cancelled = is_cancelled
+        self._refill = refill
+        self._closing = closing
+        self._partial: dict[str, bytes] = {}
+
+    def run(self) -> None:
+        while not self._closing.is_set():
+            try:
+                response_id, item_id, audio = self._in.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self._refill()  # move waiting backlog into the freed queue slot, in order
+            gen = self._writer.gen  # read before the cancel check (see module docstring)
+            if self._is_cancelled(response_id):
+                self._partial.pop(item_id, None)
+                continue
+            if audio is None:
+                self._finish_item(gen, response_id, item_id)
+            else:
+                self._frame(gen, response_id, item_id, audio)
+
+    def _frame(self, gen: int, response_id: str, item_id: str, audio: bytes) -> None:
+        data = self._partial.pop(item_id, b"") + audio
+        whole = len(data) - len(data) % FRAME_BYTES
+        for start in range(0, whole, FRAME_BYTES):
+            if not self._put(Frame(gen, response_id, item_id, data[start : start + FRAME_BYTES])):
+                return
+        if whole < len(data):
+            self._partial[item_id] = data[whole:]
+
+    def _finish_item(self, gen: int, response_id: str, item_id: str) -> None:
+        rest = self._partial.pop(item_id, b"")
+        if rest:
+            padded = rest + bytes([ULAW_SILENCE]) * (FRAME_BYTES - len(rest))
+            self._put(Frame(gen, response_id, item_id, padded))
+        self._put(Frame(gen, response_id, item_id, None))
+
+    def _put(self, frame: Frame) -> bool:
+        # Blocking here is fine: only the framer waits; the realtime reader never does.
+        while not self._closing.is_set():
+            if frame.gen != self._writer.gen:
+                return False  # superseded by a clear while we waited
+            try:
+                self._out.put(frame, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+
+@dataclass
+class TxStats:
+    underruns: int = 0
+    late_frames: int = 0
+    bursts: int = 0
+
+
+class TxLoop:
+    """Sends one frame per 20 ms to absolute deadlines, with marks for playback truth."""
+
+    def __init__(
+        self,
+        tx_q: queue.Queue[Frame],
+        writer: TwilioWriter,
+        clock: Clock,
+        closing: threading.Event,
+        *,
+        prebuffer_ms: int,
+        mark_interval_ms: int,
+        register_mark: Callable[[str, str, float, bool], None],
+        on_first_frame: Callable[[str, float], None],
+        sent_ref: deque[tuple[float, bytes]],
+    ) -> None:
+        self._q = tx_q
+        self._writer = writer
+        self._clock = clock
+        self._closing = closing
+        self._prebuffer_s = prebuffer_ms / 1000.0
+        self._mark_frames = max(1, mark_interval_ms // FRAME_MS)
+        self._register_mark = register_mark
+        self._on_first_frame = on_first_frame
+        self._sent_ref = sent_ref
+        self.stats = TxStats()
+        self._item_ms: dict[str, float] = {}
+        self._since_mark = 0
+
+    def run(self) -> None:
+        while not self._closing.is_set():
+            try:
+                first = self._q.get(timeout=0.1)  # idle: block instead of ticking
+            except queue.Empty:
+                continue
+            if first.gen != self._writer.gen:
+                continue
+            self._burst(first)
+
+    def _burst(self, first: Frame) -> None:
+        """Play one burst of audio at real time, starting after the prebuffer."""
+        self.stats.bursts += 1
+        self._prebuffer()
+        deadline = self._clock.now()
+        pending: Frame | None = first
+        last_audio = deadline
+        while not self._closing.is_set():
+            if pending is None:
+                try:
+                    pending = self._q.get_nowait()
+                except queue.Empty:
+                    pending = None
+            if pending is not None and pending.gen != self._writer.gen:
+                pending = None  # a clear superseded it: drop without using a tick
+                continue
+            if pending is not None and pending.audio is None:
+                self._mark(pending, end=True)
+                pending = None
+                if self._q.empty():
+                    return
+                continue
+            if not self._clock.sleep_until(deadline, self._closing):
+                return
+            now = self._clock.now()
+            if now - deadline > _RESYNC_S:
+                self.stats.late_frames += 1
+                deadline = now
+            deadline += TICK
+            if pending is None:
+                if now - last_audio > _BURST_GAP_S:
+                    return
+                self.stats.underruns += 1
+                continue
+            last_audio = now
+            self._send(pending, now)
+            pending = None
+
+    def _prebuffer(self) -> None:
+        """Wait until `prebuffer_ms` of audio is queued (or that long at most)."""
+        need = int(self._prebuffer_s * 1000) // FRAME_MS - 1  # `first` is already in hand
+        give_up = self._clock.now() + self._prebuffer_s
+        while self._q.qsize() < need and not self._closing.is_set():
+            now = self._clock.now()
+            if now >= give_up:
+                return
+            self._clock.sleep_until(min(give_up, now + 0.002), self._closing)
+
+    def _send(self, frame: Frame, now: float) -> None:
+        assert frame.audio is not None
+        if not self._writer.send_frame(frame.gen, frame.audio):
+            return
+        self._sent_ref.append((now, frame.audio))
+        sent = self._item_ms.get(frame.item_id)
+        if sent is None:
+            sent = 0.0
+            self._since_mark = 0
+            self._on_first_frame(frame.response_id, now)
+        sent += FRAME_MS
+        self._item_ms[frame.item_id] = sent
+        self._since_mark += 1
+        # A mark after the first frame times the start of playback; then every interval.
+        if sent == FRAME_MS or self._since_mark >= self._mark_frames:
+            self._mark(frame, end=False)
+
+    def _mark(self, frame: Frame, end: bool) -> None:
+        sent = self._item_ms.get(frame.item_id, 0.0)
+        name = f"{frame.response_id}:{frame.item_id}:{int(sent)}" + (":end" if end else "")
+        self._since_mark = 0
+        self._writer.send_mark(
+            frame.gen, name, lambda: self._register_mark(name, frame.item_id, sent, end)
+        )
+        if end:
+            self._item_ms.pop(frame.item_id, None)

@@ -1,0 +1,8 @@
+"""WSGI entry point: `wsgi_app = "mediasrv.wsgi:app"` in gunicorn.conf.py."""
+
+from __future__ import annotations
+
+from .app import create_app
+from .settings import load_settings
+
+app = create_app(load_settings())
