@@ -1,0 +1,132 @@
+"""Settings of the local Realtime backend and its thread-safe counters.
+
+`BackendOptions` is a frozen value object checked once at construction; `BackendStats`
+is the one piece of state shared by every session of a backend.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mediasrv.errors import ConfigError
+
+PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+
+Fault = Literal["close_mid_response", "stall_mid_response", "no_handshake", "error_on_response"]
+FAULTS: frozenset[str] = frozenset(
+    {"close_mid_response", "stall_mid_response", "no_handshake", "error_on_response"}
+)
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """How the local backend paces audio, where its prompts are, which fault it injects.
+
+    Faults (for tests of the bridge; `None` = behave):
+      - "close_mid_response": after `fault_after_deltas` audio deltas of a response the TCP
+        connection is dropped without a WebSocket close frame (a network failure).
+      - "stall_mid_response": after `fault_after_deltas` deltas the response freezes: no
+        more deltas, no `response.done`. The session still answers client events, so
+        `response.cancel` ends it (status cancelled).
+      - "no_handshake": TCP connections are accepted but the HTTP upgrade is never answered.
+      - "error_on_response": every `response.create` yields `response.created` then
+        `response.done` with status "failed" and a `server_error` in status_details.
+    """
+
+    speed: float = 5.0  # audio streamed at 5x real time, like the real API's bursts
+    delta_ms: int = 100  # audio per `response.output_audio.delta`
+    prompts_dir: Path = PROMPTS_DIR
+    model: str = "gpt-realtime-2.1"  # used when the client's URL has no `model=`
+    fault: Fault | None = None
+    fault_after_deltas: int = 3
+    server_vad_threshold_db: float = 15.0  # speech = this far above the tracked noise floor
+    server_vad_min_speech_ms: int = 100  # energy must last this long to count as speech
+    answer_caller_audio_cap_ms: int = 6000  # longest caller audio echoed in an answer
+    socket_timeout_s: float = 2.0  # a client that stops reading for this long is dropped
+
+    def __post_init__(self) -> None:
+        if not self.speed > 0:
+            raise ConfigError(f"speed must be > 0, got {self.speed!r}")
+        if self.delta_ms < 10 or self.delta_ms % 10:
+            raise ConfigError(f"delta_ms must be a positive multiple of 10, got {self.delta_ms!r}")
+        if self.fault is not None and self.fault not in FAULTS:
+            raise ConfigError(f"fault must be one of {sorted(FAULTS)} or None, got {self.fault!r}")
+        if self.fault_after_deltas < 0:
+            raise ConfigError("fault_after_deltas must be >= 0")
+        if self.socket_timeout_s <= 0:
+            raise ConfigError("socket_timeout_s must be > 0")
+
+    @property
+    def delta_interval_s(self) -> float:
+        """Return the wall-clock gap between two audio deltas of one response."""
+        return self.delta_ms / 1000.0 / self.speed
+
+
+@dataclass
+class BackendStats:
+    """Counters shared by all sessions; every method is short and thread-safe."""
+
+    sessions_opened: int = 0
+    sessions_active: int = 0
+    responses_created: int = 0
+    responses_completed: int = 0
+    responses_cancelled: int = 0
+    responses_failed: int = 0
+    commits: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    truncations: list[tuple[str, int, int]] = field(default_factory=list)
+    # Guards every field above; held only for a few increments, never while blocking.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def session_opened(self) -> None:
+        with self._lock:
+            self.sessions_opened += 1
+            self.sessions_active += 1
+
+    def session_closed(self) -> None:
+        with self._lock:
+            self.sessions_active -= 1
+
+    def response_created(self) -> None:
+        with self._lock:
+            self.responses_created += 1
+
+    def response_done(self, status: str) -> None:
+        with self._lock:
+            if status == "completed":
+                self.responses_completed += 1
+            elif status == "cancelled":
+                self.responses_cancelled += 1
+            else:
+                self.responses_failed += 1
+
+    def committed(self) -> None:
+        with self._lock:
+            self.commits += 1
+
+    def error_sent(self, code: str) -> None:
+        with self._lock:
+            self.errors[code] += 1
+
+    def truncated(self, item_id: str, audio_end_ms: int, item_ms: int) -> None:
+        with self._lock:
+            self.truncations.append((item_id, audio_end_ms, item_ms))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return a copy of every counter as plain data."""
+        with self._lock:
+            return {
+                "sessions_opened": self.sessions_opened,
+                "sessions_active": self.sessions_active,
+                "responses_created": self.responses_created,
+                "responses_completed": self.responses_completed,
+                "responses_cancelled": self.responses_cancelled,
+                "responses_failed": self.responses_failed,
+                "commits": self.commits,
+                "errors": dict(self.errors),
+                "truncations": list(self.truncations),
+            }
