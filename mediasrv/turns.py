@@ -118,6 +118,11 @@ class TurnPolicy:
         self._blocked = False  # frames of this utterance were withheld as echo
         self._barged = False
         self._started = False  # SpeechStarted sent for this utterance
+        # Audio time (ms), so an utterance is measured from its first caller frame: echo
+        # heard before the caller spoke must not lengthen the caller's turn.
+        self._audio_ms = 0
+        self._speech_until_ms = 0
+        self._caller_from_ms = 0
 
     def on_sent(self, frame_ulaw: bytes, now: float) -> None:
         """Record one frame sent to the caller as the echo reference."""
@@ -128,16 +133,22 @@ class TurnPolicy:
         vad = self.vad
         event = vad.feed(ULAW_DECODE[np.frombuffer(frame_ulaw, dtype=np.uint8)], now)
         events: list[TurnEvent] = []
+        self._audio_ms += FRAME_MS
         if vad.is_speech:
             if not self._in_utterance:
                 self._begin()
+            self._speech_until_ms = self._audio_ms
         elif self._in_utterance and event is None and vad.state is VadState.SILENCE:
             self._in_utterance = False  # an onset the VAD gave up on (a click, a cough)
         in_window = self.echo.in_window(now, ai_playing)
         if vad.is_speech and (
             not in_window or self.echo.judge(ulaw_peak_dbfs(frame_ulaw), now, ai_playing)
         ):
-            self._caller = True
+            if not self._caller:
+                self._caller = True
+                self._caller_from_ms = self._audio_ms - FRAME_MS
+                if in_window:  # the held prefix goes out with it: count it as heard
+                    self._caller_from_ms -= FRAME_MS * (len(self._prefix) if self._blocked else 0)
             self._caller_ms += FRAME_MS
             if ai_playing and not self._barged and self._caller_ms >= self.config.barge_in_min_ms:
                 self._barged = True
@@ -155,6 +166,7 @@ class TurnPolicy:
     def feed_gap(self, ms: int, now: float, *, closing: bool = False) -> TurnStep:
         """Count `ms` of inbound frames that never came as silence."""
         event = self.vad.feed_gap(ms, now)
+        self._audio_ms += max(0, ms)
         if event is None:
             return _NOTHING
         events: list[TurnEvent] = []
@@ -197,6 +209,9 @@ class TurnPolicy:
         self._in_utterance = False
         duration = event.duration_s
         echo = not self._caller
+        if not echo:
+            caller_s = (self._speech_until_ms - self._caller_from_ms) / 1000.0
+            duration = min(duration, max(caller_s, 0.0))
         log.info("END OF UTTERANCE: %.2fs echo_blocked=%s", duration, self._blocked)
         reason = None
         if closing:

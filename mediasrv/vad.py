@@ -66,7 +66,7 @@ VadEvent = SpeechStart | SpeechEnd
 
 class SpeechClassifier(Protocol):
     def push(self, x: npt.NDArray[np.float32], active: bool) -> float | None:
-        """Take one frame of floats in [-1, 1); return a new probability, if any."""
+        """Take one frame of floats in [-1, 1) (reused by the caller: copy, do not keep)."""
         ...
 
     def reset(self) -> None:
@@ -119,6 +119,7 @@ class Vad:
         self.floor_dbfs = cfg.floor_init_dbfs
         self.is_speech = False  # the last frame's verdict
         self._prob = 0.0
+        self._x = np.empty(FRAME_MS * 8, dtype=np.float32)  # reused: classifiers copy it
         self._rise = cfg.floor_rise_db_per_s * FRAME_MS / 1000.0
         self._speech_ms = 0  # speech heard in the current MAYBE_SPEECH/SPEECH
         self._quiet_ms = 0  # non-speech since the last speech frame
@@ -126,7 +127,8 @@ class Vad:
 
     def feed(self, frame: Pcm16, now: float) -> VadEvent | None:
         """Take one 20 ms frame of int16 samples; return a state change, if any."""
-        x = frame.astype(np.float32) * _INV_FULL_SCALE  # widen before arithmetic
+        x = self._x if frame.shape == self._x.shape else np.empty(frame.shape, np.float32)
+        np.multiply(frame, _INV_FULL_SCALE, out=x)  # widen to float before arithmetic
         power = float(np.dot(x, x)) / x.shape[0]
         level = 10.0 * math.log10(power) if power > 1e-12 else _FLOOR_DBFS
         self.level_dbfs = level

@@ -3,7 +3,8 @@
 Prints, per file and candidate: the share of frames judged speech, the number of speech
 turns of at least 300 ms the state machine produces (speech files must yield some, others
 none), and the CPU cost per 20 ms frame in microseconds (time.perf_counter over the file).
-Speech files are also measured mixed into pink noise at 10 dB SNR.
+Speech files are also measured mixed into pink noise at 10 dB SNR. Last, the cost of the
+whole TurnPolicy (VAD + echo guard) per inbound frame on a typical call mix.
 
     PYTHONPATH=. .venv/bin/python scripts/vad_eval.py [AUDIO_DIR]
 """
@@ -20,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mediasrv.audio import FRAME_BYTES, Pcm16, pcm16_to_ulaw, ulaw_to_pcm16
+from mediasrv.turns import TurnPolicy
 from mediasrv.vad import SpeechClassifier, SpeechEnd, Vad
 from mediasrv.vad_silero import SileroClassifier
 from mediasrv.vad_spectral import SpectralClassifier
@@ -78,6 +80,60 @@ def run(samples: Pcm16, classifier: SpeechClassifier) -> tuple[float, int, float
     return speech / len(frames), turns, cost
 
 
+def call_mix(audio_dir: Path, rounds: int = 4) -> tuple[bytes, bytes, list[bool]]:
+    """Build a typical call: bot talks (echo back at 20 dB ERL), caller answers, pauses.
+
+    Returns (outbound mu-law, inbound mu-law, ai_playing per frame). The inbound line
+    carries -55 dBFS pink comfort noise throughout.
+    """
+    bot = read_wav(audio_dir / "speech/en_espeak_bot_prompt.wav").astype(np.float64)
+    callers = [
+        read_wav(audio_dir / f"speech/{name}").astype(np.float64)
+        for name in ("en_espeak_caller.wav", "en_asterisk_allison_vm-intro.wav")
+    ]
+    out: list[np.ndarray] = []
+    inb: list[np.ndarray] = []
+    for i in range(rounds):
+        pause = np.zeros(8000)
+        caller = callers[i % len(callers)]
+        echo = np.concatenate([np.zeros(1280), bot * 0.1])[: bot.shape[0]]  # 160 ms, -20 dB
+        out += [bot, np.zeros(caller.shape[0]), pause]
+        inb += [echo, caller, pause]
+    outbound = np.concatenate(out)
+    inbound = np.concatenate(inb)
+    inbound = inbound + pink_noise(inbound.shape[0]) * 32768 * 10 ** (-67 / 20)
+    playing = [bool(np.any(outbound[i : i + 160])) for i in range(0, outbound.shape[0], 160)]
+    return to_ulaw(outbound), to_ulaw(inbound), playing
+
+
+def to_ulaw(x: npt.NDArray[np.float64]) -> bytes:
+    """Round, clip and encode float samples."""
+    return pcm16_to_ulaw(np.clip(np.rint(x), -32768, 32767).astype(np.int16))
+
+
+def turn_policy_cost(audio_dir: Path) -> None:
+    """Print the TurnPolicy cost per inbound frame (feed + on_sent) on a call mix."""
+    outbound, inbound, playing = call_mix(audio_dir)
+    policy = TurnPolicy()
+    frames = len(inbound) // FRAME_BYTES
+    events = 0
+    now = 0.0
+    start = time.perf_counter()
+    for i in range(frames):
+        now += 0.020
+        chunk = slice(i * FRAME_BYTES, (i + 1) * FRAME_BYTES)
+        if playing[i]:
+            policy.on_sent(outbound[chunk], now)
+        events += len(policy.feed(inbound[chunk], now, ai_playing=playing[i], closing=False).events)
+    cost = (time.perf_counter() - start) / frames * 1e6
+    share = sum(playing) / frames
+    print(
+        f"TurnPolicy on a {frames * 0.02:.0f} s call mix (bot {share:.0%} of the time, echo at "
+        f"20 dB ERL, caller turns, -55 dBFS comfort noise): {cost:.1f} us/frame, "
+        f"{events} events"
+    )
+
+
 def main() -> None:
     audio_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else AUDIO_DIR
     candidates: dict[str, Callable[[], SpeechClassifier]] = {
@@ -101,6 +157,8 @@ def main() -> None:
             ok = (turns > 0) == (expect == "turns")
             cells.append(f"{'' if ok else 'FAIL':>8} {share:6.2f} {turns:5d} {cost:7.1f}")
         print(f"{name:58} {expect:>6} | {' | '.join(cells)}")
+    print()
+    turn_policy_cost(audio_dir)
 
 
 if __name__ == "__main__":

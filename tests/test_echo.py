@@ -127,7 +127,9 @@ def test_caller_over_echo_barges_in_and_makes_an_utterance() -> None:
     assert kinds == [SpeechStarted, BargeIn, EndOfUtterance]
     assert events[0][0] >= first
     end = events[-1][1]
-    assert isinstance(end, EndOfUtterance) and end.duration_s >= 1.0
+    assert isinstance(end, EndOfUtterance)
+    # Measured from the caller's first frame: the echo heard before it does not count.
+    assert 2.0 <= end.duration_s <= read("en_espeak_caller.wav").shape[0] / 8000
 
 
 def test_prefix_is_forwarded_when_caller_speech_is_found_in_echo_window() -> None:
