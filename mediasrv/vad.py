@@ -119,7 +119,7 @@ class Vad:
         self.floor_dbfs = cfg.floor_init_dbfs
         self.is_speech = False  # the last frame's verdict
         self._prob = 0.0
-        self._x = np.empty(FRAME_MS * 8, dtype=np.float32)  # reused: classifiers copy it
+        self._x: npt.NDArray[np.float32] = np.empty(FRAME_MS * 8, dtype=np.float32)  # reused
         self._rise = cfg.floor_rise_db_per_s * FRAME_MS / 1000.0
         self._speech_ms = 0  # speech heard in the current MAYBE_SPEECH/SPEECH
         self._quiet_ms = 0  # non-speech since the last speech frame
@@ -129,7 +129,7 @@ class Vad:
         """Take one 20 ms frame of int16 samples; return a state change, if any."""
         x = self._x if frame.shape == self._x.shape else np.empty(frame.shape, np.float32)
         np.multiply(frame, _INV_FULL_SCALE, out=x)  # widen to float before arithmetic
-        power = float(np.dot(x, x)) / x.shape[0]
+        power = float(np.dot(x, x)) / x.size
         level = 10.0 * math.log10(power) if power > 1e-12 else _FLOOR_DBFS
         self.level_dbfs = level
         cfg = self.config

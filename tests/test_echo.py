@@ -39,44 +39,49 @@ def gain(db: float) -> float:
 
 
 class Call:
-    """The bot's prompt going out, its echo (and maybe a caller) coming back."""
+    """The bot's prompt going out; its echo (what was really sent) and a caller coming back."""
 
     def __init__(self, echo_loss_db: float, tail_s: float = 2.0) -> None:
         self.bot = read("en_espeak_bot_prompt.wav").astype(np.float64)
-        self.n = self.bot.shape[0] + int(tail_s * 8000)
-        self.inbound = np.zeros(self.n)
-        self.inbound[DELAY : DELAY + self.bot.shape[0]] = self.bot * gain(-echo_loss_db)
-        self.bot_frames = len(self.bot) // 160  # bot audio sent as whole frames
+        self.bot_frames = self.bot.shape[0] // 160  # bot audio sent as whole frames
+        self.n = self.bot_frames * 160 + int(tail_s * 8000)
+        self.echo_gain = gain(-echo_loss_db)
+        self.caller = np.zeros(self.n)
 
     def add_caller(self, at_s: float, level_db: float = 0.0) -> int:
         caller = read("en_espeak_caller.wav") * gain(level_db)
         start = int(at_s * 8000)
-        self.inbound[start : start + caller.shape[0]] += caller
+        self.caller[start : start + caller.shape[0]] += caller
         return start // 160
 
     def run(
         self, policy: TurnPolicy, stop_on_barge_in: bool = False
-    ) -> tuple[list[tuple[int, TurnEvent]], list[bytes]]:
-        """Play the call; return (frame index, event) pairs and what each frame forwarded."""
-        out, inb = to_ulaw(self.bot), to_ulaw(self.inbound)
+    ) -> tuple[list[tuple[int, TurnEvent]], list[bytes], bytes]:
+        """Play the call; return (frame index, event) pairs, each frame's forward, inbound."""
+        sent = np.zeros(self.n + DELAY)  # what the caller's phone played, 160 ms late
+        inbound = b""
         events: list[tuple[int, TurnEvent]] = []
         forwarded = []
         playing = True
         now = 0.0
         for i in range(self.n // 160):
             now += TICK
+            frame = slice(i * 160, (i + 1) * 160)
             playing = playing and i < self.bot_frames
             if playing:
-                policy.on_sent(out[i * 160 : (i + 1) * 160], now)
-            step = policy.feed(inb[i * 160 : (i + 1) * 160], now, ai_playing=playing, closing=False)
+                out = to_ulaw(self.bot[frame])
+                policy.on_sent(out, now)
+                sent[i * 160 + DELAY : (i + 1) * 160 + DELAY] = ULAW_DECODE[
+                    np.frombuffer(out, np.uint8)
+                ]
+            heard = to_ulaw(self.caller[frame] + sent[frame] * self.echo_gain)
+            inbound += heard
+            step = policy.feed(heard, now, ai_playing=playing, closing=False)
             events += [(i, e) for e in step.events]
             forwarded.append(step.forward)
             if stop_on_barge_in and any(isinstance(e, BargeIn) for e in step.events):
                 playing = False  # what the bridge does: clear Twilio, cancel the response
-        return events, forwarded
-
-    def inbound_ulaw(self) -> bytes:
-        return to_ulaw(self.inbound)
+        return events, forwarded, inbound
 
 
 def test_ulaw_peak_matches_decoded_samples() -> None:
@@ -111,7 +116,7 @@ def test_guard_config_error_names_the_setting() -> None:
 @pytest.mark.parametrize("echo_loss_db", [6.0, 10.0, 20.0])
 def test_own_voice_echo_is_never_caller_speech(echo_loss_db: float) -> None:
     call = Call(echo_loss_db)
-    events, forwarded = call.run(TurnPolicy())
+    events, forwarded, _ = call.run(TurnPolicy())
     kinds = {type(e) for _, e in events}
     assert not kinds & {SpeechStarted, BargeIn, EndOfUtterance}
     assert all(e.reason == "echo" for _, e in events if isinstance(e, UtteranceSkipped))
@@ -122,7 +127,7 @@ def test_own_voice_echo_is_never_caller_speech(echo_loss_db: float) -> None:
 def test_caller_over_echo_barges_in_and_makes_an_utterance() -> None:
     call = Call(echo_loss_db=6.0, tail_s=3.0)
     first = call.add_caller(at_s=2.0)  # as loud as the bot's own prompt
-    events, _ = call.run(TurnPolicy(), stop_on_barge_in=True)
+    events, _, _ = call.run(TurnPolicy(), stop_on_barge_in=True)
     kinds = [type(e) for _, e in events]
     assert kinds == [SpeechStarted, BargeIn, EndOfUtterance]
     assert events[0][0] >= first
@@ -135,9 +140,8 @@ def test_caller_over_echo_barges_in_and_makes_an_utterance() -> None:
 def test_prefix_is_forwarded_when_caller_speech_is_found_in_echo_window() -> None:
     call = Call(echo_loss_db=6.0, tail_s=3.0)
     call.add_caller(at_s=2.0)
-    _, forwarded = call.run(TurnPolicy())  # prefix_ms=300: 15 frames
+    _, forwarded, inbound = call.run(TurnPolicy())  # prefix_ms=300: 15 frames
     first = next(i for i, chunk in enumerate(forwarded) if chunk)
     assert first < call.bot_frames  # inside the window, while the bot still talks
-    inbound = call.inbound_ulaw()
     assert forwarded[first] == inbound[(first - 14) * 160 : (first + 1) * 160]
     assert all(len(chunk) == 160 for chunk in forwarded[first + 1 : call.bot_frames])
