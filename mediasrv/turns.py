@@ -44,6 +44,9 @@ class TurnConfig:
     barge_in_min_ms: int = 120  # caller speech needed to cut the bot off
     echo_window_ms: int = 500  # echo tail after our last sent frame
     erl_db: float = 6.0  # worst echo return loss we must survive (speakerphone)
+    # Echo delays up to ~380 ms are covered. 200 ms cuts barge-in over the bot from ~0.6 s
+    # to ~0.25 s (caller as loud as the bot) but only covers delays up to ~180 ms.
+    echo_path_ms: int = 400
     prefix_ms: int = 300  # audio before detection forwarded with it: the first syllable
     vad_onset_ms: int = 100  # see VadConfig.onset_ms
 
@@ -54,6 +57,7 @@ class TurnConfig:
         _check("barge_in_min_ms", self.barge_in_min_ms, FRAME_MS, 2000)
         _check("echo_window_ms", self.echo_window_ms, 0, 5000)
         _check("erl_db", self.erl_db, 0, 60)
+        _check("echo_path_ms", self.echo_path_ms, 40, 1000)
         _check("prefix_ms", self.prefix_ms, 0, 1000)
         _check("vad_onset_ms", self.vad_onset_ms, FRAME_MS, 500)
 
@@ -110,7 +114,9 @@ class TurnPolicy:
         self.vad = Vad(
             VadConfig(end_silence_ms=cfg.end_silence_ms, onset_ms=cfg.vad_onset_ms), classifier
         )
-        self.echo = EchoGuard(echo_window_ms=cfg.echo_window_ms, erl_db=cfg.erl_db)
+        self.echo = EchoGuard(
+            echo_window_ms=cfg.echo_window_ms, erl_db=cfg.erl_db, echo_path_ms=cfg.echo_path_ms
+        )
         self._prefix: deque[bytes] = deque(maxlen=max(1, cfg.prefix_ms // FRAME_MS))
         self._in_utterance = False  # the VAD is in MAYBE_SPEECH or SPEECH
         self._caller = False  # this utterance holds caller speech (not only echo)
