@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+import wave
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from flask import Flask, Response, request
 from flask_sock import Sock
@@ -17,6 +20,7 @@ from twilio.request_validator import RequestValidator
 from werkzeug.serving import make_server
 
 from mediasrv.sim.call import CallOptions, EmulatedCall
+from mediasrv.sim.report import format_timeline, write_outputs
 from mediasrv.sim.script import CallerScript
 
 TOKEN = "test-auth-token"
@@ -234,3 +238,26 @@ def test_unreachable_server_fails_without_threads() -> None:
     result = call.result()
     assert not result.connected and result.error
     assert result.summary()["connected"] is False
+
+
+def test_outputs_are_aligned_wavs_table_and_json(tmp_path: Path) -> None:
+    with standin(greet_then_barge) as (base, seen):
+        call = run_call(base, silence(3.0))
+        assert seen.done.wait(2)
+    result = call.result()
+    paths = write_outputs(result, tmp_path / "call", plot=False)
+    assert [p.name for p in paths] == [
+        "call.heard.wav",
+        "call.stereo.wav",
+        "call.timeline.txt",
+        "call.json",
+    ]
+    with wave.open(str(paths[1])) as w:
+        assert (w.getnchannels(), w.getframerate(), w.getsampwidth()) == (2, 8000, 2)
+        stereo = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
+    first = result.heard[0]
+    lo = round(first.start * 8000)
+    assert not stereo[: lo - 1, 1].any() and stereo[lo : lo + 100, 1].all()
+    table = format_timeline(result)
+    assert "recv clear" in table and "echo mark" in table and "hangup" in table
+    assert json.loads(paths[3].read_text())["hangup"]["by"] == "server"

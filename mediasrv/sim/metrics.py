@@ -39,6 +39,7 @@ class Burst:
     end: float
     heard_bytes: int
     interrupted: bool
+    offset: int = 0  # stream offset of its first heard byte
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def heard_bursts(
     marks_in_use: bool,
 ) -> list[Burst]:
     """Group heard segments: a clear, or a >= 400 ms gap with a mark echo, starts a burst."""
-    spans: list[list[float]] = []  # [start, end, bytes]
+    spans: list[list[float]] = []  # [start, end, bytes, offset]
     for seg in heard:
         if spans:
             start, end = spans[-1][1], seg.start
@@ -92,10 +93,10 @@ def heard_bursts(
                 spans[-1][1] = seg.end
                 spans[-1][2] += len(seg.data)
                 continue
-        spans.append([seg.start, seg.end, float(len(seg.data))])
+        spans.append([seg.start, seg.end, float(len(seg.data)), float(seg.offset)])
     return [
-        Burst(s, e, int(n), any(c.dropped_bytes and s <= c.at <= e + _EPS for c in clears))
-        for s, e, n in spans
+        Burst(s, e, int(n), any(c.dropped_bytes and s <= c.at <= e + _EPS for c in clears), int(o))
+        for s, e, n, o in spans
     ]
 
 
@@ -125,10 +126,12 @@ def heard_span(heard: tuple[HeardSegment, ...], lo: int, hi: int) -> Burst | Non
 
 
 def greeting(r: CallResult, bursts: list[Burst]) -> Burst | None:
-    """Return the first response as heard: by response id when marks carry one."""
-    if not r.server_marks or response_id(r.server_marks[0].name) is None:
+    """Return the first response as heard: the first burst, cut where marks show the
+    next response's audio following in the same burst."""
+    ids = response_ids(r)
+    if len(ids) < 2 or response_id(r.server_marks[0].name) is None:
         return bursts[0] if bursts else None
-    rid = response_id(r.server_marks[0].name)
+    rid = ids[0]
     hi = 0
     for m in r.server_marks:  # the first response's audio ends at its last mark
         if response_id(m.name) != rid:
@@ -139,6 +142,20 @@ def greeting(r: CallResult, bursts: list[Burst]) -> Burst | None:
         return None
     cut = any(response_id(n) == rid for c in r.clears for n in c.flushed)
     return Burst(span.start, span.end, span.heard_bytes, cut)
+
+
+def response_ids(r: CallResult) -> list[str]:
+    """Return the distinct response ids named by the server's marks, in order."""
+    return list(dict.fromkeys(i for m in r.server_marks if (i := response_id(m.name))))
+
+
+def count_responses(r: CallResult, bursts: list[Burst]) -> int:
+    """Count responses: ids from marks, plus bursts with no mark behind them at all."""
+    ids = response_ids(r)
+    if not ids:
+        return len(bursts)
+    last = max(m.offset for m in r.server_marks)
+    return len(ids) + sum(1 for b in bursts if b.offset >= last)
 
 
 def response_id(name: str) -> str | None:
@@ -243,6 +260,7 @@ def speech_report(r: CallResult, bursts: list[Burst]) -> list[dict[str, Any]]:
             "end_s": _t(None if seg.end is None else r.media_t0 + seg.end),
             "during_ai_audio": False,
             "barge_in_latency_ms": None,
+            "after_hangup": onset is not None and onset >= r.ended_at,
         }
         if onset is not None:
             row["during_ai_audio"] = any(b.start <= onset < b.end for b in bursts)
@@ -257,7 +275,7 @@ def speech_report(r: CallResult, bursts: list[Burst]) -> list[dict[str, Any]]:
 def summarize(r: CallResult) -> dict[str, Any]:
     """Return the call's metrics as a JSON-able dict (times in s of call time, else ms)."""
     bursts = r.bursts()
-    ids = list(dict.fromkeys(i for m in r.server_marks if (i := response_id(m.name))))
+    ids = response_ids(r)
     pace, gaps = pacing(r)
     first = greeting(r, bursts)
     speech = speech_report(r, bursts)
@@ -294,7 +312,7 @@ def summarize(r: CallResult) -> dict[str, Any]:
             for c in r.clears
         ],
         "bursts": len(bursts),
-        "responses": len(ids) if ids else len(bursts),
+        "responses": count_responses(r, bursts),
         "response_ids": ids,
         "heard_ms_total": _ms(sum(len(h.data) for h in r.heard)),
         "heard_ms_per_item": heard_per_item(r),
