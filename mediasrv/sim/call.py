@@ -34,6 +34,8 @@ from mediasrv.sim.script import FRAME_S, CallerScript
 
 log = logging.getLogger(__name__)
 
+LATE_S = 0.010  # a frame sent this far past its deadline counts as late (emulator overload)
+
 
 @dataclass(frozen=True)
 class CallOptions:
@@ -100,6 +102,8 @@ class EmulatedCall:
         self._media_t0 = 0.0
         self._ended_at = 0.0
         self._frames_sent = 0
+        self._late_max = 0.0
+        self._late_frames = 0
         self._marks_echoed = 0
         self._result: CallResult | None = None
 
@@ -194,7 +198,13 @@ class EmulatedCall:
             sig = wire.signature(o.auth_token, self._stream_url, {})
             headers.append(f"X-Twilio-Signature: {sig}")
         self._ws = websocket.create_connection(
-            self._ws_url, timeout=o.connect_timeout, header=headers, enable_multithread=True
+            self._ws_url,
+            timeout=o.connect_timeout,
+            header=headers,
+            enable_multithread=True,
+            # pure-Python UTF-8 validation of every frame costs more than the rest of
+            # the frame handling; json.loads rejects bad text anyway
+            skip_utf8_validation=True,
         )
         self._ws.settimeout(None)  # blocking reads; teardown unblocks them with abort()
         self._event("connect", f"{self._ws_url} (stream url {self._stream_url})")
@@ -258,6 +268,9 @@ class EmulatedCall:
                 self._event("echo mark", f"{name} ({'played' if rec.played else 'flushed'})")
             if frame is None:
                 continue
+            late = now - deadline  # > 0 means this process cannot keep up: results suspect
+            self._late_max = max(self._late_max, late)
+            self._late_frames += late > LATE_S
             ws.send(wire.media_msg(seq, self.stream_sid, i + 1, i * FRAME_MS, frame))
             self._sent += frame
             seq += 1
@@ -368,6 +381,8 @@ class EmulatedCall:
                 speech=self.script.segments,
                 hangup_by=self._hangup_by,
                 hangup_at=self._hangup_at,
+                tx_late_max_ms=round(self._late_max * 1000, 1),
+                tx_late_frames=self._late_frames,
             )
         self._done.set()
 

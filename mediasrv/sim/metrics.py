@@ -66,6 +66,8 @@ class CallResult:
     speech: tuple[SpeechSegment, ...]
     hangup_by: str | None
     hangup_at: float | None
+    tx_late_max_ms: float = 0.0  # how far our own pacer slipped: emulator overload
+    tx_late_frames: int = 0
 
     def bursts(self) -> list[Burst]:
         """Return heard AI audio grouped into bursts (split by clears or long marked gaps)."""
@@ -326,4 +328,5 @@ def summarize(r: CallResult) -> dict[str, Any]:
         "underruns": len(gaps),
         "underrun_gaps_ms": gaps[:20],
         "hangup": {"by": r.hangup_by, "t_s": _t(r.hangup_at)},
+        "emulator": {"tx_late_max_ms": r.tx_late_max_ms, "tx_late_frames": r.tx_late_frames},
     }
