@@ -162,7 +162,7 @@ def plot_call(r: CallResult, path: Path) -> Path:
     bottom.plot(played, [-0.95] * len(played), "v", color="#2b8a3e", ms=5, label="mark played")
     bottom.plot(flushed, [-0.95] * len(flushed), "x", color="#c92a2a", ms=6, label="mark flushed")
     if played or flushed:
-        bottom.legend(loc="lower right", fontsize=8)
+        bottom.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     bottom.set_xlabel("call time (s)")
     bottom.set_xlim(0, end)
     fig.suptitle(_headline(s), fontsize=10, y=0.995)

@@ -145,6 +145,9 @@ def parse_twiml(xml_text: str) -> StreamTarget:
         root = ET.fromstring(xml_text)
     except ET.ParseError as exc:
         raise CallSetupError(f"twiml is not xml: {exc}") from exc
+    reject = root.find("./Reject")
+    if reject is not None:
+        raise CallSetupError(f"call rejected: {reject.get('reason', 'rejected')}")
     stream = root.find("./Connect/Stream")
     if root.tag != "Response" or stream is None:
         raise CallSetupError("twiml has no <Response><Connect><Stream>")
