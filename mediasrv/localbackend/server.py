@@ -135,6 +135,8 @@ class LocalBackend:
     def stop(self, timeout: float = 1.0) -> None:
         """Close every connection and the listener; join all threads within `timeout`."""
         with self._lock:
+            if self._stopping:
+                return  # already stopped: stop() is idempotent
             self._stopping = True
             conns = list(self._conns)
         self._wake_w.send(b"x")
