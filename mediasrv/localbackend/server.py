@@ -3,9 +3,15 @@
 Threads (all named "mediasrv-backend-..."):
   accept     waits on the listening socket and a wake-up socket; starts connections
   pacer      one for the whole backend: sleeps until the earliest audio-delta deadline of
-             any session, then calls that connection's `on_timer`. Measured cheaper than
-             a thread per active response (see the package README section in __init__).
+             any session, then calls that connection's `on_timer`.
   conn-N     one per client, blocked in recv(); costs nothing while the client is quiet
+
+Why one pacer (measured on a 2-core box, Python 3.11): 100 streams waking 50 times a
+second cost 1.5% of a core through one heap-driven thread, 11% as 100 sleeping threads.
+End to end, one streaming session at speed 5 costs the backend 100-200 us of CPU per
+audio delta (JSON + base64 + framing + send), i.e. 0.5-1% of a core per session.
+Trade-off: a client that stops reading blocks the pacer in sendall() for at most
+`socket_timeout_s`, after which that client is dropped and the others resume.
 """
 
 from __future__ import annotations
