@@ -207,7 +207,7 @@ class Call:
         self._connect_realtime()
 
     def _connect_realtime(self) -> None:
-        self._rt = RealtimeClient(
+        client = RealtimeClient(
             self.deps.connect_realtime,
             name=f"mediasrv-rt-{self.call_sid[-8:]}",
             on_open=self._on_realtime_open,
@@ -215,9 +215,11 @@ class Call:
             on_lost=self._on_realtime_lost,
             closing=self.closing,
             logger=self.log,
-        ).start()
-        self._threads.append(self._rt.thread)
+        )
+        self._rt = client  # before start: its thread may call back at once
+        self._threads.append(client.thread)
         self._last_rt_event = self.clock.now()
+        client.start()
 
     def _tx_run(self) -> None:
         assert self.tx is not None
@@ -382,6 +384,9 @@ class Call:
 
     def _queued(self) -> int:
         return self.audio_out_q.qsize() + self.tx_q.qsize() + len(self._backlog)
+
+    def _frames_sent(self) -> int:
+        return self.writer.frames_sent if self.writer is not None else 0
 
     def _ai_playing(self) -> bool:
         """Is AI audio still playing at the caller: queued here or unheard at Twilio?"""
@@ -597,7 +602,7 @@ class Call:
                     self.log.info("[AUDIO_DRAIN] %s superseded after %d ms", rid,
                                   tracker.elapsed_ms(self.clock.now()))
                     return
-                outcome = tracker.step(self._queued(), self.clock.now())
+                outcome = tracker.step(self._queued(), self._frames_sent(), self.clock.now())
                 if outcome is not None:
                     self.is_ai_speaking.clear()
             if outcome is None and self.closing.wait(0.01):

@@ -57,3 +57,28 @@ class FakeClock:
             if deadline > self._now:
                 self._now = deadline
         return not (cancel is not None and cancel.is_set())
+
+
+class ManualClock(FakeClock):
+    """A fake clock whose sleepers block until the test advances time past their deadline.
+
+    Lets a thread test release a paced loop one 20 ms tick at a time. Sleepers re-check
+    `cancel` every 10 ms of real time so a closing call is never stuck.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        super().__init__(start)
+        self._moved = threading.Condition(self._lock)
+
+    def advance(self, seconds: float) -> None:
+        with self._moved:
+            self._now += seconds
+            self._moved.notify_all()
+
+    def sleep_until(self, deadline: float, cancel: threading.Event | None = None) -> bool:
+        with self._moved:
+            while self._now < deadline:
+                if cancel is not None and cancel.is_set():
+                    return False
+                self._moved.wait(0.01)
+        return not (cancel is not None and cancel.is_set())

@@ -1,8 +1,10 @@
 """When has a response's audio drained out of our queues? Pure; time comes in as `now`.
 
 After the backend says a response's audio is done, speaking state must stay set until
-the audio has left both queues, and must never stick: if the queues make no progress
-for `timeout_s` (a stalled or dead socket) the drain ends anyway.
+the audio has left both queues, and must never stick: if no frame leaves for Twilio
+for `timeout_s` (a stalled or dead socket) the drain ends anyway. Progress is counted
+in frames *sent*, not in queue sizes: moving a delta from one queue into frames of
+the other changes the sizes without bringing the end any closer.
 """
 
 from __future__ import annotations
@@ -21,21 +23,22 @@ class DrainTracker:
     response_id: str
     started: float
     timeout_s: float
-    _last_size: int | None = field(default=None, init=False)
+    _last_sent: int | None = field(default=None, init=False)
     _last_progress: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         self._last_progress = self.started
 
-    def step(self, queued: int, now: float) -> DrainOutcome | None:
-        """Feed the frames still queued; return the outcome once decided."""
+    def step(self, queued: int, sent: int, now: float) -> DrainOutcome | None:
+        """Feed what is still queued and the running count of frames sent."""
         if queued <= 0:
             return DrainOutcome.EMPTY
-        if self._last_size is None or queued < self._last_size:
-            self._last_size = queued
+        if self._last_sent is None:
+            self._last_sent = sent  # the baseline; the no-progress clock runs from `started`
+        elif sent > self._last_sent:
+            self._last_sent = sent
             self._last_progress = now
             return None
-        self._last_size = queued
         if now - self._last_progress >= self.timeout_s:
             return DrainOutcome.TIMEOUT
         return None

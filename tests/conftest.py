@@ -1,0 +1,30 @@
+"""Shared fixtures: the thread-leak detector every test runs under."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
+
+
+def _ours() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("mediasrv-")}
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left() -> Iterator[None]:
+    """Fail a test that leaves a `mediasrv-` thread running (fixtures' threads excepted)."""
+    before = _ours()
+    yield
+    deadline = time.monotonic() + 2.0
+    left = _ours() - before
+    while left and time.monotonic() < deadline:
+        for thread in left:
+            thread.join(timeout=0.05)
+        left = {t for t in _ours() - before if t.is_alive()}
+    assert not left, f"threads left running: {sorted(t.name for t in left)}"

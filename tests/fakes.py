@@ -1,0 +1,208 @@
+"""Hand-written fakes for thread-level call tests: Twilio socket, Realtime socket."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from base64 import b64encode
+from contextlib import contextmanager
+from typing import Any
+
+from mediasrv.call import Call, CallDeps
+from mediasrv.clock import ManualClock
+from mediasrv.errors import PeerClosed
+from mediasrv.observe import NullObserver
+from mediasrv.settings import load_settings
+
+_CLOSE = object()
+WAIT = 2.0  # bound on every wait in these tests
+
+
+class FakeTwilio:
+    def __init__(self, order: list[tuple[str, str]]) -> None:
+        self.inbound: queue.Queue[Any] = queue.Queue()
+        self.order = order
+        self.history: list[dict[str, Any]] = []
+        self._cursor: dict[str, int] = {}
+        self._changed = threading.Condition()
+        self.closed = threading.Event()
+        self.stall_media = threading.Event()  # set: media sends block (a stalled socket)
+
+    def receive(self, timeout: float) -> str | None:
+        try:
+            item = self.inbound.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is _CLOSE:
+            self.closed.set()
+            raise PeerClosed("fake twilio closed")
+        return item  # type: ignore[no-any-return]
+
+    def send(self, text: str) -> None:
+        doc = json.loads(text)
+        if doc["event"] == "media":
+            while self.stall_media.is_set() and not self.closed.is_set():
+                self.closed.wait(0.01)
+        self.order.append(("twilio", doc["event"]))
+        with self._changed:
+            self.history.append(doc)
+            self._changed.notify_all()
+
+    def push(self, doc: dict[str, Any]) -> None:
+        self.inbound.put(json.dumps(doc))
+
+    def hang_up(self) -> None:
+        self.inbound.put(_CLOSE)
+
+    def expect(self, event: str, timeout: float = WAIT) -> dict[str, Any]:
+        """Return the next sent message of this event type (each type has its own cursor)."""
+        with self._changed:
+            start = self._cursor.get(event, 0)
+            while True:
+                for i in range(start, len(self.history)):
+                    if self.history[i]["event"] == event:
+                        self._cursor[event] = i + 1
+                        return self.history[i]
+                start = len(self.history)
+                if not self._changed.wait(timeout):
+                    raise queue.Empty(f"no {event} sent within {timeout} s")
+
+    def count(self, event: str) -> int:
+        with self._changed:
+            return sum(1 for doc in self.history if doc["event"] == event)
+
+    def since(self, position: int, quiet: float = 0.3) -> list[dict[str, Any]]:
+        """Messages sent after `position` in history, after `quiet` s without any."""
+        with self._changed:
+            while self._changed.wait(quiet):
+                pass
+            return self.history[position:]
+
+    def position(self) -> int:
+        with self._changed:
+            return len(self.history)
+
+
+class FakeRealtime:
+    def __init__(self, order: list[tuple[str, str]]) -> None:
+        self.to_client: queue.Queue[Any] = queue.Queue()
+        self.from_client: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.order = order
+
+    def send(self, text: str) -> None:
+        doc = json.loads(text)
+        self.order.append(("realtime", doc["type"]))
+        self.from_client.put(doc)
+
+    def recv(self) -> str | None:
+        try:
+            item = self.to_client.get(timeout=0.05)
+        except queue.Empty:
+            return None
+        if item is _CLOSE:
+            raise PeerClosed("fake realtime closed")
+        if isinstance(item, threading.Event):
+            item.set()  # the reader is sequential: every earlier event has been handled
+            return None
+        return item  # type: ignore[no-any-return]
+
+    def sync(self) -> None:
+        """Wait until the call has handled every event emitted so far."""
+        done = threading.Event()
+        self.to_client.put(done)
+        assert done.wait(WAIT), "realtime reader did not catch up"
+
+    def close(self) -> None:
+        self.to_client.put(_CLOSE)
+
+    def emit(self, doc: dict[str, Any]) -> None:
+        self.to_client.put(json.dumps(doc))
+
+    def expect(self, etype: str, timeout: float = WAIT) -> dict[str, Any]:
+        while True:
+            doc = self.from_client.get(timeout=timeout)
+            if doc["type"] == etype:
+                return doc
+
+    def sent_types(self, quiet: float = 0.2) -> list[str]:
+        out = []
+        while True:
+            try:
+                out.append(self.from_client.get(timeout=quiet)["type"])
+            except queue.Empty:
+                return out
+
+
+class RecordingObserver(NullObserver):
+    def __init__(self) -> None:
+        self.drains: queue.Queue[str] = queue.Queue()
+
+    def drain(self, outcome: str) -> None:
+        self.drains.put(outcome)
+
+
+class Harness:
+    def __init__(self, call: Call, twilio: FakeTwilio, rt: FakeRealtime, clock: ManualClock,
+                 obs: RecordingObserver, order: list[tuple[str, str]]) -> None:
+        self.call, self.twilio, self.rt, self.clock, self.obs, self.order = (
+            call, twilio, rt, clock, obs, order)
+
+    def tick(self, frames: int = 1) -> list[dict[str, Any]]:
+        """Release `frames` 20 ms ticks of the tx loop; return the media sent."""
+        sent = []
+        for _ in range(frames):
+            self.clock.advance(0.02)
+            sent.append(self.twilio.expect("media"))
+        return sent
+
+    def respond(self, rid: str = "resp_1", item: str = "item_1", ms: int = 1000,
+                done: bool = True) -> None:
+        """Play the backend's side of one response with `ms` of audio."""
+        self.rt.emit({"type": "response.created", "response": {"id": rid, "status": "in_progress"}})
+        self.deltas(rid, item, ms)
+        if done:
+            self.finish(rid, item)
+
+    def deltas(self, rid: str, item: str, ms: int) -> None:
+        for _ in range(ms // 100):
+            self.rt.emit({"type": "response.output_audio.delta", "response_id": rid,
+                          "item_id": item, "output_index": 0, "content_index": 0,
+                          "delta": b64encode(b"\x55" * 800).decode()})
+
+    def finish(self, rid: str, item: str) -> None:
+        self.rt.emit({"type": "response.output_audio.done", "response_id": rid, "item_id": item})
+        self.rt.emit({"type": "response.done", "response": {"id": rid, "status": "completed"}})
+
+    def echo_mark(self, name: str) -> None:
+        self.twilio.push({"event": "mark", "streamSid": "MZ1", "mark": {"name": name}})
+
+
+def start_msg(call_sid: str = "CA00000001") -> dict[str, Any]:
+    return {"event": "start", "sequenceNumber": "1", "streamSid": "MZ1",
+            "start": {"streamSid": "MZ1", "accountSid": "AC1", "callSid": call_sid,
+                      "tracks": ["inbound"], "customParameters": {},
+                      "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000,
+                                      "channels": 1}}}
+
+
+@contextmanager
+def running_call(**overrides: Any):  # type: ignore[no-untyped-def]
+    settings = load_settings({}, **{"greeting": "", "prebuffer_ms": 0,
+                                    "silence_timeout_s": 3600.0, "turn_detection": "server",
+                                    **overrides})
+    order: list[tuple[str, str]] = []
+    clock = ManualClock()
+    twilio, rt, obs = FakeTwilio(order), FakeRealtime(order), RecordingObserver()
+    call = Call(twilio, CallDeps(settings, clock, lambda: rt, observer=obs))
+    rx = threading.Thread(target=call.run, name="mediasrv-test-rx")
+    rx.start()
+    twilio.push({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+    twilio.push(start_msg())
+    try:
+        rt.expect("session.update")
+        yield Harness(call, twilio, rt, clock, obs, order)
+    finally:
+        twilio.stall_media.clear()
+        twilio.hang_up()
+        rx.join(timeout=WAIT)
