@@ -33,7 +33,14 @@ from .playback import MarkOutcome, Playback
 from .realtime_client import Connector, RealtimeClient
 from .settings import Settings
 from .timers import Action, SilencePolicy
-from .turns import BargeIn, EndOfUtterance, SpeechStarted, TurnConfig, TurnPolicy
+from .turns import (
+    BargeIn,
+    EndOfUtterance,
+    SpeechStarted,
+    TurnConfig,
+    TurnPolicy,
+    UtteranceSkipped,
+)
 from .twilio_proto import Dtmf, Mark, Media, Start, Stop, TwilioMessages, parse_twilio
 from .tx import Frame, Framer, TwilioWriter, TxLoop
 
@@ -99,6 +106,8 @@ class Call:
         self._announced: set[str] = set()
         self._first_delta_at: dict[str, float] = {}
         self._speech_seen = False
+        # The caller is mid-utterance: the silence clock must not run. rx loop only.
+        self._caller_talking = False
         self._req_n = 0
         self.turns = 0
         self.barge_ins = 0
@@ -333,14 +342,18 @@ class Call:
             with self._lock:
                 self.silence.on_caller_speech(now)
                 self._speech_seen = True
+            self._caller_talking = True
         elif isinstance(event, BargeIn):
             if self.s.turn_detection == "local":
                 self.barge_in("local_vad", now, speech_ms=event.speech_ms)
         elif isinstance(event, EndOfUtterance):
+            self._caller_talking = False
             with self._lock:
                 self.silence.on_caller_speech(now)
             if self.s.turn_detection == "local":
                 self._end_of_turn()
+        elif isinstance(event, UtteranceSkipped):
+            self._caller_talking = False  # silence is timed from the end of the sound
 
     def _end_of_turn(self) -> None:
         self._flush_audio()
@@ -362,6 +375,8 @@ class Call:
 
     def _tick(self, now: float) -> None:
         with self._lock:
+            if self._caller_talking:
+                self.silence.on_caller_speech(now)  # a long sentence is not silence
             decision = self.silence.tick(now, ai_busy=self._ai_busy_locked())
             stalled = (self._pending is not None or self._active_id is not None) and (
                 now - self._last_rt_event > self.s.openai_stall_timeout_s
