@@ -28,6 +28,11 @@ from .twilio_proto import Start
 
 log = logging.getLogger(__name__)
 PROMPTS_DIR = Path(__file__).parent / "prompts"
+# Message size caps. Above WS_MAX_MESSAGE_BYTES the call drops the message with a logged
+# reason and goes on (parse_twilio); simple-websocket's own cap *closes* the socket
+# (1009), so it is set far higher, only to bound the memory one message can take.
+WS_HARD_MAX_BYTES = 2 * 1024 * 1024
+REST_TIMEOUT_S = 5.0  # the REST hang-up runs on the ending call's own thread
 
 
 class TwilioWs:
@@ -47,6 +52,10 @@ class TwilioWs:
             return self._ws.receive(timeout=timeout)
         except simple_websocket.ConnectionClosed as exc:
             raise PeerClosed("twilio socket closed") from exc
+
+    def backlog(self) -> int:
+        """Messages read off the socket, not yet received by the call."""
+        return len(self._ws.input_buffer)
 
 
 class CallRegistry:
@@ -95,11 +104,14 @@ def create_app(
     clock: Clock | None = None,
     connect_realtime: Connector | None = None,
     metrics: Metrics | None = None,
+    twilio_http_client: Any = None,
 ) -> Flask:
     """Build the app; starts the local Realtime backend when no API key is set."""
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secrets)
     app = Flask(__name__)
-    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings.ws_max_message_bytes}
+    app.config["SOCK_SERVER_OPTIONS"] = {
+        "max_message_size": max(WS_HARD_MAX_BYTES, 2 * settings.ws_max_message_bytes)
+    }
     sock = Sock(app)
     clock = clock or RealClock()
     metrics = metrics or Metrics()
@@ -114,6 +126,7 @@ def create_app(
             "for Twilio signatures and anyone can open a call. Set both in production. !!!"
         )
     prompts = load_prompts()
+    hang_up = _rest_hang_up(settings, metrics, twilio_http_client)
     app.extensions["mediasrv"] = {"registry": registry, "metrics": metrics, "settings": settings}
 
     @app.post("/voice")
@@ -162,7 +175,7 @@ def create_app(
 
     @sock.route("/media")
     def media(ws: simple_websocket.Server) -> None:
-        deps = CallDeps(settings, clock, connect, prompts, metrics, check_start)
+        deps = CallDeps(settings, clock, connect, prompts, metrics, check_start, hang_up)
         call = Call(TwilioWs(ws), deps)
         if not registry.add(call):
             log.warning("/media: at capacity: stream closed")
@@ -171,6 +184,7 @@ def create_app(
             call.run()
         finally:
             registry.remove(call)
+            metrics.call_finished(call)
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -190,6 +204,32 @@ def create_app(
         return Response(body, content_type=content_type)
 
     return app
+
+
+def _rest_hang_up(
+    settings: Settings, metrics: Metrics, http_client: Any
+) -> Callable[[str], None] | None:
+    """Return a function ending a call through the REST API, or None when not configured."""
+    if not settings.rest_hangup_enabled:
+        return None
+    from twilio.http.http_client import TwilioHttpClient
+    from twilio.rest import Client
+
+    client = Client(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        http_client=http_client or TwilioHttpClient(timeout=REST_TIMEOUT_S),
+    )
+
+    def hang_up(call_sid: str) -> None:
+        try:
+            client.calls(call_sid).update(status="completed")
+        except Exception:
+            metrics.rest_hangups.labels(outcome="failed").inc()
+            raise
+        metrics.rest_hangups.labels(outcome="ok").inc()
+
+    return hang_up
 
 
 def _valid_voice(validator: RequestValidator, settings: Settings) -> bool:
@@ -222,6 +262,12 @@ def local_backend_url() -> str:
 
             _backend = LocalBackend(BackendOptions()).start(host="127.0.0.1", port=0)
         return str(_backend.url)
+
+
+def local_backend() -> Any:
+    """Return the running built-in LocalBackend (its `stats()`), or None if not started."""
+    with _backend_lock:
+        return _backend
 
 
 def stop_local_backend() -> None:

@@ -27,6 +27,7 @@ from .audio import FRAME_BYTES, ULAW_SILENCE
 from .clock import Clock
 from .drain import DrainOutcome, DrainTracker
 from .errors import PeerClosed, TwilioProtocolError
+from .guards import DeadAirWatch, InboundBudget
 from .logs import CallLog
 from .observe import NULL_OBSERVER, Observer
 from .playback import MarkOutcome, Playback
@@ -75,6 +76,8 @@ class CallDeps:
     prompts: Mapping[str, bytes] = field(default_factory=dict)
     observer: Observer = NULL_OBSERVER
     check_start: Callable[[Start], str | None] = lambda start: None  # reason to refuse
+    # Ends the call at Twilio (REST) when the server hangs up; None = closing the socket only.
+    hang_up: Callable[[str], None] | None = None
 
 
 class Call:
@@ -118,6 +121,11 @@ class Call:
         self._appended = 0
         self._next_ts: int | None = None
         self._bad_inputs = 0
+        self._budget = InboundBudget(self.started_at)
+        self.flood_dropped = 0  # caller frames beyond the inbound budget
+        self._dead_air = DeadAirWatch()
+        self.dead_air_events = 0
+        self._caller_ended = False  # the caller (Twilio) ended it: no REST hang-up
         self._threads: list[threading.Thread] = []
         self._rt: RealtimeClient | None = None
         self.silence = SilencePolicy(self.s.silence_timeout_s, self.s.max_call_s, self.started_at)
@@ -173,7 +181,7 @@ class Call:
             if data is None:
                 continue
             try:
-                msg = parse_twilio(data)
+                msg = parse_twilio(data, self.s.ws_max_message_bytes)
             except TwilioProtocolError as exc:
                 self._bad_input(str(exc))
                 continue
@@ -235,6 +243,7 @@ class Call:
         try:
             self.tx.run()
         except PeerClosed as exc:
+            self._caller_ended = True
             self.end(f"twilio socket failed: {exc}")
 
     def _shutdown(self) -> None:
@@ -246,6 +255,12 @@ class Call:
             thread.join(timeout=max(0.05, deadline - self.clock.now()))
             if thread.is_alive():
                 self.log.error("thread %s did not end within 1 s", thread.name)
+        if not self._caller_ended and self.deps.hang_up is not None:
+            try:
+                self.deps.hang_up(self.call_sid)
+                self.log.info("call completed through the Twilio REST API")
+            except Exception as exc:  # the socket close still ends the call (PROTOCOLS 1.7)
+                self.log.warning("REST hang-up failed: %s", exc.__class__.__name__)
         duration = self.clock.now() - self.started_at
         self.log.info(
             "call ended: reason=%s duration=%.1fs turns=%d barge_ins=%d",
@@ -260,16 +275,21 @@ class Call:
             try:
                 data = self.ws.receive(timeout=0.1)
             except PeerClosed:
+                self._caller_ended = True
                 self.end("twilio socket closed")
                 return
             now = self.clock.now()
             if data is not None:
-                self._on_twilio(data, now)
+                try:
+                    self._on_twilio(data, now)
+                except Exception:  # the safety net: one bad message must not end the call
+                    self._bad_input("message handler failed (see traceback): dropped")
+                    self.log.exception("twilio message handler failed")
             self._tick(now)
 
     def _on_twilio(self, data: str | bytes, now: float) -> None:
         try:
-            msg = parse_twilio(data)
+            msg = parse_twilio(data, self.s.ws_max_message_bytes)
         except TwilioProtocolError as exc:
             self._bad_input(str(exc))
             return
@@ -278,6 +298,7 @@ class Call:
         elif isinstance(msg, Mark):
             self._on_mark(msg.name, now)
         elif isinstance(msg, Stop):
+            self._caller_ended = True
             self.end("caller hung up (stop)")
         elif isinstance(msg, Dtmf):
             self.log.info("dtmf digit %s", msg.digit)
@@ -292,6 +313,10 @@ class Call:
             self.log.warning("twilio input dropped (%d so far): %s", self._bad_inputs, reason)
 
     def _on_media(self, msg: Media, now: float) -> None:
+        if not self._budget.take(len(msg.payload) / 8, now):
+            self.flood_dropped += 1
+            self._bad_input("media faster than real time (flood): dropped")
+            return
         if msg.timestamp_ms >= 0:
             if self._next_ts is not None and msg.timestamp_ms > self._next_ts:
                 self._on_gap(msg.timestamp_ms - self._next_ts, now)
@@ -317,9 +342,10 @@ class Call:
         step = self.policy.feed_gap(gap_ms, now, closing=self.closing.is_set())
         for event in step.events:
             self._on_turn_event(event, now)
-        if self.s.turn_detection == "server":
-            pad = min(gap_ms, MAX_GAP_PAD_MS) * 8
-            self._forward(bytes([ULAW_SILENCE]) * pad)
+        pad_ms = min(gap_ms, MAX_GAP_PAD_MS)
+        # Padding is caller audio too: forged timestamps must not amplify a flood.
+        if self.s.turn_detection == "server" and self._budget.take(pad_ms, now):
+            self._forward(bytes([ULAW_SILENCE]) * pad_ms * 8)
 
     def _forward(self, audio: bytes) -> None:
         # Batched: one append per APPEND_BATCH_MS instead of one per 20 ms frame.
@@ -381,6 +407,12 @@ class Call:
             stalled = (self._pending is not None or self._active_id is not None) and (
                 now - self._last_rt_event > self.s.openai_stall_timeout_s
             )
+            waiting = self._owes_audio_locked()
+            silent = self._dead_air.step(now, waiting=waiting, frames_sent=self._frames_sent())
+            why = self._dead_air_reason_locked() if silent is not None else ""
+        if silent is not None:
+            self.dead_air_events += 1
+            self.log.warning("[DEAD_AIR] caller waiting in silence for %.1f s: %s", silent, why)
         if stalled and self._rt is not None and self._rt.connected.is_set():
             self._last_rt_event = now
             self._rt.stop()
@@ -395,7 +427,45 @@ class Call:
         else:
             self.end(decision.reason)
 
+    def say_goodbye(self, reason: str) -> bool:
+        """Begin a goodbye now (e.g. shutdown); the call hangs up once it has been heard."""
+        with self._lock:
+            decision = self.silence.goodbye(self.clock.now(), reason)
+        if decision is None or self.closing.is_set():
+            return False
+        self.log.info("[SILENCE] %s (%s)", decision.action.value, reason)
+        rt = self._rt
+        if rt is not None and rt.connected.is_set():
+            self.request_response("goodbye")
+        else:
+            self.say_local("goodbye")
+        return True
+
     # --- state queries (callers hold no lock unless the name says so) -------------
+
+    def backlog_len(self) -> int:
+        return len(self._backlog)
+
+    def inbound_backlog(self) -> int:
+        """Twilio messages received by the socket but not yet read (if it can tell)."""
+        backlog = getattr(self.ws, "backlog", None)
+        return int(backlog()) if callable(backlog) else 0
+
+    def _owes_audio_locked(self) -> bool:
+        assert self._lock.locked()
+        # Audio flowing is seen by DeadAirWatch (frames sent); this says whether any is due.
+        if self.closing.is_set() or self._caller_talking:
+            return False
+        connected = self._rt is not None and self._rt.connected.is_set()
+        return not connected or self._pending is not None or self._active_id is not None
+
+    def _dead_air_reason_locked(self) -> str:
+        assert self._lock.locked()
+        if self._rt is None or not self._rt.connected.is_set():
+            return "realtime not connected (connecting, reconnecting or gone)"
+        if self._pending is not None:
+            return f"response.create for {self._pending} not answered by the backend yet"
+        return f"response {self._active_id} active but no audio from the backend yet"
 
     def _queued(self) -> int:
         return self.audio_out_q.qsize() + self.tx_q.qsize() + len(self._backlog)
@@ -643,6 +713,9 @@ class Call:
             self._req_n += 1
             self._pending = purpose
             self._pending_eid = f"mediasrv_req_{self._req_n}"
+            # The stall clock starts now: the backend may have been quiet for longer than
+            # the stall timeout (a long answer streams 5x faster than it plays).
+            self._last_rt_event = self.clock.now()
             eid = self._pending_eid
             if purpose == "answer":
                 self.turns += 1

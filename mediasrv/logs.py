@@ -1,12 +1,18 @@
-"""Logging set-up: text or JSON lines, and a per-call adapter stamping the call sid."""
+"""Logging set-up: text or JSON lines, and a per-call adapter stamping the call sid.
+
+Every formatted line passes through `_scrub`: the configured secrets (API key, auth
+token) are replaced by `***` whatever logged them -- our code, a library, a traceback.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
-from collections.abc import MutableMapping
-from typing import Any
+from collections.abc import Iterable, MutableMapping
+from typing import IO, Any
+
+REDACTED = "***"
 
 
 class CallLog(logging.LoggerAdapter[logging.Logger]):
@@ -18,32 +24,55 @@ class CallLog(logging.LoggerAdapter[logging.Logger]):
         return f"[{extra.get('call_sid', '-')}] {msg}", kwargs
 
 
-class JsonFormatter(logging.Formatter):
+class _Scrubbing(logging.Formatter):
+    secrets: tuple[str, ...] = ()
+
+    def scrub(self, line: str) -> str:
+        for secret in self.secrets:
+            if secret in line:
+                line = line.replace(secret, REDACTED)
+        return line
+
+
+class TextFormatter(_Scrubbing):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s")
+
     def format(self, record: logging.LogRecord) -> str:
+        return self.scrub(super().format(record))
+
+
+class JsonFormatter(_Scrubbing):
+    """One JSON object per line (newlines inside messages are escaped by json.dumps)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        call_sid = getattr(record, "call_sid", None)
         doc = {
             "ts": round(record.created, 3),
             "level": record.levelname,
             "logger": record.name,
-            "call_sid": getattr(record, "call_sid", None),
-            "msg": record.getMessage(),
+            "thread": record.threadName,
+            "call_sid": None if call_sid in (None, "-") else call_sid,
+            "msg": self.scrub(record.getMessage()),
         }
         if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
+            doc["exc"] = self.scrub(self.formatException(record.exc_info))
         return json.dumps(doc)
 
 
-def configure_logging(level: str, fmt: str) -> None:
-    """Configure the root logger once (idempotent)."""
+def configure_logging(
+    level: str, fmt: str, *, secrets: Iterable[str] = (), stream: IO[str] | None = None
+) -> logging.Handler:
+    """Configure the root logger once (idempotent: replaces our previous handler)."""
     root = logging.getLogger()
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s")
-        )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    formatter: _Scrubbing = JsonFormatter() if fmt == "json" else TextFormatter()
+    # Longest first, so a secret containing another is replaced whole.
+    formatter.secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+    handler.setFormatter(formatter)
     for old in [h for h in root.handlers if getattr(h, "_mediasrv", False)]:
         root.removeHandler(old)
     handler._mediasrv = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
+    return handler

@@ -10,6 +10,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 
 class Metrics:
+    """Every series mediasrv exports; also the calls' Observer."""
+
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.active_calls = Gauge("mediasrv_active_calls", "Calls in progress", registry=r)
@@ -38,6 +40,28 @@ class Metrics:
         self.tx_underruns = Gauge("mediasrv_tx_underruns", "Tx underruns, live calls", registry=r)
         self.queue_depth = Gauge(
             "mediasrv_queue_frames", "Queued items, live calls", ["queue"], registry=r
+        )
+        # Per-call counters folded in when a call ends (the gauges above only see live calls).
+        self.tx_late_total = Counter(
+            "mediasrv_tx_late_frames_ended", "Tx re-anchors of ended calls", registry=r
+        )
+        self.tx_underruns_total = Counter(
+            "mediasrv_tx_underruns_ended", "Tx underruns of ended calls", registry=r
+        )
+        self.dead_air = Counter(
+            "mediasrv_dead_air", "Waits of more than 2 s of silence for the AI", registry=r
+        )
+        self.inbound_flood_dropped = Counter(
+            "mediasrv_inbound_flood_dropped", "Caller frames dropped: faster than real time",
+            registry=r,
+        )
+        self.rest_hangups = Counter(
+            "mediasrv_rest_hangups", "Calls ended through the Twilio REST API", ["outcome"],
+            registry=r,
+        )
+        self.shutdown_calls = Counter(
+            "mediasrv_shutdown_calls", "Calls at shutdown, by what happened", ["outcome"],
+            registry=r,
         )
 
     # Observer
@@ -74,6 +98,16 @@ class Metrics:
         self.tx_underruns.set(sum(c.tx.stats.underruns for c in calls if c.tx is not None))
         self.queue_depth.labels(queue="audio_out").set(sum(c.audio_out_q.qsize() for c in calls))
         self.queue_depth.labels(queue="tx").set(sum(c.tx_q.qsize() for c in calls))
+        self.queue_depth.labels(queue="backlog").set(sum(c.backlog_len() for c in calls))
+        self.queue_depth.labels(queue="twilio_in").set(sum(c.inbound_backlog() for c in calls))
+
+    def call_finished(self, call: Any) -> None:
+        """Fold an ended call's own counters into the process totals."""
+        if call.tx is not None:
+            self.tx_late_total.inc(call.tx.stats.late_frames)
+            self.tx_underruns_total.inc(call.tx.stats.underruns)
+        self.dead_air.inc(call.dead_air_events)
+        self.inbound_flood_dropped.inc(call.flood_dropped)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

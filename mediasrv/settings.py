@@ -58,6 +58,8 @@ class Settings:
     openai_connect_timeout_s: float = 5.0
     openai_stall_timeout_s: float = 10.0
     ws_max_message_bytes: int = 64 * 1024
+    graceful_timeout_s: float = 30.0
+    shutdown_goodbye_s: float = 10.0
 
     @property
     def local_backend(self) -> bool:
@@ -83,6 +85,16 @@ class Settings:
     @property
     def signatures_enabled(self) -> bool:
         return bool(self.twilio_auth_token and self.public_url)
+
+    @property
+    def rest_hangup_enabled(self) -> bool:
+        """End calls through the REST API too (the call sid is trusted only when signed)."""
+        return bool(self.twilio_account_sid and self.signatures_enabled)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in a log line."""
+        return tuple(s for s in (self.openai_api_key, self.twilio_auth_token) if s)
 
 
 def _int(lo: int, hi: int) -> Callable[[str], int]:
@@ -163,6 +175,8 @@ _SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
     "OPENAI_CONNECT_TIMEOUT_S": ("openai_connect_timeout_s", _float(0.1, 60.0)),
     "OPENAI_STALL_TIMEOUT_S": ("openai_stall_timeout_s", _float(0.5, 600.0)),
     "WS_MAX_MESSAGE_BYTES": ("ws_max_message_bytes", _int(1024, 1 << 20)),
+    "GRACEFUL_TIMEOUT_S": ("graceful_timeout_s", _float(1.0, 3600.0)),
+    "SHUTDOWN_GOODBYE_S": ("shutdown_goodbye_s", _float(0.0, 600.0)),
 }
 
 ENV_NAMES = tuple(_SPEC)

@@ -63,10 +63,16 @@ class Stop:
 TwilioMessage = Connected | Start | Media | Mark | Dtmf | Stop
 
 
-def parse_twilio(text: str | bytes) -> TwilioMessage:
-    """Parse one Twilio WebSocket message; raise TwilioProtocolError if unusable."""
+def parse_twilio(text: str | bytes, max_chars: int | None = None) -> TwilioMessage:
+    """Parse one Twilio WebSocket message; raise TwilioProtocolError if unusable.
+
+    `max_chars` caps the message (WS_MAX_MESSAGE_BYTES): longer ones are dropped
+    before any parsing, the socket stays open.
+    """
     if not isinstance(text, str):
-        raise TwilioProtocolError("binary websocket frame: dropped")
+        raise TwilioProtocolError(f"binary websocket frame of {len(text)} bytes: dropped")
+    if max_chars is not None and len(text) > max_chars:
+        raise TwilioProtocolError(f"message of {len(text)} chars exceeds {max_chars}: dropped")
     try:
         msg = json.loads(text)
     except (ValueError, RecursionError) as exc:
@@ -116,7 +122,7 @@ def _parse_media(msg: dict[str, Any]) -> Media:
     raw_ts = media.get("timestamp", -1)
     try:
         timestamp = int(raw_ts)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e999 is inf
         timestamp = -1  # optional for our purposes; gap detection skips it
     return Media(timestamp_ms=timestamp, payload=audio)
 

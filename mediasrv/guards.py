@@ -1,0 +1,64 @@
+"""Guards of one call against hostile or failing peers. Pure: time comes in as `now`.
+
+- `InboundBudget`: Twilio sends caller audio in real time. A peer sending faster (a
+  flood) is cut off at the budget so the caller audio path -- VAD, echo guard, appends
+  to the backend -- costs at most real time plus a burst, whatever arrives.
+- `DeadAirWatch`: the caller waits for the AI and hears nothing. Past `limit_s` the
+  call logs why, once per silence.
+"""
+
+from __future__ import annotations
+
+# Twilio may deliver a few seconds at once after a network stall (TCP holds them back);
+# 5 s of audio ahead of real time is accepted, anything beyond is a flood.
+INBOUND_BURST_MS = 5000.0
+# Refill slightly faster than real time: clock drift and jitter must never drop audio.
+INBOUND_RATE = 1.25
+DEAD_AIR_LIMIT_S = 2.0
+
+
+class InboundBudget:
+    """Token bucket of caller audio milliseconds."""
+
+    def __init__(self, now: float, burst_ms: float = INBOUND_BURST_MS,
+                 rate: float = INBOUND_RATE) -> None:
+        self.burst_ms = burst_ms
+        self.rate = rate
+        self._credit = burst_ms
+        self._at = now
+
+    def take(self, ms: float, now: float) -> bool:
+        """Spend `ms` of audio received at `now`; False means: over budget, drop it."""
+        if now > self._at:
+            self._credit = min(self.burst_ms, self._credit + (now - self._at) * 1000.0 * self.rate)
+            self._at = now
+        if ms > self._credit:
+            return False
+        self._credit -= ms
+        return True
+
+
+class DeadAirWatch:
+    """Report once when the AI owes the caller audio and none has left for `limit_s`."""
+
+    def __init__(self, limit_s: float = DEAD_AIR_LIMIT_S) -> None:
+        self.limit_s = limit_s
+        self._since: float | None = None
+        self._progress = -1
+        self._reported = False
+
+    def step(self, now: float, *, waiting: bool, frames_sent: int) -> float | None:
+        """Return the silence so far the first time it passes the limit, else None."""
+        if not waiting or frames_sent != self._progress:
+            self._progress = frames_sent
+            self._since = now if waiting else None
+            self._reported = False
+            return None
+        if self._since is None:
+            self._since = now
+            return None
+        silent = now - self._since
+        if self._reported or silent < self.limit_s:
+            return None
+        self._reported = True
+        return silent
