@@ -178,3 +178,12 @@ def test_twilio_stop_ends_the_call_and_all_its_threads():
         h.twilio.push({"event": "stop", "stop": {"callSid": "CA00000001"}})
         assert h.call.closing.wait(WAIT)
     assert h.call.end_reason == "caller hung up (stop)"
+
+
+def test_request_after_a_long_quiet_backend_is_not_taken_for_a_stall():
+    with running_call(openai_stall_timeout_s=10.0) as h:
+        h.respond("resp_1", "item_1", ms=100)
+        h.rt.sync()
+        h.clock.advance(12.0)  # a long answer plays on after the backend's last event
+        assert h.call.request_response("answer")
+        assert h.rt.sent_types(quiet=0.5) == ["response.create"]  # no reconnect
