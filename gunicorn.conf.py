@@ -1,6 +1,14 @@
-"""gunicorn settings: `gunicorn -c gunicorn.conf.py` from the project root starts mediasrv."""
+"""gunicorn settings: `gunicorn -c gunicorn.conf.py` from the project root starts mediasrv.
 
+Shutdown (SIGTERM, e.g. a deploy): the worker's SIGTERM handler also starts mediasrv's
+drain (mediasrv/shutdown.py): no new calls, active calls go on for up to
+GRACEFUL_TIMEOUT_S, SHUTDOWN_GOODBYE_S before its end they say goodbye and hang up, and
+any call the exiting worker still holds is logged as cut.
+"""
+
+import math
 import os
+import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -25,6 +33,48 @@ threads = _settings.max_calls + 16
 # A WebSocket call is a long request: never let the worker timeout kill a live call.
 timeout = 0
 # SIGTERM: stop taking calls, let calls finish for up to this long, then say goodbye.
-graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT_S", "30"))
+graceful_timeout = math.ceil(_settings.graceful_timeout_s)
 loglevel = _settings.log_level.lower()
 accesslog = None
+
+
+def _shutdown(worker):  # type: ignore[no-untyped-def]
+    app = getattr(worker, "wsgi", None)  # not there if the app failed to load
+    return app.extensions["mediasrv"]["shutdown"] if app is not None else None
+
+
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    """Chain mediasrv's drain in front of gunicorn's own SIGTERM handler."""
+    shutdown = _shutdown(worker)
+    if shutdown is None:
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):  # type: ignore[no-untyped-def]
+        shutdown.begin()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn: do not break blocking calls
+
+
+def worker_int(worker):  # type: ignore[no-untyped-def]
+    _report(worker, "worker interrupted (SIGINT/SIGQUIT): immediate exit")
+
+
+def worker_abort(worker):  # type: ignore[no-untyped-def]
+    _report(worker, "worker aborted (SIGABRT)")
+
+
+def worker_exit(server, worker):  # type: ignore[no-untyped-def]
+    shutdown = _shutdown(worker)
+    if shutdown is not None:
+        shutdown.wait_calls()  # the calls' goodbyes, bounded by the grace period
+    _report(worker, "worker exiting at the end of the grace period")
+
+
+def _report(worker, why):  # type: ignore[no-untyped-def]
+    shutdown = _shutdown(worker)
+    if shutdown is not None:
+        shutdown.report_exit(why)

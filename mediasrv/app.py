@@ -24,6 +24,7 @@ from .logs import configure_logging
 from .metrics import Metrics
 from .realtime_client import Connector, ws_connector
 from .settings import Settings
+from .shutdown import Shutdown
 from .twilio_proto import Start
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,11 @@ def create_app(
         )
     prompts = load_prompts()
     hang_up = _rest_hang_up(settings, metrics, twilio_http_client)
-    app.extensions["mediasrv"] = {"registry": registry, "metrics": metrics, "settings": settings}
+    shutdown = Shutdown(registry, clock, settings.graceful_timeout_s, settings.shutdown_goodbye_s,
+                        metrics)
+    app.extensions["mediasrv"] = {
+        "registry": registry, "metrics": metrics, "settings": settings, "shutdown": shutdown,
+    }
 
     @app.post("/voice")
     def voice() -> Response:
@@ -195,6 +200,7 @@ def create_app(
             max_calls=settings.max_calls,
             draining=registry.draining.is_set(),
             backend="local" if settings.local_backend else "openai",
+            threads=_thread_counts(),
         )
 
     @app.get("/metrics")
@@ -204,6 +210,15 @@ def create_app(
         return Response(body, content_type=content_type)
 
     return app
+
+
+def _thread_counts() -> dict[str, int]:
+    """Threads of this process by role: leaks show up here (the soak reads it)."""
+    names = [t.name for t in threading.enumerate()]
+    backend = sum(1 for n in names if n.startswith("mediasrv-backend-"))
+    calls = sum(1 for n in names if n.startswith("mediasrv-")) - backend
+    pool = sum(1 for n in names if n.startswith("ThreadPoolExecutor"))  # gunicorn gthread
+    return {"total": len(names), "call": calls, "backend": backend, "http_pool": pool}
 
 
 def _rest_hang_up(
