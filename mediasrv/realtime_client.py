@@ -64,6 +64,8 @@ class WsClientSocket:
             self._ws.close(timeout=0.2)
         except Exception:  # closing a broken socket may raise anything; it is gone either way
             log.debug("realtime close raised", exc_info=True)
+        finally:
+            self._ws.shutdown()  # close() skips the OS socket when the peer went first
 
 
 def ws_connector(url: str, api_key: str, connect_timeout_s: float) -> Connector:
