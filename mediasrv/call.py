@@ -408,8 +408,9 @@ class Call:
                 now - self._last_rt_event > self.s.openai_stall_timeout_s
             )
             waiting = self._owes_audio_locked()
-            silent = self._dead_air.step(now, waiting=waiting, frames_sent=self._frames_sent())
-            why = self._dead_air_reason_locked() if silent is not None else ""
+            why = self._dead_air_reason_locked() if waiting else ""
+            silent = self._dead_air.step(now, waiting=waiting, frames_sent=self._frames_sent(),
+                                         reason=why)
         if silent is not None:
             self.dead_air_events += 1
             self.log.warning("[DEAD_AIR] caller waiting in silence for %.1f s: %s", silent, why)

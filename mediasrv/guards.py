@@ -39,26 +39,30 @@ class InboundBudget:
 
 
 class DeadAirWatch:
-    """Report once when the AI owes the caller audio and none has left for `limit_s`."""
+    """Report when the AI owes the caller audio and none has left for `limit_s`.
+
+    Once per silence, and again if the reason changes while it lasts (e.g. the request
+    was answered with `response.created` but no audio follows).
+    """
 
     def __init__(self, limit_s: float = DEAD_AIR_LIMIT_S) -> None:
         self.limit_s = limit_s
         self._since: float | None = None
         self._progress = -1
-        self._reported = False
+        self._reported = ""
 
-    def step(self, now: float, *, waiting: bool, frames_sent: int) -> float | None:
-        """Return the silence so far the first time it passes the limit, else None."""
+    def step(self, now: float, *, waiting: bool, frames_sent: int, reason: str) -> float | None:
+        """Return the silence so far when it is (newly) worth a log line, else None."""
         if not waiting or frames_sent != self._progress:
             self._progress = frames_sent
             self._since = now if waiting else None
-            self._reported = False
+            self._reported = ""
             return None
         if self._since is None:
             self._since = now
             return None
         silent = now - self._since
-        if self._reported or silent < self.limit_s:
+        if silent < self.limit_s or reason == self._reported:
             return None
-        self._reported = True
+        self._reported = reason
         return silent
