@@ -72,7 +72,7 @@ def backend(**options: Any) -> Iterator[LocalBackend]:
 
 
 @contextmanager
-def live_server(s: Settings, connect: Connector, **kwargs: Any) -> Iterator[Live]:
+def live_server(s: Settings, connect: Connector | None, **kwargs: Any) -> Iterator[Live]:
     metrics = kwargs.pop("metrics", None) or Metrics()
     app = create_app(s, connect_realtime=connect, metrics=metrics, **kwargs)
     server = make_server("127.0.0.1", 0, app, threaded=True)
