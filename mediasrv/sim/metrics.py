@@ -144,10 +144,12 @@ def greeting(r: CallResult, bursts: list[Burst]) -> Burst | None:
         return None
     cut = any(response_id(n) == rid for c in r.clears for n in c.flushed)
     # A server pacing at real time may have no mark pending when the clear lands; then a
-    # clear while the greeting played, its end mark (":end") never heard, still cuts it.
+    # clear after the greeting began and before the next response's first mark, its end
+    # mark (":end") never heard, still cuts it.
     ended = any(e.played and response_id(e.name) == rid and e.name.endswith(":end")
                 for e in r.echoes)
-    cut = cut or (not ended and any(span.start <= c.at <= span.end + 0.1 for c in r.clears))
+    nxt = next((m.at for m in r.server_marks if response_id(m.name) != rid), float("inf"))
+    cut = cut or (not ended and any(span.start <= c.at <= nxt for c in r.clears))
     return Burst(span.start, span.end, span.heard_bytes, cut)
 
 
