@@ -151,6 +151,11 @@ class EmulatedCall:
                 self.wait(self.opts.close_grace + 3.0)
         return self.result()
 
+    @property
+    def t0(self) -> float:
+        """Return the clock reading that call time 0 stands for (set by `start()`)."""
+        return self._t0
+
     def progress(self) -> Progress:
         """Return counters for a progress line (safe from any thread)."""
         return Progress(
