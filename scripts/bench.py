@@ -43,14 +43,15 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 GUNICORN = str(Path(PY).with_name("gunicorn"))
 SPEECH = ROOT.parent / "shared" / "audio" / "speech"
-# (file, seconds into the stream): greeting ends ~5.8 s; the answer to utterance 1 runs
-# ~8.3-20.2 s; utterance 2 is answered from ~22.8 s; utterance 3 cuts that answer at 25 s.
+# (file, seconds into the stream), with ~1 s of slack for a late start under load: the
+# greeting ends ~5.8 s; the answer to utterance 1 runs ~9-21 s; utterance 2 is answered
+# from ~24 s; utterance 3 cuts that answer at 26 s and its own answer plays until 31 s.
 PLACEMENTS = [
-    ("en_asterisk_allison_hello-world.wav", 6.3),
-    ("en_alsa_front_center.wav", 20.8),
-    ("en_espeak_caller.wav", 25.0),
+    ("en_asterisk_allison_hello-world.wav", 7.0),
+    ("en_alsa_front_center.wav", 22.0),
+    ("en_espeak_caller.wav", 26.0),
 ]
-MIN_DURATION_S = 30.0
+MIN_DURATION_S = 31.0
 CALLS_PER_EMULATOR = 40  # ~0.4 of a core per emulator process at ~1 % per call
 RAMP_STEPS = (10, 25, 50, 75, 100, 125, 150, 200)
 PACING_LIMIT_MS = 20.0
@@ -428,8 +429,9 @@ def run_phase(kind: str, calls: int, args: argparse.Namespace, out: Path) -> dic
         metrics = scrape(port) if kind == "mediasrv" and port else {}
         stats = backend_stats(backend) if backend else {}
     finally:
-        if profiler is not None:
-            profiler.stop(30)
+        if profiler is not None and profiler.popen.poll() is None:
+            profiler.popen.send_signal(signal.SIGINT)  # py-spy writes its output on ^C
+            profiler.popen.wait(30)
         if server is not None:
             server.stop()
         if backend is not None:
@@ -447,8 +449,9 @@ def start_profile(sampler: Sampler, prefix: Path, args: argparse.Namespace) -> P
     prefix.parent.mkdir(parents=True, exist_ok=True)
     spy = Path(PY).with_name("py-spy")
     cmd = [str(spy), "record", "-p", str(pid), "-r", "100", "-d", str(int(args.duration + 3)),
-           "-f", "raw", "-o", f"{prefix}.txt", "--nonblocking"]
-    return Proc(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+           "-f", "raw", "-o", f"{prefix}.txt", "--nonblocking", "--gil"]
+    log = prefix.parent / f"{prefix.name}.py-spy.log"
+    return Proc(subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT))
 
 
 # --- report --------------------------------------------------------------------------
