@@ -56,6 +56,9 @@ CALLS_PER_EMULATOR = 40  # ~0.4 of a core per emulator process at ~1 % per call
 RAMP_STEPS = (10, 25, 50, 75, 100, 125, 150, 200)
 PACING_LIMIT_MS = 20.0
 EMULATOR_LATE_MS = 20.0  # an emulator frame this late means the caller side is suspect
+# A cancel racing the response's own end: mediasrv logs it at debug as harmless. Counted
+# and shown, but not a failure.
+HARMLESS_ERRORS = frozenset({"response_cancel_not_active"})
 
 
 @dataclass
@@ -154,15 +157,32 @@ def backend_stats(proc: Proc) -> dict[str, Any]:
     return dict(json.loads(proc.popen.stdout.readline()))
 
 
+def switch_interval_conf(out: Path, switch_ms: float) -> str:
+    """Write gunicorn.conf.py plus a post_worker_init hook setting the GIL switch interval."""
+    conf = out / "gunicorn_switch.conf.py"
+    conf.write_text(
+        f"__file__ = {str(ROOT / 'gunicorn.conf.py')!r}\n"
+        "exec(compile(open(__file__).read(), __file__, 'exec'))\n"
+        "_previous_hook = globals().get('post_worker_init')\n"
+        "def post_worker_init(worker):\n"
+        "    import sys\n"
+        f"    sys.setswitchinterval({switch_ms / 1000.0!r})\n"
+        "    if _previous_hook is not None:\n"
+        "        _previous_hook(worker)\n"
+    )
+    return str(conf)
+
+
 def start_server(kind: str, port: int, backend_url: str, calls: int, mode: str,
-                 out: Path, env_extra: dict[str, str]) -> Proc:
+                 out: Path, env_extra: dict[str, str], switch_ms: float | None = None) -> Proc:
     env = dict(os.environ)
     log = out / f"{kind}.log"
     if kind == "mediasrv":
         env.update(HOST="127.0.0.1", PORT=str(port), MAX_CALLS=str(calls + 10),
                    TURN_DETECTION=mode, OPENAI_REALTIME_URL=backend_url, LOG_LEVEL="info")
         env.pop("OPENAI_API_KEY", None)
-        cmd = [GUNICORN, "-c", "gunicorn.conf.py"]
+        cmd = [GUNICORN, "-c", switch_interval_conf(out, switch_ms) if switch_ms else
+               "gunicorn.conf.py"]
     else:
         env.update(BENCH_BACKEND_URL=backend_url)
         cmd = [GUNICORN, "-k", "gthread", "-w", "1", "--threads", str(calls + 26),
@@ -387,8 +407,9 @@ def verdict(r: dict[str, Any]) -> str:
     if r["pacing"]["underruns"]:
         why.append(f"{r['pacing']['underruns']} underruns")
     e = r["errors"]
-    if e["backend_error_events"] or e["server_log"].get("tracebacks"):
-        why.append("errors (backend error events or tracebacks)")
+    real = {k: n for k, n in e["backend_error_events"].items() if k not in HARMLESS_ERRORS}
+    if real or e["server_log"].get("tracebacks"):
+        why.append(f"errors (backend {real}, {e['server_log'].get('tracebacks')} tracebacks)")
     if not why:
         return "ok"
     cpu = r["cost"]["server_cpu_pct_of_core"]
@@ -418,7 +439,8 @@ def run_phase(kind: str, calls: int, args: argparse.Namespace, out: Path) -> dic
         else:
             backend, backend_url = start_backend(out)
             port = free_port()
-            server = start_server(kind, port, backend_url, calls, args.mode, out, {})
+            server = start_server(kind, port, backend_url, calls, args.mode, out, {},
+                                  args.switch_interval_ms)
             url = f"http://127.0.0.1:{port}"
             sampler = Sampler(server.popen.pid)
         time.sleep(0.5)
@@ -527,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write all results here")
     p.add_argument("--out", type=Path, default=Path("/tmp/mediasrv-bench"), help="logs")
     p.add_argument("--profile", help="py-spy record the worker into this directory")
+    p.add_argument("--switch-interval-ms", type=float,
+                   help="mediasrv worker: sys.setswitchinterval (post_worker_init hook)")
     args = p.parse_args(argv)
     if args.duration < MIN_DURATION_S:
         p.error(f"--duration must be >= {MIN_DURATION_S:.0f} s (the call script needs it)")
