@@ -185,7 +185,10 @@ def start_server(kind: str, port: int, backend_url: str, calls: int, mode: str,
                "gunicorn.conf.py"]
     else:
         env.update(BENCH_BACKEND_URL=backend_url)
-        cmd = [GUNICORN, "-k", "gthread", "-w", "1", "--threads", str(calls + 26),
+        empty = out / "floor.gunicorn.conf.py"  # else gunicorn reads ./gunicorn.conf.py
+        empty.write_text("")
+        cmd = [GUNICORN, "-c", str(empty), "-k", "gthread", "-w", "1",
+               "--threads", str(calls + 26),
                "-b", f"127.0.0.1:{port}", "--timeout", "0", "--graceful-timeout", "5",
                "--pythonpath", "scripts", "bench_floor:app"]
     env.update(env_extra)
