@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from mediasrv.app import create_app
 from mediasrv.audio import FRAME_BYTES, SAMPLE_RATE, pcm16_to_ulaw, to_pcm16
 from mediasrv.settings import Settings, load_settings
 from mediasrv.sim.call import CallOptions, EmulatedCall
@@ -359,8 +360,6 @@ class LocalServer:
     """The real WSGI app (create_app) on a loopback port, served by werkzeug threads."""
 
     def __init__(self, settings: Settings, host: str = "127.0.0.1") -> None:
-        from mediasrv.app import create_app
-
         self.settings = settings
         self.app = create_app(settings)
         self._server: BaseWSGIServer = make_server(host, 0, self.app, threaded=True)
