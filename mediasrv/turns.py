@@ -47,6 +47,10 @@ class TurnConfig:
     # Echo delays up to ~380 ms are covered. 200 ms cuts barge-in over the bot from ~0.6 s
     # to ~0.25 s (caller as loud as the bot) but only covers delays up to ~180 ms.
     echo_path_ms: int = 400
+    # Cancel our own echo (see mediasrv.aec) and judge the caller on what is left. Off by
+    # default: it wins the frame-level harness, but the end-to-end echo scenarios (real
+    # pacer and emulator timing) still get false turns with it.
+    echo_cancel: bool = False
     prefix_ms: int = 300  # audio before detection forwarded with it: the first syllable
     vad_onset_ms: int = 100  # see VadConfig.onset_ms
 
@@ -102,6 +106,8 @@ class TurnStep:
 
 
 _NOTHING = TurnStep(b"")
+_RESIDUAL_ONLY_PROB = 0.7
+_ULAW_FLOAT = (ULAW_DECODE / np.float32(32768.0)).astype(np.float32)
 
 
 class TurnPolicy:
@@ -115,7 +121,10 @@ class TurnPolicy:
             VadConfig(end_silence_ms=cfg.end_silence_ms, onset_ms=cfg.vad_onset_ms), classifier
         )
         self.echo = EchoGuard(
-            echo_window_ms=cfg.echo_window_ms, erl_db=cfg.erl_db, echo_path_ms=cfg.echo_path_ms
+            echo_window_ms=cfg.echo_window_ms,
+            erl_db=cfg.erl_db,
+            echo_path_ms=cfg.echo_path_ms,
+            cancel=cfg.echo_cancel,
         )
         self._prefix: deque[bytes] = deque(maxlen=max(1, cfg.prefix_ms // FRAME_MS))
         self._in_utterance = False  # the VAD is in MAYBE_SPEECH or SPEECH
@@ -132,12 +141,19 @@ class TurnPolicy:
 
     def on_sent(self, frame_ulaw: bytes, now: float) -> None:
         """Record one frame sent to the caller as the echo reference."""
-        self.echo.on_sent(ulaw_peak_dbfs(frame_ulaw), now)
+        samples = None
+        if self.echo.canceller is not None:
+            samples = _ULAW_FLOAT[np.frombuffer(frame_ulaw, dtype=np.uint8)]
+        self.echo.on_sent(ulaw_peak_dbfs(frame_ulaw), now, samples)
 
     def feed(self, frame_ulaw: bytes, now: float, *, ai_playing: bool, closing: bool) -> TurnStep:
         """Take one inbound 20 ms mu-law frame; return what to forward and the events."""
         vad = self.vad
-        event = vad.feed(ULAW_DECODE[np.frombuffer(frame_ulaw, dtype=np.uint8)], now)
+        # The VAD hears the inbound with our own echo taken out (when cancelling): a
+        # caller under the bot's echo is speech, music under it is not.
+        x = _ULAW_FLOAT[np.frombuffer(frame_ulaw, dtype=np.uint8)]
+        x = self.echo.cancel(x, now, ai_playing)
+        event = vad.feed_float(x, now, self.echo.masked_dbfs())
         events: list[TurnEvent] = []
         self._audio_ms += FRAME_MS
         if vad.is_speech:
@@ -147,9 +163,17 @@ class TurnPolicy:
         elif self._in_utterance and event is None and vad.state is VadState.SILENCE:
             self._in_utterance = False  # an onset the VAD gave up on (a click, a cough)
         in_window = self.echo.in_window(now, ai_playing)
-        if vad.is_speech and (
-            not in_window or self.echo.judge(ulaw_peak_dbfs(frame_ulaw), now, ai_playing)
-        ):
+        # Judged on every frame in the window (the canceller learns only from echo), but
+        # the costly "is it our echo after all" check only on speech, where it decides.
+        maybe_caller = not in_window or self.echo.judge(
+            ulaw_peak_dbfs(frame_ulaw), now, ai_playing, explain=vad.is_speech
+        )
+        self.echo.learn(maybe_caller)
+        if maybe_caller and self.echo.residual_only and vad.probability < _RESIDUAL_ONLY_PROB:
+            # Under the bot's echo only the canceller tells the caller from it: a sound the
+            # classifier is unsure of (music, an alarm: 0.5-0.8 measured) is not the caller.
+            maybe_caller = False
+        if vad.is_speech and maybe_caller:
             if not self._caller:
                 self._caller = True
                 self._caller_from_ms = self._audio_ms - FRAME_MS
@@ -172,6 +196,7 @@ class TurnPolicy:
     def feed_gap(self, ms: int, now: float, *, closing: bool = False) -> TurnStep:
         """Count `ms` of inbound frames that never came as silence."""
         event = self.vad.feed_gap(ms, now)
+        self.echo.gap(ms)
         self._audio_ms += max(0, ms)
         if event is None:
             return _NOTHING

@@ -129,11 +129,25 @@ class Vad:
         """Take one 20 ms frame of int16 samples; return a state change, if any."""
         x = self._x if frame.shape == self._x.shape else np.empty(frame.shape, np.float32)
         np.multiply(frame, _INV_FULL_SCALE, out=x)  # widen to float before arithmetic
+        return self.feed_float(x, now)
+
+    def feed_float(
+        self, x: npt.NDArray[np.float32], now: float, masked_dbfs: float = _FLOOR_DBFS
+    ) -> VadEvent | None:
+        """Take one 20 ms frame of floats in [-1, 1) (e.g. echo-cancelled audio).
+
+        `masked_dbfs`: a level the frame must exceed to be active, besides the noise floor
+        (what an echo canceller is known to leave of our own speech: not the caller's).
+        """
         power = float(np.dot(x, x)) / x.size
         level = 10.0 * math.log10(power) if power > 1e-12 else _FLOOR_DBFS
         self.level_dbfs = level
         cfg = self.config
-        active = level > self.floor_dbfs + cfg.snr_gate_db and level > cfg.abs_min_dbfs
+        active = (
+            level > self.floor_dbfs + cfg.snr_gate_db
+            and level > cfg.abs_min_dbfs
+            and level > masked_dbfs
+        )
         prob = self._classifier.push(x, active)
         if prob is not None:
             self._prob = prob
@@ -142,6 +156,11 @@ class Vad:
         self.is_speech = speech
         self._track_floor(level, active, speech)
         return self._step(speech, FRAME_MS, now)
+
+    @property
+    def probability(self) -> float:
+        """Return the classifier's latest speech probability."""
+        return self._prob
 
     def feed_gap(self, ms: int, now: float) -> VadEvent | None:
         """Count `ms` of missing frames as silence (Twilio may omit silent frames)."""

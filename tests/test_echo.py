@@ -15,6 +15,7 @@ from mediasrv.turns import (
     BargeIn,
     EndOfUtterance,
     SpeechStarted,
+    TurnConfig,
     TurnEvent,
     TurnPolicy,
     UtteranceSkipped,
@@ -41,11 +42,19 @@ def gain(db: float) -> float:
 class Call:
     """The bot's prompt going out; its echo (what was really sent) and a caller coming back."""
 
-    def __init__(self, echo_loss_db: float, tail_s: float = 2.0) -> None:
-        self.bot = read("en_espeak_bot_prompt.wav").astype(np.float64)
+    def __init__(
+        self,
+        echo_loss_db: float,
+        tail_s: float = 2.0,
+        path: np.ndarray | None = None,
+        change: tuple[int, float] | None = None,
+    ) -> None:
+        self.bot = read("en_espeak_bot_prompt.wav").astype(np.float64)  # peaks at -2.5 dBFS
         self.bot_frames = self.bot.shape[0] // 160  # bot audio sent as whole frames
         self.n = self.bot_frames * 160 + int(tail_s * 8000)
         self.echo_gain = gain(-echo_loss_db)
+        self.path = np.ones(1) if path is None else path  # after the delay, peak gain 1
+        self.change = change  # (frame, new echo loss): the echo path changes mid-call
         self.caller = np.zeros(self.n)
 
     def add_caller(self, at_s: float, level_db: float = 0.0) -> int:
@@ -58,7 +67,8 @@ class Call:
         self, policy: TurnPolicy, stop_on_barge_in: bool = False
     ) -> tuple[list[tuple[int, TurnEvent]], list[bytes], bytes]:
         """Play the call; return (frame index, event) pairs, each frame's forward, inbound."""
-        sent = np.zeros(self.n + DELAY)  # what the caller's phone played, 160 ms late
+        sent = np.zeros(self.n + DELAY + 64)  # the echo of what was played, 160 ms late
+        echo_gain = self.echo_gain
         inbound = b""
         events: list[tuple[int, TurnEvent]] = []
         forwarded = []
@@ -68,13 +78,14 @@ class Call:
             now += TICK
             frame = slice(i * 160, (i + 1) * 160)
             playing = playing and i < self.bot_frames
+            if self.change is not None and i == self.change[0]:
+                echo_gain = gain(-self.change[1])
             if playing:
                 out = to_ulaw(self.bot[frame])
                 policy.on_sent(out, now)
-                sent[i * 160 + DELAY : (i + 1) * 160 + DELAY] = ULAW_DECODE[
-                    np.frombuffer(out, np.uint8)
-                ]
-            heard = to_ulaw(self.caller[frame] + sent[frame] * self.echo_gain)
+                echo = np.convolve(ULAW_DECODE[np.frombuffer(out, np.uint8)], self.path)
+                sent[i * 160 + DELAY : i * 160 + DELAY + echo.shape[0]] += echo * echo_gain
+            heard = to_ulaw(self.caller[frame] + sent[frame])
             inbound += heard
             step = policy.feed(heard, now, ai_playing=playing, closing=False)
             events += [(i, e) for e in step.events]
@@ -145,3 +156,61 @@ def test_prefix_is_forwarded_when_caller_speech_is_found_in_echo_window() -> Non
     assert first < call.bot_frames  # inside the window, while the bot still talks
     assert forwarded[first] == inbound[(first - 14) * 160 : (first + 1) * 160]
     assert all(len(chunk) == 160 for chunk in forwarded[first + 1 : call.bot_frames])
+
+
+def cancelling() -> TurnPolicy:
+    return TurnPolicy(TurnConfig(echo_cancel=True))
+
+
+def test_with_the_canceller_the_caller_barges_in_and_echo_after_it_is_held() -> None:
+    call = Call(echo_loss_db=6.0, tail_s=3.0)
+    first = call.add_caller(at_s=2.0)
+    events, forwarded, _ = call.run(cancelling())
+    # Before the canceller has converged, the VAD may hear the echo: skipped as echo.
+    assert all(
+        isinstance(e, UtteranceSkipped) and e.reason == "echo" for i, e in events if i < first
+    )
+    kinds = [type(e) for i, e in events if i >= first]
+    assert kinds == [SpeechStarted, BargeIn, EndOfUtterance]
+    # The caller's utterance is forwarded; the bot's echo after it is held back again.
+    end = next(i for i, e in events if isinstance(e, EndOfUtterance))
+    assert end < call.bot_frames
+    assert forwarded[end + 1 : call.bot_frames] == [b""] * (call.bot_frames - end - 1)
+
+
+@pytest.mark.parametrize("echo_loss_db", [6.0, 10.0, 20.0])
+def test_with_the_canceller_own_voice_echo_is_never_caller_speech(echo_loss_db: float) -> None:
+    events, _, _ = Call(echo_loss_db).run(cancelling())
+    assert not {type(e) for _, e in events} & {SpeechStarted, BargeIn, EndOfUtterance}
+
+
+# A telephone hybrid rings for a few ms: the echo is not a pure delay.
+HYBRID = np.convolve(
+    [0.1, 0.7, 1.0, 0.35, -0.3, -0.35, -0.1, 0.12, 0.15, 0.05], np.exp(-np.arange(24) / 6.0)
+)
+HYBRID /= np.abs(np.fft.rfft(HYBRID, 256)).max()  # ERL: the loss at the loudest frequency
+
+
+@pytest.mark.parametrize("echo_loss_db", [6.0, 10.0, 20.0])
+def test_with_the_canceller_dispersive_echo_is_never_caller_speech(echo_loss_db: float) -> None:
+    events, _, _ = Call(echo_loss_db, path=HYBRID).run(cancelling())
+    assert not {type(e) for _, e in events} & {SpeechStarted, BargeIn, EndOfUtterance}
+
+
+def test_with_the_canceller_echo_path_getting_louder_is_not_a_barge_in() -> None:
+    # 20 dB of echo loss for 4 s (the canceller has converged), then a speakerphone: 6 dB.
+    events, _, _ = Call(echo_loss_db=20.0, change=(200, 6.0)).run(cancelling())
+    assert not {type(e) for _, e in events} & {SpeechStarted, BargeIn, EndOfUtterance}
+
+
+def test_quiet_caller_under_loud_bot_is_heard_through_the_canceller() -> None:
+    # Bot peaks at -2.5 dBFS, caller at -10 dBFS, echo 20 dB down: the Geigel bound alone
+    # (worst case 6 dB) hears this caller late or never.
+    call = Call(echo_loss_db=20.0, tail_s=3.0)
+    first = call.add_caller(at_s=4.0, level_db=-7.6)
+    onset = first + next(
+        i for i in range(200) if np.abs(call.caller[(first + i) * 160 :][:160]).max() > 180
+    )  # -45 dBFS: the caller's first audible frame
+    events, _, _ = call.run(cancelling(), stop_on_barge_in=True)
+    barge = [i for i, e in events if isinstance(e, BargeIn)]
+    assert barge and onset <= barge[0] <= onset + 15  # 300 ms of frames, deterministic

@@ -1,0 +1,251 @@
+"""Echo canceller on the exact outbound reference: inbound minus an estimate of our own echo.
+
+The server knows every sample it sent, so the echo in the inbound audio is (close to) a
+delayed, filtered copy of it: y = h * x(t - d) + caller + noise. Three parts, all per frame
+and pure (time comes in as `now`):
+
+1. **Timelines.** Sent and received frames are placed on one grid of 20 ms slots. A sent
+   frame follows its predecessor directly unless the pacer paused (Twilio plays queued
+   audio back to back), so the sender's scheduling jitter never misaligns the reference;
+   inbound frames are counted (network jitter on their arrival time is irrelevant), and the
+   count is re-anchored to the clock only after a long stall.
+2. **Bulk delay.** GCC-PHAT between the last 256 ms of inbound and the reference over lags
+   0 .. `max_delay_ms`, smoothed over successive estimates, refreshed every 100 ms. Phase
+   weighting makes the peak sharp for speech, and a caller talking over the echo only
+   lowers it (the caller is not correlated with what we sent), so it never freezes.
+3. **Short filter around that delay** (`taps`, starting `_PRE` samples before it): the
+   Wiener solution H = S_yx / S_xx from cross- and auto-spectra averaged over frames,
+   512-sample windows. Unlike NLMS it cannot diverge when the caller talks (S_yx stays
+   unbiased, only noisier), it converges as fast as the spectra fill, and the per-bin
+   normalisation suits coloured input (speech). The averages are still frozen while the
+   caller is judged present (`commit(caller=True)`), so the noise they add stays out.
+
+The canceller reports the achieved echo return loss enhancement (ERLE: echo estimate power
+over residual power on frames judged echo), which is what the double-talk decision in
+`mediasrv.echo` trusts, and nothing else: it does not decide anything itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+Floats = npt.NDArray[np.float32]
+
+FRAME = 160
+_RING = 128  # slots kept (2.56 s): the delay search (0.4 s + 0.26 s window) fits twice
+_WIN = 1024  # analysis window of the filter estimate: 128 ms; 512 cost 7 dB of ERLE
+_PRE = 32  # filter taps before the estimated delay (4 ms): the delay estimate's error
+_GCC_LEN = 2048  # inbound samples per delay estimate (256 ms)
+_GCC_EVERY = 5  # frames between delay estimates (100 ms)
+_GCC_KEEP = 0.75  # smoothing of successive correlations: ~0.4 s of memory
+_GCC_SHARP = 7.0  # peak over the correlation's RMS: below this the delay is unknown
+_SPEC_KEEP = 0.97  # spectra forgetting per frame: ~0.65 s memory, re-learns a path in ~1 s
+_ERLE_KEEP = 0.9  # ERLE measurement memory per frame (~0.2 s)
+_ERLE_STEP_DB = 6.0
+_ACTIVE = 1e-6  # frame power (of 1.0 full scale) below which the reference is silent
+_EXPLAIN_FRAMES = 4  # residual frames checked against the reference (80 ms)
+_REANCHOR_SLOTS = 10  # inbound count vs clock: beyond 200 ms apart, restart the count
+
+
+class _SlotRing:
+    """The last `_RING` slots of a 20 ms sample timeline; missing slots read as zeros."""
+
+    def __init__(self) -> None:
+        self._buf = np.zeros(2 * _RING * FRAME, dtype=np.float32)  # written twice: no wrap
+        self._ids = np.full(_RING, -1, dtype=np.int64)
+        self.last = -1  # highest slot written
+
+    def put(self, slot: int, x: Floats) -> None:
+        i = (slot % _RING) * FRAME
+        self._buf[i : i + FRAME] = x
+        j = i + _RING * FRAME
+        self._buf[j : j + FRAME] = x
+        self._ids[slot % _RING] = slot
+        self.last = max(self.last, slot)
+
+    def read(self, start: int, n: int) -> Floats:
+        """Return samples [start, start + n) of the timeline (a copy when a slot is gone)."""
+        first, last = start // FRAME, (start + n - 1) // FRAME
+        slots = np.arange(first, last + 1)
+        valid = self._ids[slots % _RING] == slots
+        i = start % (_RING * FRAME)
+        out = self._buf[i : i + n]
+        if valid.all():
+            return out
+        out = out.copy()
+        for s in slots[~valid]:
+            a, b = max(int(s) * FRAME - start, 0), min((int(s) + 1) * FRAME - start, n)
+            out[a:b] = 0.0
+        return out
+
+    def power(self, start: int, n: int) -> float:
+        x = self.read(start, n)
+        return float(np.dot(x, x)) / n
+
+
+class EchoCanceller:
+    """Estimate and subtract the echo of what we sent from each inbound frame."""
+
+    def __init__(self, *, max_delay_ms: int = 400, taps: int = 256) -> None:
+        self.max_lag = max_delay_ms * 8 + _PRE
+        self.taps = taps
+        self._ref = _SlotRing()
+        self._in = _SlotRing()
+        self._sent_slot = -1
+        self._sent_at = -1.0
+        self._in_slot = -1
+        # Delay search: FFT long enough that the circular correlation never wraps.
+        self._nfft = 1 << int(np.ceil(np.log2(2 * _GCC_LEN + self.max_lag)))
+        freqs = np.fft.rfftfreq(self._nfft, 1 / 8000)
+        self._band = ((freqs > 200) & (freqs < 3400)).astype(np.float32)  # phone band
+        self._cc = np.zeros(self.max_lag + 1, dtype=np.float32)
+        self._frames = 0
+        self.delay: int | None = None  # bulk echo delay in samples, once known
+        self.sharpness = 0.0
+        self._window = np.hanning(_WIN).astype(np.float32)
+        self._sxx = np.zeros(_WIN // 2 + 1, dtype=np.float64)
+        self._syx = np.zeros(_WIN // 2 + 1, dtype=np.complex128)
+        self._h = np.zeros(taps, dtype=np.float32)
+        self._learned = 0  # frames of spectra behind the filter since the last reset
+        self._spec: tuple[npt.NDArray[np.complex128], npt.NDArray[np.complex128]] | None = None
+        self._erle = 0.0
+        self.echo_power = 0.0  # of the last frame's echo estimate
+        self.residual_power = 0.0
+        self.inbound_power = 0.0
+        self._res_hist = np.zeros(_EXPLAIN_FRAMES * FRAME, dtype=np.float32)
+
+    @property
+    def erle_db(self) -> float:
+        """Return the echo return loss enhancement achieved on recent echo-only frames."""
+        return self._erle
+
+    def on_sent(self, x: Floats, now: float) -> None:
+        """Place one sent frame (floats, full scale 1.0) on the reference timeline."""
+        slot = round(now / 0.020)
+        # Back to back unless the pacer paused: Twilio plays its queue without gaps.
+        if self._sent_slot >= 0 and now - self._sent_at < 0.030:
+            slot = self._sent_slot + 1
+        slot = max(slot, self._sent_slot + 1)
+        self._ref.put(slot, x)
+        self._sent_slot, self._sent_at = slot, now
+
+    def gap(self, ms: int) -> None:
+        """Skip `ms` of inbound audio that never came (read as silence)."""
+        if self._in_slot >= 0:
+            self._in_slot += max(0, ms) // 20
+
+    def skip(self, now: float) -> None:
+        """Count one inbound frame that is not processed (outside the echo window)."""
+        self._advance(now)
+
+    def _advance(self, now: float) -> None:
+        clock = round(now / 0.020)
+        self._in_slot += 1
+        if self._in_slot <= 0 or abs(self._in_slot - clock) > _REANCHOR_SLOTS:
+            self._in_slot = clock
+
+    def process(self, y: Floats, now: float) -> Floats:
+        """Take one inbound frame (floats); return the residual: y minus the echo estimate."""
+        self._advance(now)
+        self._in.put(self._in_slot, y)
+        end = (self._in_slot + 1) * FRAME  # one past the last inbound sample
+        self._frames += 1
+        if self._frames % _GCC_EVERY == 0:
+            self._estimate_delay(end)
+        self.inbound_power = float(np.dot(y, y)) / FRAME
+        self._spec = None
+        if self.delay is None:
+            self.echo_power = 0.0
+            self.residual_power = self.inbound_power
+            return y
+        start = end - (self.delay - _PRE)  # the reference sample aligned with `end`
+        if self._ref.power(start - _WIN, _WIN) > _ACTIVE:
+            xs = self._ref.read(start - _WIN, _WIN) * self._window
+            ys = self._in.read(end - _WIN, _WIN) * self._window
+            self._spec = (np.fft.rfft(xs), np.fft.rfft(ys))
+        x = self._ref.read(start - FRAME - self.taps + 1, FRAME + self.taps - 1)
+        echo = np.convolve(x, self._h, "valid").astype(np.float32)
+        residual = y - echo
+        self._res_hist[:-FRAME] = self._res_hist[FRAME:]
+        self._res_hist[-FRAME:] = residual
+        self.echo_power = float(np.dot(echo, echo)) / FRAME
+        self.residual_power = float(np.dot(residual, residual)) / FRAME
+        return residual
+
+    def commit(self, caller: bool) -> None:
+        """Learn from the frame just processed unless the caller was judged present."""
+        if caller or self._spec is None:
+            return
+        fx, fy = self._spec
+        keep = _SPEC_KEEP
+        self._sxx *= keep
+        self._sxx += (1 - keep) * (fx.real**2 + fx.imag**2)
+        self._syx *= keep
+        self._syx += (1 - keep) * fy * np.conj(fx)
+        self._learned += 1
+        if self.echo_power > _ACTIVE:
+            # Measured with the filter that made this frame's estimate, before the update;
+            # in dB with a bounded step, so one frame of a caller not yet detected (its
+            # onset) cannot undo a second of measurements.
+            frame_db = 10.0 * np.log10(self.echo_power / max(self.residual_power, 1e-12))
+            step = min(max(frame_db - self._erle, -_ERLE_STEP_DB), _ERLE_STEP_DB)
+            self._erle += (1 - _ERLE_KEEP) * step
+        reg = 1e-3 * float(self._sxx.mean()) + 1e-12
+        h = np.fft.irfft(self._syx / (self._sxx + reg), _WIN)[: self.taps]
+        self._h = h.astype(np.float32)
+
+    @property
+    def learned_frames(self) -> int:
+        """Return how many frames the current filter was learned from."""
+        return self._learned
+
+    def explained(self) -> float:
+        """Return how well the reference explains the last residual at any lag (max |ncc|).
+
+        Caller speech is not correlated with what we sent; an echo the filter does not yet
+        model (the path got louder, or moved to another delay) is. Checked on the last two
+        residual frames against every lag of the search span; costs ~3 FFTs, so callers
+        ask only on the frames where it decides something.
+        """
+        r = self._res_hist
+        n, lag = r.shape[0], self.max_lag
+        end = (self._in_slot + 1) * FRAME
+        x = self._ref.read(end - n - lag, n + lag)
+        nfft = 1 << int(np.ceil(np.log2(2 * n + lag)))
+        cc = np.fft.irfft(np.conj(np.fft.rfft(r, nfft)) * np.fft.rfft(x, nfft), nfft)[: lag + 1]
+        energy = np.concatenate(([0.0], np.cumsum(x.astype(np.float64) ** 2)))
+        window = energy[n : n + lag + 1] - energy[: lag + 1]
+        # Lags where we sent (almost) nothing explain nothing: 0/0 must not read as 1.
+        norms = np.sqrt(np.maximum(window, n * _ACTIVE) * float(np.dot(r, r)))
+        return float(np.max(np.abs(cc) / (norms + 1e-12)))
+
+    def _estimate_delay(self, end: int) -> None:
+        n, lag = _GCC_LEN, self.max_lag
+        if self._ref.power(end - n - lag, n + lag) <= _ACTIVE:
+            return  # nothing sent in the search span: no evidence, keep what we know
+        y = self._in.read(end - n, n)
+        if float(np.dot(y, y)) / n <= _ACTIVE * 1e-2:
+            return
+        x = self._ref.read(end - n - lag, n + lag)
+        cross = np.conj(np.fft.rfft(y, self._nfft)) * np.fft.rfft(x, self._nfft)
+        cross *= self._band / (np.abs(cross) + 1e-12)
+        # cc[k] = sum_i y[i] x[i + k]: the echo delay is lag - k.
+        cc = np.fft.irfft(cross, self._nfft)[lag::-1].astype(np.float32)
+        self._cc *= _GCC_KEEP
+        self._cc += cc
+        best = int(np.argmax(self._cc))
+        rms = float(np.sqrt(np.mean(self._cc * self._cc))) + 1e-12
+        self.sharpness = float(self._cc[best]) / rms
+        if self.sharpness < _GCC_SHARP:
+            return
+        if self.delay is None or abs(best - self.delay) > _PRE // 2:
+            self._realign(best)
+
+    def _realign(self, delay: int) -> None:
+        self.delay = delay
+        self._sxx[:] = 0.0
+        self._syx[:] = 0.0
+        self._h[:] = 0.0
+        self._learned = 0
+        self._erle = 0.0
