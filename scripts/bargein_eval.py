@@ -57,6 +57,11 @@ ERLS = (6.0, 10.0, 20.0)
 NON_SPEECH = ("music", "tones", "noise", "silence")
 
 Floats = npt.NDArray[np.float64]
+# A dispersive echo path, gain 1 at its loudest frequency: a telephone hybrid rings for a
+# few ms, it is not a pure delay (a canceller tuned only on pure delays would overfit).
+_H = np.array([0.1, 0.7, 1.0, 0.35, -0.3, -0.35, -0.1, 0.12, 0.15, 0.05, -0.05, -0.04])
+HYBRID = np.convolve(_H, np.exp(-np.arange(24) / 6.0))
+HYBRID /= np.abs(np.fft.rfft(HYBRID, 256)).max()  # ERL: the loss at the loudest frequency
 MakePolicy = Callable[[], TurnPolicy]
 
 
@@ -105,13 +110,18 @@ def simulate(
     delay_ms: int,
     stop_at_barge_in: bool = True,
     change: tuple[int, float, int] | None = None,
+    path: Floats | None = None,
 ) -> Run:
-    """Play `bot` out while `near` (caller + background, 8 kHz floats) comes back with echo."""
+    """Play `bot` out while `near` (caller + background, 8 kHz floats) comes back with echo.
+
+    `path`: the echo's impulse response after the delay (peak gain 1; default a pure delay).
+    """
     policy = make()
     bot_frames = len(bot) // FRAME
     n_frames = near.shape[0] // FRAME
     delay = delay_ms * 8
-    echo = np.zeros(near.shape[0] + delay + FRAME)
+    fir = np.ones(1) if path is None else path
+    echo = np.zeros(near.shape[0] + delay + FRAME + fir.shape[0])
     gain = 10 ** (-erl_db / 20)
     run = Run()
     playing = True
@@ -125,7 +135,8 @@ def simulate(
             out = bot[i * FRAME : (i + 1) * FRAME]
             policy.on_sent(out, now)
             start = i * FRAME + delay
-            echo[start : start + FRAME] = ULAW_DECODE[np.frombuffer(out, np.uint8)] * gain
+            played = np.convolve(ULAW_DECODE[np.frombuffer(out, np.uint8)], fir) * gain
+            echo[start : start + played.shape[0]] += played
         chunk = near[i * FRAME : (i + 1) * FRAME] + echo[i * FRAME : (i + 1) * FRAME]
         inbound = pcm16_to_ulaw(np.clip(np.rint(chunk), -32768, 32767).astype(np.int16))
         step = policy.feed(inbound, now, ai_playing=playing, closing=False)
@@ -248,6 +259,15 @@ def report_echo(make: MakePolicy, delays: Iterable[int]) -> None:
                 run = simulate(make, bot, near, erl_db=erl, delay_ms=delay, stop_at_barge_in=False)
                 cells.append(f"{name} {len(run.barge_ins)}/{run.starts}/{run.turns}")
             print(f"  delay {delay:3d} ms  ERL {erl:4.0f} dB   " + "   ".join(cells))
+    for erl in (6.0, 10.0, 20.0):
+        cells = []
+        for name, bot in bots().items():
+            near = hiss(len(bot) + 2 * 8000)
+            run = simulate(
+                make, bot, near, erl_db=erl, delay_ms=160, stop_at_barge_in=False, path=HYBRID
+            )
+            cells.append(f"{name} {len(run.barge_ins)}/{run.starts}/{run.turns}")
+        print(f"  dispersive 160 ms  ERL {erl:4.0f} dB   " + "   ".join(cells))
     for new_erl, new_delay in ((6.0, 160), (6.0, 240), (0.0, 160)):
         cells = []
         for name, bot in bots().items():

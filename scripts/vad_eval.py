@@ -6,7 +6,7 @@ none), and the CPU cost per 20 ms frame in microseconds (time.perf_counter over 
 Speech files are also measured mixed into pink noise at 10 dB SNR. Last, the cost of the
 whole TurnPolicy (VAD + echo guard) per inbound frame on a typical call mix.
 
-    PYTHONPATH=. .venv/bin/python scripts/vad_eval.py [AUDIO_DIR]
+    PYTHONPATH=. .venv/bin/python scripts/vad_eval.py [AUDIO_DIR | --cost]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mediasrv.audio import FRAME_BYTES, Pcm16, pcm16_to_ulaw, ulaw_to_pcm16
-from mediasrv.turns import TurnPolicy
+from mediasrv.turns import TurnConfig, TurnPolicy
 from mediasrv.vad import SpeechClassifier, SpeechEnd, Vad
 from mediasrv.vad_silero import SileroClassifier
 from mediasrv.vad_spectral import SpectralClassifier
@@ -134,8 +134,53 @@ def turn_policy_cost(audio_dir: Path) -> None:
     )
 
 
+def cost_by_kind(audio_dir: Path) -> None:
+    """Print TurnPolicy us/frame on silence, the bot alone (echo) and double talk."""
+    bot = read_wav(audio_dir / "speech/en_espeak_bot_prompt.wav").astype(np.float64)
+    caller = read_wav(audio_dir / "speech/en_espeak_caller.wav").astype(np.float64)
+    n = bot.shape[0] // 160 * 160
+    echo = np.concatenate([np.zeros(1280), bot * 0.1])[:n]  # 160 ms, 20 dB ERL
+    talk = np.zeros(n)
+    talk[16000 : 16000 + caller.shape[0]] = caller[: n - 16000]
+    hiss = pink_noise(n) * 32768 * 10 ** (-67 / 20)
+    outbound, inbound = to_ulaw(bot[:n]), to_ulaw(echo + talk + hiss)
+    quiet = to_ulaw(hiss)
+    for cancel in (False, True):
+        _cost_by_kind(outbound, inbound, quiet, talk, cancel)
+
+
+def _cost_by_kind(
+    outbound: bytes, inbound: bytes, quiet: bytes, talk: npt.NDArray[np.float64], cancel: bool
+) -> None:
+    n = len(outbound) // FRAME_BYTES * 160
+    costs: dict[str, list[float]] = {"silence": [], "bot alone": [], "double talk": []}
+    for _ in range(3):
+        policy = TurnPolicy(TurnConfig(echo_cancel=cancel))
+        now = 0.0
+        for i in range(n // 160):
+            now += 0.020
+            chunk = slice(i * FRAME_BYTES, (i + 1) * FRAME_BYTES)
+            start = time.perf_counter()
+            policy.on_sent(outbound[chunk], now)
+            policy.feed(inbound[chunk], now, ai_playing=True, closing=False)
+            kind = "double talk" if np.any(talk[i * 160 : (i + 1) * 160]) else "bot alone"
+            costs[kind].append(time.perf_counter() - start)
+        for i in range(n // 160):
+            now += 0.020
+            start = time.perf_counter()
+            policy.feed(quiet[i * FRAME_BYTES : (i + 1) * FRAME_BYTES], now, ai_playing=False,
+                        closing=False)
+            costs["silence"].append(time.perf_counter() - start)
+    cells = ", ".join(f"{k} {np.mean(v) * 1e6:.0f}" for k, v in costs.items())
+    print(f"TurnPolicy echo_cancel={cancel} us/frame (incl. on_sent): {cells}")
+
+
 def main() -> None:
-    audio_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else AUDIO_DIR
+    audio_dir = Path(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] != "--cost" else AUDIO_DIR
+    if "--cost" in sys.argv:
+        turn_policy_cost(AUDIO_DIR)
+        cost_by_kind(AUDIO_DIR)
+        return
     candidates: dict[str, Callable[[], SpeechClassifier]] = {
         "silero": SileroClassifier,
         "spectral": SpectralClassifier,
@@ -159,6 +204,7 @@ def main() -> None:
         print(f"{name:58} {expect:>6} | {' | '.join(cells)}")
     print()
     turn_policy_cost(audio_dir)
+    cost_by_kind(audio_dir)
 
 
 if __name__ == "__main__":
