@@ -52,6 +52,7 @@ QUEUE_FRAMES = 150  # 3 s of 20 ms frames: enough to ride out jitter, small enou
 # answer (10 min at 100 ms deltas -- Twilio itself refuses more buffered audio than that).
 BACKLOG_MAX = 6000
 START_TIMEOUT_S = 10.0
+TX_FAILURE_GRACE_S = 1.0  # after a failed send, how long the rx loop may take to see why
 MAX_GAP_PAD_MS = 2000  # longest inbound gap padded with silence for the backend
 PURPOSE_PRIORITY = {"answer": 1, "idle_prompt": 1, "greeting": 1, "goodbye": 2}
 INSTRUCTIONS = {
@@ -126,6 +127,7 @@ class Call:
         self._dead_air = DeadAirWatch()
         self.dead_air_events = 0
         self._caller_ended = False  # the caller (Twilio) ended it: no REST hang-up
+        self._tx_failed: tuple[float, str] | None = None  # set by the tx thread, read by rx
         self._threads: list[threading.Thread] = []
         self._rt: RealtimeClient | None = None
         self.silence = SilencePolicy(self.s.silence_timeout_s, self.s.max_call_s, self.started_at)
@@ -243,8 +245,9 @@ class Call:
         try:
             self.tx.run()
         except PeerClosed as exc:
-            self._caller_ended = True
-            self.end(f"twilio socket failed: {exc}")
+            # The rx loop names the ending: a caller's `stop` or close is usually still
+            # in its buffer. If it hears nothing for a second, the socket is broken.
+            self._tx_failed = (self.clock.now(), str(exc))
 
     def _shutdown(self) -> None:
         self.closing.set()
@@ -400,6 +403,11 @@ class Call:
                           echo.item.heard_ms)
 
     def _tick(self, now: float) -> None:
+        failed = self._tx_failed
+        if failed is not None and now - failed[0] >= TX_FAILURE_GRACE_S:
+            self._caller_ended = True
+            self.end(f"twilio socket failed: {failed[1]}")
+            return
         with self._lock:
             if self._caller_talking:
                 self.silence.on_caller_speech(now)  # a long sentence is not silence

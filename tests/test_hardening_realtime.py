@@ -238,7 +238,8 @@ def test_twilio_drop_ends_every_call_thread_and_closes_the_openai_socket(
         tw = RawTwilio(live.ws_url).start()
         wait_for(lambda: "[AUDIO_DONE]" in caplog.text, "greeting received, playing")
         names = call_threads(tw.call_sid)
-        assert {n.split("-")[1] for n in names} >= {"rt", "frame", "tx", "drain"}
+        # (a drain watcher may or may not be up at this instant: it ends on its own)
+        assert {n.split("-")[1] for n in names} >= {"rt", "frame", "tx"}
         assert b.stats()["sessions_active"] == 1
         t0 = time.monotonic()
         tw.drop()
