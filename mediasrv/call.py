@@ -138,6 +138,7 @@ class Call:
                 barge_in_min_ms=self.s.barge_in_min_ms,
                 echo_window_ms=self.s.echo_window_ms,
                 erl_db=self.s.echo_erl_db,
+                echo_cancel=self.s.echo_cancel,
             )
         )
         self.writer: TwilioWriter | None = None

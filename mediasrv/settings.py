@@ -49,6 +49,7 @@ class Settings:
     barge_in_min_ms: int = 120
     echo_window_ms: int = 500
     echo_erl_db: float = 6.0
+    echo_cancel: bool = False
     silence_timeout_s: float = 15.0
     max_call_s: float = 1800.0
     max_calls: int = 50
@@ -137,6 +138,15 @@ def _url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
 def _text(raw: str) -> str:
     return raw
 
@@ -166,6 +176,7 @@ _SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
     "BARGE_IN_MIN_MS": ("barge_in_min_ms", _int(20, 2000)),
     "ECHO_WINDOW_MS": ("echo_window_ms", _int(0, 5000)),
     "ECHO_ERL_DB": ("echo_erl_db", _float(0.0, 60.0)),
+    "ECHO_CANCEL": ("echo_cancel", _bool),
     "SILENCE_TIMEOUT_S": ("silence_timeout_s", _float(1.0, 3600.0)),
     "MAX_CALL_S": ("max_call_s", _float(5.0, 86_400.0)),
     "MAX_CALLS": ("max_calls", _int(1, 10_000)),

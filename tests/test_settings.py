@@ -44,3 +44,10 @@ def test_empty_greeting_disables_it():
 def test_stream_url_uses_public_url_host():
     s = load_settings({"PUBLIC_URL": "https://bridge.example.com"})
     assert s.stream_url("internal:5050") == "wss://bridge.example.com/media"
+
+
+def test_echo_cancel_is_off_by_default_and_parsed_as_a_boolean():
+    assert load_settings({}).echo_cancel is False
+    assert load_settings({"ECHO_CANCEL": "true"}).echo_cancel is True
+    with pytest.raises(ConfigError, match="ECHO_CANCEL"):
+        load_settings({"ECHO_CANCEL": "maybe"})
