@@ -38,7 +38,7 @@ import numpy.typing as npt
 from mediasrv.audio import ULAW_DECODE, pcm16_to_ulaw
 from mediasrv.turns import BargeIn, EndOfUtterance, SpeechStarted, TurnConfig, TurnPolicy
 
-AUDIO = Path("/work/shared/audio")
+AUDIO = Path(__file__).resolve().parents[1] / "tests" / "audio"
 PROMPTS = Path(__file__).resolve().parent.parent / "mediasrv" / "prompts"
 FRAME = 160
 TICK = 0.020

@@ -42,13 +42,15 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 GUNICORN = str(Path(PY).with_name("gunicorn"))
-SPEECH = ROOT.parent / "shared" / "audio" / "speech"
+SPEECH = ROOT / "tests" / "audio" / "speech"
 # (file, seconds into the stream), with ~1 s of slack for a late start under load: the
-# greeting ends ~5.8 s; the answer to utterance 1 runs ~9-21 s; utterance 2 is answered
-# from ~24 s; utterance 3 cuts that answer at 26 s and its own answer plays until 31 s.
+# greeting ends ~5.8 s; the answer to utterance 1 runs ~9-21.5 s; utterance 2 (23 s, not
+# earlier: started on the answer's last syllables it was counted as a missed barge-in)
+# is answered from ~25 s; utterance 3 cuts that answer at 26 s and its own answer plays
+# until 31 s.
 PLACEMENTS = [
     ("en_asterisk_allison_hello-world.wav", 7.0),
-    ("en_alsa_front_center.wav", 22.0),
+    ("en_alsa_front_center.wav", 23.0),
     ("en_espeak_caller.wav", 26.0),
 ]
 MIN_DURATION_S = 31.0

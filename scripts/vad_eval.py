@@ -1,4 +1,4 @@
-"""Measure the VAD candidates on every fixture in /work/shared/audio.
+"""Measure the VAD candidates on every fixture in tests/audio.
 
 Prints, per file and candidate: the share of frames judged speech, the number of speech
 turns of at least 300 ms the state machine produces (speech files must yield some, others
@@ -26,7 +26,7 @@ from mediasrv.vad import SpeechClassifier, SpeechEnd, Vad
 from mediasrv.vad_silero import SileroClassifier
 from mediasrv.vad_spectral import SpectralClassifier
 
-AUDIO_DIR = Path("/work/shared/audio")
+AUDIO_DIR = Path(__file__).resolve().parents[1] / "tests" / "audio"
 MIN_TURN_S = 0.3
 TRAIL_S = 1.0  # silence appended so the last utterance can end
 

@@ -10,7 +10,7 @@ import numpy as np
 from mediasrv.aec import EchoCanceller
 from mediasrv.audio import ULAW_DECODE, pcm16_to_ulaw
 
-BOT = Path("/work/shared/audio/speech/en_espeak_bot_prompt.wav")
+BOT = Path(__file__).resolve().parent / "audio" / "speech" / "en_espeak_bot_prompt.wav"
 TICK = 0.020
 DELAY = 160 * 8  # 160 ms
 

@@ -187,3 +187,18 @@ def test_request_after_a_long_quiet_backend_is_not_taken_for_a_stall():
         h.clock.advance(12.0)  # a long answer plays on after the backend's last event
         assert h.call.request_response("answer")
         assert h.rt.sent_types(quiet=0.5) == ["response.create"]  # no reconnect
+
+
+def test_reader_stays_prompt_when_a_long_answer_overflows_both_queues():
+    with running_call() as h:
+        h.respond(ms=30_000, done=False)  # 300 deltas: 3 s in tx_q, 150 deltas queued, rest backlog
+        h.twilio.expect("media")
+        h.rt.sync()  # the reader handled all 300 deltas although the queues are full
+        assert len(h.call._backlog) > 0  # only used once audio_out_q is full
+        h.rt.emit({"type": "input_audio_buffer.speech_started", "item_id": "u1"})
+        h.rt.sync()  # handled at once: nothing waits for the backlog to drain
+        clear_at = next(i for i, m in enumerate(h.twilio.history) if m["event"] == "clear")
+        for _ in range(10):
+            h.clock.advance(0.02)
+        assert [m["event"] for m in h.twilio.since(clear_at + 1)] == []
+        assert len(h.call._backlog) == 0 and h.call.audio_out_q.qsize() == 0

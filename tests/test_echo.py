@@ -21,7 +21,7 @@ from mediasrv.turns import (
     UtteranceSkipped,
 )
 
-SPEECH = Path("/work/shared/audio/speech")
+SPEECH = Path(__file__).resolve().parent / "audio" / "speech"
 TICK = 0.020
 DELAY = 160 * 8  # 160 ms echo path, in samples
 

@@ -24,7 +24,7 @@ from mediasrv.localbackend.options import PROMPTS_DIR
 from mediasrv.localbackend.prompts import PromptBank
 from mediasrv.localbackend.session import RealtimeSession
 
-SPEECH = Path("/work/shared/audio/speech")
+SPEECH = Path(__file__).resolve().parent / "audio" / "speech"
 RECV_TIMEOUT_S = 2.0
 Event = dict[str, Any]
 

@@ -12,7 +12,7 @@ from mediasrv.audio import Pcm16, pcm16_to_ulaw, ulaw_to_pcm16
 from mediasrv.errors import ConfigError
 from mediasrv.vad import SpeechEnd, SpeechStart, Vad, VadConfig, VadEvent
 
-AUDIO = Path("/work/shared/audio")
+AUDIO = Path(__file__).resolve().parent / "audio"
 TICK = 0.020
 SPEECH = sorted(p.name for p in (AUDIO / "speech").glob("*.wav"))
 NOT_SPEECH = sorted(

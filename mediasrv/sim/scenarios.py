@@ -48,7 +48,8 @@ from mediasrv.sim.script import (
 )
 
 AUDIO_DIR = Path(
-    os.environ.get("MEDIASRV_AUDIO_DIR", Path(__file__).resolve().parents[3] / "shared" / "audio")
+    # The recordings of ../shared/audio, copied with their MANIFEST (licences) into tests/.
+    os.environ.get("MEDIASRV_AUDIO_DIR", Path(__file__).resolve().parents[2] / "tests" / "audio")
 )
 GREETING_END_S = 5.7  # greeting.ulaw is 5.49 s; it starts ~0.1 s in, plus the prebuffer
 LINE_NOISE = "silence/white_noise_peak-70dBFS_5s.wav"
