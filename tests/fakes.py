@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 from base64 import b64encode
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -206,3 +208,20 @@ def running_call(**overrides: Any):  # type: ignore[no-untyped-def]
         twilio.stall_media.clear()
         twilio.hang_up()
         rx.join(timeout=WAIT)
+
+
+@contextmanager
+def root_logging_restored() -> Iterator[None]:
+    """Let a test reconfigure the root logger; put its handlers and level back after."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for h in list(root.handlers):
+            if h not in handlers:
+                root.removeHandler(h)
+        for h in handlers:
+            if h not in root.handlers:
+                root.addHandler(h)
+        root.setLevel(level)

@@ -12,7 +12,15 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from fakes import WAIT, FakeRealtime, FakeTwilio, Harness, RecordingObserver, start_msg
+from fakes import (
+    WAIT,
+    FakeRealtime,
+    FakeTwilio,
+    Harness,
+    RecordingObserver,
+    root_logging_restored,
+    start_msg,
+)
 from hardening_live import backend, connector, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -106,19 +114,9 @@ def test_metrics_endpoint_serves_prometheus_text() -> None:
 @contextmanager
 def json_logs() -> Iterator[io.StringIO]:
     buf = io.StringIO()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
+    with root_logging_restored():
         configure_logging("INFO", "json", stream=buf)
         yield buf
-    finally:
-        for h in list(root.handlers):
-            if h not in handlers:
-                root.removeHandler(h)
-        for h in handlers:
-            if h not in root.handlers:
-                root.addHandler(h)
-        root.setLevel(level)
 
 
 def test_json_logs_are_one_object_per_line_with_the_call_sid_and_a_summary() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import websocket
+from fakes import root_logging_restored
 from hardening_live import RawTwilio, backend, connector, live_server, settings, wait_for
 from twilio.http import HttpClient
 from twilio.http.response import Response as TwilioResponse
@@ -162,20 +163,10 @@ def test_no_secret_appears_in_any_log_line(caplog: pytest.LogCaptureFixture) -> 
 
 def test_log_lines_are_scrubbed_of_configured_secrets_whoever_logs_them() -> None:
     buf = io.StringIO()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
+    with root_logging_restored():
         for fmt in ("text", "json"):
             configure_logging("INFO", fmt, secrets=[TOKEN, API_KEY], stream=buf)
             logging.getLogger("somelibrary").info("headers: Bearer %s token=%s", API_KEY, TOKEN)
-    finally:
-        for h in list(root.handlers):
-            if h not in handlers:
-                root.removeHandler(h)
-        for h in handlers:
-            if h not in root.handlers:
-                root.addHandler(h)
-        root.setLevel(level)
     out = buf.getvalue()
     assert TOKEN not in out and API_KEY not in out
     assert out.count("Bearer *** token=***") == 2
