@@ -292,5 +292,3 @@ def stop_local_backend() -> None:
             _backend.stop()
             _backend = None
 
-
-ConnectorFactory = Callable[[Settings], Connector]
