@@ -52,6 +52,10 @@ QUEUE_FRAMES = 150  # 3 s of 20 ms frames: enough to ride out jitter, small enou
 # answer (10 min at 100 ms deltas -- Twilio itself refuses more buffered audio than that).
 BACKLOG_MAX = 6000
 START_TIMEOUT_S = 10.0
+# The drain watcher runs for most of every answer (the backend streams faster than real
+# time): 25 polls a second keep its wake-ups small next to the tx loop's 50, and decide
+# within 40 ms -- far inside DRAIN_TIMEOUT_MS.
+DRAIN_POLL_S = 0.04
 TX_FAILURE_GRACE_S = 1.0  # after a failed send, how long the rx loop may take to see why
 MAX_GAP_PAD_MS = 2000  # longest inbound gap padded with silence for the backend
 PURPOSE_PRIORITY = {"answer": 1, "idle_prompt": 1, "greeting": 1, "goodbye": 2}
@@ -700,7 +704,7 @@ class Call:
                 outcome = tracker.step(self._queued(), self._frames_sent(), self.clock.now())
                 if outcome is not None:
                     self.is_ai_speaking.clear()
-            if outcome is None and self.closing.wait(0.01):
+            if outcome is None and self.closing.wait(DRAIN_POLL_S):
                 return
         self.obs.drain(outcome.value)
         self.log.info("[AUDIO_DRAIN] %s %s after %d ms", rid, outcome.value,
