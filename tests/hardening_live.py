@@ -62,6 +62,11 @@ def wait_for(pred: Callable[[], bool], what: str, bound: float = BOUND) -> None:
         time.sleep(0.02)
 
 
+def wait_logged(caplog: Any, text: str, bound: float = BOUND) -> None:
+    """Wait until `text` appears in the captured log lines."""
+    wait_for(lambda: text in caplog.text, f"never logged: {text}", bound)
+
+
 @contextmanager
 def backend(**options: Any) -> Iterator[LocalBackend]:
     b = LocalBackend(BackendOptions(**options)).start()

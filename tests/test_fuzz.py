@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from base64 import b64encode
 from typing import Any
 
 import pytest
 from fakes import running_call, start_msg
+from hardening_live import wait_logged
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -100,13 +100,6 @@ def test_parse_realtime_raises_only_mediasrv_errors(raw: str | bytes) -> None:
         pass
 
 
-def wait_logged(caplog: pytest.LogCaptureFixture, text: str, bound: float = 5.0) -> None:
-    deadline = time.monotonic() + bound
-    while text not in caplog.text:
-        assert time.monotonic() < deadline, f"never logged: {text}"
-        time.sleep(0.02)
-
-
 def test_call_survives_any_twilio_messages_and_still_answers(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -126,7 +119,7 @@ def test_call_survives_any_twilio_messages_and_still_answers(
         feed()
         h.twilio.push(start_msg("CA-second"))  # still dropped, not acted on
         h.twilio.push({"event": "dtmf", "streamSid": "MZ1", "dtmf": {"digit": "7"}})
-        wait_logged(caplog, "dtmf digit 7")
+        wait_logged(caplog, "dtmf digit 7", 5.0)
         assert not h.call.closing.is_set()
     assert "handler failed" not in caplog.text
 
@@ -148,7 +141,7 @@ def test_call_survives_any_realtime_events_and_still_answers(
         h.rt.emit({"type": "conversation.item.input_audio_transcription.completed",
                    "item_id": "u9", "transcript": "still here after the fuzz"})
         h.rt.sync()
-        wait_logged(caplog, "still here after the fuzz")
+        wait_logged(caplog, "still here after the fuzz", 5.0)
         assert h.call._rt is not None and h.call._rt.thread.is_alive()
         assert not h.call.closing.is_set()
     assert "handler failed" not in caplog.text

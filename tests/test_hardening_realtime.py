@@ -19,20 +19,13 @@ from hardening_live import (
     live_server,
     settings,
     wait_for,
+    wait_logged,
 )
 
 from mediasrv.errors import PeerClosed
 from mediasrv.realtime_client import Connector, RealtimeSocket, ws_connector
 from mediasrv.sim.call import CallOptions, EmulatedCall
 from mediasrv.sim.script import CallerScript
-
-
-def wait_logged(caplog: pytest.LogCaptureFixture, text: str, bound: float = WAIT) -> None:
-    deadline = time.monotonic() + bound
-    while text not in caplog.text:
-        assert time.monotonic() < deadline, f"never logged: {text}"
-        time.sleep(0.02)
-
 
 # --- fakes -----------------------------------------------------------------------------
 
@@ -96,10 +89,10 @@ def test_dead_air_over_2_s_is_logged_once_with_its_reason(
         time.sleep(0.3)  # rx ticks every 0.1 s
         assert "[DEAD_AIR]" not in caplog.text
         h.clock.advance(0.6)
-        wait_logged(caplog, "not answered by the backend yet")
+        wait_logged(caplog, "not answered by the backend yet", WAIT)
         h.rt.emit({"type": "response.created", "response": {"id": "resp_1"}})
         h.rt.sync()  # the same silence, a new reason: reported again
-        wait_logged(caplog, "response resp_1 active but no audio from the backend yet")
+        wait_logged(caplog, "response resp_1 active but no audio from the backend yet", WAIT)
         h.clock.advance(5.0)
         time.sleep(0.3)
     lines = [r.getMessage() for r in caplog.records if "[DEAD_AIR]" in r.getMessage()]
