@@ -162,6 +162,7 @@ class Call:
         if start is None:
             self.end_reason = self.end_reason or "no start message"
             self.closing.set()
+            self.log.info("stream ended before the call started: %s", self.end_reason)
             return self.end_reason
         self._setup(start)
         try:

@@ -54,6 +54,16 @@ class Live:
     def wait_active(self, n: int, bound: float = BOUND) -> None:
         wait_for(lambda: self.active() == n, f"{n} active calls", bound)
 
+    def hang_up_the_call(self, reason: str = "test: the server hangs up") -> None:
+        """End the one active call from the server side, once it has started.
+
+        Registered is not started: a call is in the registry before its `start` gave it
+        a call sid, and ending it then is a stream that never became a call.
+        """
+        self.wait_active(1)
+        wait_for(lambda: bool(self.registry().active()[0].call_sid), "call started")
+        self.registry().active()[0].end(reason)
+
 
 def wait_for(pred: Callable[[], bool], what: str, bound: float = BOUND) -> None:
     deadline = time.monotonic() + bound

@@ -150,8 +150,7 @@ def test_no_secret_appears_in_any_log_line(caplog: pytest.LogCaptureFixture) -> 
             opts = CallOptions(auth_token=TOKEN, public_url=PUBLIC, close_grace=1.0)
             call = EmulatedCall(live.base, silence(10.0), opts)
             assert call.start()
-            live.wait_active(1)
-            live.registry().active()[0].end("test: the server hangs up")
+            live.hang_up_the_call()
             assert call.wait(10.0)
             live.wait_active(0)
     assert http.requests  # the REST hang-up ran (and was logged by twilio's client)
@@ -186,8 +185,7 @@ def test_server_ended_call_is_completed_through_rest_and_a_caller_hang_up_is_not
         assert http.requests == []
         call = EmulatedCall(live.base, silence(10.0), opts)
         assert call.start()
-        live.wait_active(1)
-        live.registry().active()[0].end("test: the server hangs up")
+        live.hang_up_the_call()
         assert call.wait(10.0)
         wait_for(lambda: len(http.requests) == 1, "one REST request")
         assert live.metrics.rest_hangups.labels(outcome="ok")._value.get() == 1
