@@ -11,6 +11,7 @@ from mediasrv.aec import EchoCanceller
 from mediasrv.audio import ULAW_DECODE, pcm16_to_ulaw
 
 BOT = Path(__file__).resolve().parent / "audio" / "speech" / "en_espeak_bot_prompt.wav"
+CALLER = BOT.with_name("en_asterisk_allison_tt-weasels.wav")
 TICK = 0.020
 DELAY = 160 * 8  # 160 ms
 
@@ -22,24 +23,55 @@ def bot_frames() -> list[np.ndarray]:
     return [ULAW_DECODE[ulaw[i : i + 160]] for i in range(0, len(ulaw) - 159, 160)]
 
 
-def echo_run(path: np.ndarray, echo_loss_db: float, frames: int) -> EchoCanceller:
-    """Feed `frames` frames of the bot out and its echo (mu-law, like Twilio) back."""
-    aec = EchoCanceller()
+def caller_samples(level_db: float) -> np.ndarray:
+    with wave.open(str(CALLER), "rb") as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float64)
+    return pcm * 10 ** (level_db / 20)
+
+
+def echo_run(
+    path: np.ndarray,
+    echo_loss_db: float,
+    frames: int,
+    *,
+    aec: EchoCanceller | None = None,
+    start: int = 0,
+    delay: int = DELAY,
+    caller: np.ndarray | None = None,
+    learn: bool = True,
+) -> EchoCanceller:
+    """Feed frames [start, frames) of the bot out and its echo (mu-law, like Twilio) back.
+
+    `caller` (samples from frame `start` on) is added to the inbound; with `learn` False
+    the canceller is told every frame held the caller (it learns nothing).
+    """
+    aec = aec if aec is not None else EchoCanceller()
     sent = bot_frames()
-    echo = np.zeros(len(sent) * 160 + DELAY + 200)
+    echo = np.zeros(len(sent) * 160 + 8000)
     g = 10 ** (-echo_loss_db / 20)
     hiss = np.random.default_rng(3).standard_normal(echo.shape[0]) * 10  # -70 dBFS
-    now = 0.0
-    for i in range(frames):
-        now += TICK
-        aec.on_sent((sent[i] / 32768.0).astype(np.float32), now)
+    for i in range(max(0, start - delay // 160 - 8), frames):
         played = np.convolve(sent[i].astype(np.float64), path) * g
-        echo[i * 160 + DELAY : i * 160 + DELAY + played.shape[0]] += played
+        echo[i * 160 + delay : i * 160 + delay + played.shape[0]] += played
+        if i < start:
+            continue
+        now = (i + 1) * TICK
+        aec.on_sent((sent[i] / 32768.0).astype(np.float32), now)
         inbound = echo[i * 160 : (i + 1) * 160] + hiss[i * 160 : (i + 1) * 160]
-        y = ULAW_DECODE[np.frombuffer(pcm16_to_ulaw(np.rint(inbound).astype(np.int16)), np.uint8)]
+        if caller is not None:
+            part = caller[(i - start) * 160 : (i - start + 1) * 160]
+            inbound[: part.shape[0]] += part
+        pcm = np.clip(np.rint(inbound), -32768, 32767).astype(np.int16)
+        y = ULAW_DECODE[np.frombuffer(pcm16_to_ulaw(pcm), np.uint8)]
         aec.process((y / 32768.0).astype(np.float32), now)
-        aec.commit(caller=False)
+        aec.commit(caller=not learn)
     return aec
+
+
+# A hybrid that rings for 30 ms, with a reflection 12 ms later (6 dB down).
+_TAIL = np.random.default_rng(5).standard_normal(240) * np.exp(-np.arange(240) / 60.0)
+BAD_LINE = np.concatenate([_TAIL, np.zeros(96)]) + np.concatenate([np.zeros(96), _TAIL * 0.5])
+BAD_LINE /= np.abs(np.fft.rfft(BAD_LINE, 1024)).max()
 
 
 def test_finds_a_pure_delay_and_converges_within_three_seconds() -> None:
@@ -61,3 +93,38 @@ def test_residual_is_the_inbound_until_a_delay_is_known() -> None:
     y = np.full(160, 0.1, dtype=np.float32)
     assert np.array_equal(aec.process(y, 0.02), y)
     assert aec.delay is None and aec.erle_db == 0.0
+
+
+def test_our_echo_through_a_ringing_path_with_a_reflection_is_coherent() -> None:
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=200)
+    residual, inbound = aec.coherence()
+    assert inbound > 0.7  # our echo, whatever the path's shape
+
+
+def test_a_caller_on_a_line_with_no_echo_is_not_coherent_with_what_we_sent() -> None:
+    aec = echo_run(np.zeros(1), echo_loss_db=10.0, frames=150, caller=caller_samples(-10.0),
+                   start=100)
+    assert max(aec.coherence()) < 0.5
+
+
+def test_in_double_talk_the_residual_is_the_caller_and_the_estimate_still_fits() -> None:
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=200)
+    # a caller 20 dB under the bot's level, 10 dB under its echo: the canceller is frozen
+    echo_run(BAD_LINE, 10.0, 212, aec=aec, start=200, caller=caller_samples(-20.0), learn=False)
+    residual, inbound = aec.coherence()
+    assert residual < 0.5 < inbound  # the inbound is mostly our echo, the residual is not
+    assert aec.estimate_fits()
+    assert aec.follows_estimate() < 0.5
+
+
+def test_a_path_that_only_got_louder_leaves_a_residual_that_follows_the_estimate() -> None:
+    aec = echo_run(np.ones(1), echo_loss_db=20.0, frames=200)
+    echo_run(np.ones(1), 6.0, 212, aec=aec, start=200, learn=False)
+    assert aec.follows_estimate() > 0.9
+
+
+def test_a_path_that_moved_makes_the_estimate_misfit_and_the_inbound_stays_coherent() -> None:
+    aec = echo_run(np.ones(1), echo_loss_db=10.0, frames=200)
+    echo_run(np.ones(1), 10.0, 212, aec=aec, start=200, delay=60 * 8, learn=False)
+    assert not aec.estimate_fits()
+    assert aec.coherence()[1] > 0.7
