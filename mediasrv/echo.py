@@ -1,31 +1,27 @@
 """Echo guard: is an inbound frame possibly the caller, or only the echo of our own voice?
 
-Phone lines in this path have no echo canceller, and on a speakerphone the bot hears itself
-back 100-300 ms later. The server knows exactly what it sent, so this is the classic Geigel
-double-talk test on that reference:
+The server knows exactly what it sent, so it measures *this* call's echo and decides from
+that, instead of assuming the worst echo on every call. Three pieces of evidence, cheapest
+first, each on the frames inside the echo window (AI audio playing, and `echo_window_ms`
+after the last sent frame); outside it every frame may be the caller:
 
-    caller  <=>  inbound_peak_db > max(sent_peak_db over the echo path) - erl_db + margin_db
+1. **Level** (Geigel's double-talk test, with a measured loss): the inbound peak is above the
+   loudest sent peak of the echo path minus this call's echo return loss bound
+   (`mediasrv.echo_path`: `erl_db` until about a second of the bot was heard, then measured).
+   Above the *conservative* bound (`erl_db`) it is the caller, full stop: no echo we
+   guarantee to survive is that loud.
+2. **Residual** (with `cancel=True`): once the canceller (`mediasrv.aec`) is trusted (a delay
+   found, 0.5 s of the bot learned, >= 10 dB of ERLE), the residual is above what the
+   canceller is known to leave of our echo (echo estimate / ERLE, plus a margin).
+3. **Coherence veto**, asked only of speech frames that 1 or 2 call caller below the
+   conservative bound (and, until the bound is learned, of every speech frame): if what we
+   sent explains the last 160 ms of the residual -- or of the inbound, when the canceller
+   removed nothing -- it is our echo. This is what catches an echo path that got louder or
+   moved (the bound is then reset to the conservative start and re-learned), and a caller on
+   a line with no echo at all is found at once, before the bound is learned.
 
-An echo is the sent signal delayed and attenuated by at least the echo return loss (ERL),
-so its peak can never exceed the loudest recent sent peak minus the ERL. Peaks, not RMS:
-an inbound frame that straddles two delayed sent frames has a peak no higher than theirs,
-whereas its RMS can be up to 3 dB above either.
-
-The test applies while AI audio plays and for `echo_window_ms` after the last sent frame
-(the echo tail); outside that window every frame may be the caller. Pure: time comes in as
-`now`.
-
-With `cancel=True` the guard also runs an echo canceller (`mediasrv.aec`) inside the window,
-and once it is *trusted* (a delay found, 0.5 s of the bot learned, >= 10 dB of ERLE) the
-decision moves to the residual, which lets a caller far below the worst-case ERL through:
-
-    caller  <=>  residual_power > echo_estimate_power / ERLE * residual_margin
-                 and (the Geigel test also says caller, or the residual is not our echo)
-
-"Not our echo": an echo path that got louder or moved leaves a residual that looks like a
-caller to the level test; it is correlated with what we sent, a caller is not (max |ncc|
-over all lags, measured 0.64-1.0 for a path change, 0.1-0.6 for callers). Until trusted,
-and whenever the ERLE falls under 10 dB (a path change, noise), the Geigel test decides.
+Frames judged echo teach the bound and the canceller; frames judged caller teach nothing.
+Pure: time comes in as `now`.
 """
 
 from __future__ import annotations
@@ -38,6 +34,7 @@ import numpy.typing as npt
 
 from mediasrv.aec import EchoCanceller
 from mediasrv.audio import ULAW_DECODE
+from mediasrv.echo_path import EchoPathBound
 from mediasrv.errors import ConfigError
 
 SILENT_DBFS = -120.0
@@ -59,7 +56,9 @@ _RING_FRAMES = 64
 _TRUST_FRAMES = 25
 _TRUST_ERLE_DB = 10.0
 _RESIDUAL_FLOOR = 10 ** (-65 / 10)  # power: below this a residual is line noise
-_EXPLAINED = 0.5  # max |ncc| of residual vs reference above which it is our echo
+# Coherence with what we sent above which a signal is our echo (see mediasrv.aec: callers
+# measured <= 0.3, echo through dispersive paths >= 0.7).
+_EXPLAINED = 0.5
 
 
 def ulaw_peak_dbfs(frame: bytes) -> float:
@@ -70,7 +69,7 @@ def ulaw_peak_dbfs(frame: bytes) -> float:
 
 
 class EchoGuard:
-    """Judge inbound frames against the recent outbound reference (Geigel test, canceller)."""
+    """Judge inbound frames against what we sent: measured level bound, canceller, coherence."""
 
     def __init__(
         self,
@@ -84,21 +83,23 @@ class EchoGuard:
     ) -> None:
         if not 0 <= echo_window_ms <= 5000:
             raise ConfigError(f"echo_window_ms={echo_window_ms}: must be between 0 and 5000")
-        if not 0.0 <= erl_db <= 60.0:
-            raise ConfigError(f"erl_db={erl_db}: must be between 0 and 60")
         if not 20 <= echo_path_ms <= 1000:
             raise ConfigError(f"echo_path_ms={echo_path_ms}: must be between 20 and 1000")
         if not 0.0 <= margin_db <= 20.0:
             raise ConfigError(f"margin_db={margin_db}: must be between 0 and 20")
+        self.path = EchoPathBound(erl_db)
         self._window_s = echo_window_ms / 1000.0
         self._path_s = echo_path_ms / 1000.0
-        self._offset_db = margin_db - erl_db
+        self._margin_db = margin_db
         self._sent: deque[tuple[float, float]] = deque(maxlen=_RING_FRAMES)
         self._last_sent: float | None = None
         self.canceller = EchoCanceller(max_delay_ms=echo_path_ms) if cancel else None
         self._residual_ratio = 10 ** (residual_margin_db / 10)
         self._cancelled_at: float | None = None  # `now` of the frame `cancel` last took
+        self._loudest = SILENT_DBFS  # the last judged frame's echo-path peak
+        self._inbound = SILENT_DBFS  # and its inbound peak
         self.residual_only = False  # the last `judge` said caller on the residual alone
+        self.vetoes = 0  # frames the coherence veto turned from caller into echo
 
     def on_sent(
         self, peak_dbfs: float, now: float, samples: npt.NDArray[np.float32] | None = None
@@ -112,7 +113,12 @@ class EchoGuard:
     def cancel(
         self, frame: npt.NDArray[np.float32], now: float, ai_playing: bool = False
     ) -> npt.NDArray[np.float32]:
-        """Return the inbound frame minus the estimated echo (the frame itself if none)."""
+        """Return what the VAD should hear: the inbound minus our echo, once that is known.
+
+        Until the canceller is trusted its estimate may be noise (a line with no echo at
+        all never gives it one): subtracting it would only add a faint copy of the bot's
+        voice, which the VAD may hear as speech. So the VAD hears the inbound as it came.
+        """
         aec = self.canceller
         if aec is None:
             return frame
@@ -121,7 +127,8 @@ class EchoGuard:
             self._cancelled_at = None
             return frame
         self._cancelled_at = now
-        return aec.process(frame, now)
+        residual = aec.process(frame, now)
+        return residual if self.trusted else frame
 
     def gap(self, ms: int) -> None:
         """Count inbound audio that never came."""
@@ -129,9 +136,12 @@ class EchoGuard:
             self.canceller.gap(ms)
 
     def learn(self, caller: bool) -> None:
-        """Let the canceller learn from the frame `cancel` took, unless it held the caller."""
-        if self.canceller is not None and self._cancelled_at is not None:
-            self.canceller.commit(caller)
+        """Learn from the frame last judged, unless it held the caller."""
+        if caller or self.canceller is None:
+            return
+        self.path.learn(self._loudest, self._inbound)
+        if self._cancelled_at is not None:
+            self.canceller.commit(False)
 
     @property
     def trusted(self) -> bool:
@@ -150,8 +160,8 @@ class EchoGuard:
             return True
         return self._last_sent is not None and now - self._last_sent <= self._window_s
 
-    def threshold_dbfs(self, now: float) -> float:
-        """Return the loudest level an echo could have now (-120 if nothing was sent)."""
+    def loudest_sent_dbfs(self, now: float) -> float:
+        """Return the loudest peak sent within the echo path (-120 if nothing was sent)."""
         cutoff = now - self._path_s
         loudest = SILENT_DBFS
         for sent_at, peak in reversed(self._sent):
@@ -159,9 +169,14 @@ class EchoGuard:
                 break
             if peak > loudest:
                 loudest = peak
+        return loudest
+
+    def threshold_dbfs(self, now: float) -> float:
+        """Return the loudest level this call's echo could have now (-120 if nothing sent)."""
+        loudest = self.loudest_sent_dbfs(now)
         if loudest <= SILENT_DBFS:
             return SILENT_DBFS
-        return loudest + self._offset_db
+        return loudest - self.path.bound_db + self._margin_db
 
     def masked_dbfs(self) -> float:
         """Return the residual level that our own echo may still reach in the last frame."""
@@ -175,22 +190,57 @@ class EchoGuard:
         return aec.echo_power * 10 ** (-aec.erle_db / 10) * self._residual_ratio
 
     def judge(
-        self, inbound_peak_dbfs: float, now: float, ai_playing: bool = False, explain: bool = True
+        self, inbound_peak_dbfs: float, now: float, ai_playing: bool = False, speech: bool = True
     ) -> bool:
-        """Tell whether an inbound frame could be caller speech rather than echo."""
+        """Tell whether an inbound frame could be caller speech rather than echo.
+
+        `speech`: the VAD hears speech in it. Only then is the coherence veto worth its
+        cost: a verdict on a non-speech frame decides nothing but what is learned from it.
+        """
         self.residual_only = False
-        if not self.in_window(now, ai_playing):
+        self._inbound = inbound_peak_dbfs
+        self._loudest = loudest = self.loudest_sent_dbfs(now)
+        if not self.in_window(now, ai_playing) or loudest <= SILENT_DBFS:
             return True
-        geigel = inbound_peak_dbfs > self.threshold_dbfs(now)
-        aec = self.canceller
-        if aec is None or self._cancelled_at != now or not self.trusted:
-            return geigel
-        if aec.residual_power <= max(self._expected_residual(aec), _RESIDUAL_FLOOR):
+        # dB above the loudest possible echo if the path returned everything, less a margin
+        over = inbound_peak_dbfs - loudest - self._margin_db
+        if over > -self.path.conservative_db:
+            return True  # louder than any echo we promise to survive
+        if self.canceller is None:
+            return False  # no reference samples to measure the path with: worst case only
+        level = over > -self.path.bound_db
+        residual = self._residual_says_caller()
+        if not (level or residual or (speech and not self.path.learned)):
             return False
-        if geigel:
+        if not speech:
             return True
-        self.residual_only = True
-        # Only the residual calls it caller: an echo path that changed looks the same,
-        # unless the residual is something we sent. Unchecked (no speech), it is not
-        # learned from: that is all the verdict is used for then.
-        return not explain or aec.explained() < _EXPLAINED
+        if self._explained(weak_caller=residual and not level):
+            self.vetoes += 1
+            if level:
+                self.path.reset()  # our echo is louder than the bound: the path changed
+            return False
+        self.residual_only = residual and not level
+        return True
+
+    def _residual_says_caller(self) -> bool:
+        aec = self.canceller
+        if aec is None or self._cancelled_at is None or not self.trusted:
+            return False
+        return aec.residual_power > max(self._expected_residual(aec), _RESIDUAL_FLOOR)
+
+    def _explained(self, weak_caller: bool) -> bool:
+        """Tell whether what we sent explains the frame (residual, or inbound as a whole).
+
+        A caller 10 dB under our echo leaves the inbound 90 % coherent with what we sent:
+        when only the residual calls it caller (`weak_caller`) and the canceller did take
+        our echo off this frame, the inbound's coherence is no evidence against the caller.
+        """
+        aec = self.canceller
+        if aec is None or self._cancelled_at is None:
+            return False  # no reference samples kept: nothing to compare with
+        if aec.follows_estimate() > _EXPLAINED:
+            return True  # the path only changed its gain: the residual is our echo, scaled
+        residual, inbound = aec.coherence()
+        if residual > _EXPLAINED:
+            return True
+        return inbound > _EXPLAINED and not (weak_caller and aec.estimate_fits())

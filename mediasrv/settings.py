@@ -49,7 +49,7 @@ class Settings:
     barge_in_min_ms: int = 120
     echo_window_ms: int = 500
     echo_erl_db: float = 6.0
-    echo_cancel: bool = False
+    echo_cancel: bool = True
     silence_timeout_s: float = 15.0
     max_call_s: float = 1800.0
     max_calls: int = 50

@@ -47,10 +47,9 @@ class TurnConfig:
     # Echo delays up to ~380 ms are covered. 200 ms cuts barge-in over the bot from ~0.6 s
     # to ~0.25 s (caller as loud as the bot) but only covers delays up to ~180 ms.
     echo_path_ms: int = 400
-    # Cancel our own echo (see mediasrv.aec) and judge the caller on what is left. Off by
-    # default: it wins the frame-level harness, but the end-to-end echo scenarios (real
-    # pacer and emulator timing) still get false turns with it.
-    echo_cancel: bool = False
+    # Cancel our own echo (see mediasrv.aec) and measure this call's echo path (see
+    # mediasrv.echo): off, the guard falls back to the fixed worst case `erl_db`.
+    echo_cancel: bool = True
     prefix_ms: int = 300  # audio before detection forwarded with it: the first syllable
     vad_onset_ms: int = 100  # see VadConfig.onset_ms
 
@@ -166,7 +165,7 @@ class TurnPolicy:
         # Judged on every frame in the window (the canceller learns only from echo), but
         # the costly "is it our echo after all" check only on speech, where it decides.
         maybe_caller = not in_window or self.echo.judge(
-            ulaw_peak_dbfs(frame_ulaw), now, ai_playing, explain=vad.is_speech
+            ulaw_peak_dbfs(frame_ulaw), now, ai_playing, speech=vad.is_speech
         )
         self.echo.learn(maybe_caller)
         if maybe_caller and self.echo.residual_only and vad.probability < _RESIDUAL_ONLY_PROB:
@@ -174,12 +173,19 @@ class TurnPolicy:
             # classifier is unsure of (music, an alarm: 0.5-0.8 measured) is not the caller.
             maybe_caller = False
         if vad.is_speech and maybe_caller:
-            if not self._caller:
-                self._caller = True
+            if not self._caller_ms:
                 self._caller_from_ms = self._audio_ms - FRAME_MS
-                if in_window:  # the held prefix goes out with it: count it as heard
-                    self._caller_from_ms -= FRAME_MS * (len(self._prefix) if self._blocked else 0)
             self._caller_ms += FRAME_MS
+            # Inside the echo window the caller is recognised on the evidence a barge-in
+            # needs: the first 20-100 ms of an echo (the bot's first syllable, an echo path
+            # that just moved) can look like a caller before what we sent explains it.
+            if not self._caller and (
+                not in_window or self._caller_ms >= self.config.barge_in_min_ms
+            ):
+                self._caller = True
+                if self._blocked:  # the held prefix goes out with it: count it as heard
+                    held_from = self._audio_ms - FRAME_MS * (1 + len(self._prefix))
+                    self._caller_from_ms = min(self._caller_from_ms, held_from)
             if ai_playing and not self._barged and self._caller_ms >= self.config.barge_in_min_ms:
                 self._barged = True
                 events.append(BargeIn(now, self._caller_ms))

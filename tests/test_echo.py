@@ -48,6 +48,7 @@ class Call:
         tail_s: float = 2.0,
         path: np.ndarray | None = None,
         change: tuple[int, float] | None = None,
+        moved: tuple[int, int] | None = None,
     ) -> None:
         self.bot = read("en_espeak_bot_prompt.wav").astype(np.float64)  # peaks at -2.5 dBFS
         self.bot_frames = self.bot.shape[0] // 160  # bot audio sent as whole frames
@@ -55,6 +56,7 @@ class Call:
         self.echo_gain = gain(-echo_loss_db)
         self.path = np.ones(1) if path is None else path  # after the delay, peak gain 1
         self.change = change  # (frame, new echo loss): the echo path changes mid-call
+        self.moved = moved  # (frame, new delay in samples): the echo path moves mid-call
         self.caller = np.zeros(self.n)
 
     def add_caller(self, at_s: float, level_db: float = 0.0) -> int:
@@ -69,6 +71,7 @@ class Call:
         """Play the call; return (frame index, event) pairs, each frame's forward, inbound."""
         sent = np.zeros(self.n + DELAY + 64)  # the echo of what was played, 160 ms late
         echo_gain = self.echo_gain
+        delay = DELAY
         inbound = b""
         events: list[tuple[int, TurnEvent]] = []
         forwarded = []
@@ -80,11 +83,13 @@ class Call:
             playing = playing and i < self.bot_frames
             if self.change is not None and i == self.change[0]:
                 echo_gain = gain(-self.change[1])
+            if self.moved is not None and i == self.moved[0]:
+                delay = self.moved[1]
             if playing:
                 out = to_ulaw(self.bot[frame])
                 policy.on_sent(out, now)
                 echo = np.convolve(ULAW_DECODE[np.frombuffer(out, np.uint8)], self.path)
-                sent[i * 160 + DELAY : i * 160 + DELAY + echo.shape[0]] += echo * echo_gain
+                sent[i * 160 + delay : i * 160 + delay + echo.shape[0]] += echo * echo_gain
             heard = to_ulaw(self.caller[frame] + sent[frame])
             inbound += heard
             step = policy.feed(heard, now, ai_playing=playing, closing=False)
@@ -93,6 +98,11 @@ class Call:
             if stop_on_barge_in and any(isinstance(e, BargeIn) for e in step.events):
                 playing = False  # what the bridge does: clear Twilio, cancel the response
         return events, forwarded, inbound
+
+
+def worst_case() -> TurnPolicy:
+    """The guard without a canceller: the fixed worst-case echo loss, never measured."""
+    return TurnPolicy(TurnConfig(echo_cancel=False))
 
 
 def test_ulaw_peak_matches_decoded_samples() -> None:
@@ -127,7 +137,7 @@ def test_guard_config_error_names_the_setting() -> None:
 @pytest.mark.parametrize("echo_loss_db", [6.0, 10.0, 20.0])
 def test_own_voice_echo_is_never_caller_speech(echo_loss_db: float) -> None:
     call = Call(echo_loss_db)
-    events, forwarded, _ = call.run(TurnPolicy())
+    events, forwarded, _ = call.run(worst_case())
     kinds = {type(e) for _, e in events}
     assert not kinds & {SpeechStarted, BargeIn, EndOfUtterance}
     assert all(e.reason == "echo" for _, e in events if isinstance(e, UtteranceSkipped))
@@ -138,7 +148,7 @@ def test_own_voice_echo_is_never_caller_speech(echo_loss_db: float) -> None:
 def test_caller_over_echo_barges_in_and_makes_an_utterance() -> None:
     call = Call(echo_loss_db=6.0, tail_s=3.0)
     first = call.add_caller(at_s=2.0)  # as loud as the bot's own prompt
-    events, _, _ = call.run(TurnPolicy(), stop_on_barge_in=True)
+    events, _, _ = call.run(worst_case(), stop_on_barge_in=True)
     kinds = [type(e) for _, e in events]
     assert kinds == [SpeechStarted, BargeIn, EndOfUtterance]
     assert events[0][0] >= first
@@ -151,7 +161,7 @@ def test_caller_over_echo_barges_in_and_makes_an_utterance() -> None:
 def test_prefix_is_forwarded_when_caller_speech_is_found_in_echo_window() -> None:
     call = Call(echo_loss_db=6.0, tail_s=3.0)
     call.add_caller(at_s=2.0)
-    _, forwarded, inbound = call.run(TurnPolicy())  # prefix_ms=300: 15 frames
+    _, forwarded, inbound = call.run(worst_case())  # prefix_ms=300: 15 frames
     first = next(i for i, chunk in enumerate(forwarded) if chunk)
     assert first < call.bot_frames  # inside the window, while the bot still talks
     assert forwarded[first] == inbound[(first - 14) * 160 : (first + 1) * 160]
@@ -214,3 +224,30 @@ def test_quiet_caller_under_loud_bot_is_heard_through_the_canceller() -> None:
     events, _, _ = call.run(cancelling(), stop_on_barge_in=True)
     barge = [i for i, e in events if isinstance(e, BargeIn)]
     assert barge and onset <= barge[0] <= onset + 15  # 300 ms of frames, deterministic
+
+
+def test_with_the_canceller_echo_path_moving_is_not_a_barge_in() -> None:
+    # 160 ms for 4 s (converged), then the echo comes back after 60 ms, as loud.
+    events, _, _ = Call(echo_loss_db=10.0, path=HYBRID, moved=(200, 60 * 8)).run(cancelling())
+    assert not {type(e) for _, e in events} & {SpeechStarted, BargeIn, EndOfUtterance}
+
+
+def test_on_a_line_with_no_echo_a_caller_20_db_under_the_bot_barges_in_at_once() -> None:
+    # The worst-case guard never hears this caller while the bot talks: its peaks are far
+    # under the bot's minus 6 dB. With no echo measured, anything we did not send counts.
+    call = Call(echo_loss_db=120.0, tail_s=3.0)
+    first = call.add_caller(at_s=4.0, level_db=-20.0)
+    events, _, _ = worst_case_run = call.run(worst_case(), stop_on_barge_in=True)
+    assert not [e for _, e in events if isinstance(e, BargeIn)]
+    events, _, _ = call.run(cancelling(), stop_on_barge_in=True)
+    barge = [i for i, e in events if isinstance(e, BargeIn)]
+    assert barge and first <= barge[0] <= first + 25
+    del worst_case_run
+
+
+def test_on_a_line_with_no_echo_a_quiet_caller_is_heard_before_the_path_is_learned() -> None:
+    call = Call(echo_loss_db=120.0, tail_s=3.0)
+    first = call.add_caller(at_s=0.3, level_db=-20.0)  # the path is learned after ~1 s
+    events, _, _ = call.run(cancelling(), stop_on_barge_in=True)
+    barge = [i for i, e in events if isinstance(e, BargeIn)]
+    assert barge and first <= barge[0] <= first + 25

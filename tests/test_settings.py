@@ -46,8 +46,8 @@ def test_stream_url_uses_public_url_host():
     assert s.stream_url("internal:5050") == "wss://bridge.example.com/media"
 
 
-def test_echo_cancel_is_off_by_default_and_parsed_as_a_boolean():
-    assert load_settings({}).echo_cancel is False
-    assert load_settings({"ECHO_CANCEL": "true"}).echo_cancel is True
+def test_echo_cancel_is_on_by_default_and_parsed_as_a_boolean():
+    assert load_settings({}).echo_cancel is True
+    assert load_settings({"ECHO_CANCEL": "false"}).echo_cancel is False
     with pytest.raises(ConfigError, match="ECHO_CANCEL"):
         load_settings({"ECHO_CANCEL": "maybe"})
