@@ -25,8 +25,11 @@ except ConfigError as exc:
 wsgi_app = "mediasrv.wsgi:app"
 bind = f"{_settings.host}:{_settings.port}"
 worker_class = "gthread"
-# Calls are per-process state; one worker by default, more with WEB_CONCURRENCY.
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+# Calls are per-process state; one worker by default, more with WEB_CONCURRENCY. gunicorn
+# parses WEB_CONCURRENCY itself when it is imported, before this file runs: a value that
+# is not a whole number stops it there with its own traceback (settings.py cannot run
+# first). Every whole number reaches the range check in settings.py.
+workers = _settings.web_concurrency
 # Each call holds one handler thread for its whole length; spare threads serve /voice,
 # /healthz and /metrics while MAX_CALLS calls are up.
 threads = _settings.max_calls + 16
