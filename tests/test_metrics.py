@@ -164,3 +164,12 @@ def test_transcripts_are_logged_per_turn_and_cut_off_ai_text_is_marked(
     assert "[TRANSCRIPT] ai (cut off by barge-in): Let me tell you a long story" in text
     transcription = session["session"]["audio"]["input"]["transcription"]
     assert transcription == {"model": "gpt-4o-mini-transcribe"}  # enabled in the session
+
+
+def test_metrics_page_has_no_created_samples() -> None:
+    m = Metrics()
+    m.call_ended("caller hung up")
+    m.barge_in(12.0)
+    body = m.render()[0].decode()
+    assert "mediasrv_calls_ended_total" in body and "mediasrv_barge_ins_total" in body
+    assert "_created" not in body
