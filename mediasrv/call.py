@@ -143,7 +143,8 @@ class Call:
                 echo_window_ms=self.s.echo_window_ms,
                 erl_db=self.s.echo_erl_db,
                 echo_cancel=self.s.echo_cancel,
-            )
+            ),
+            logger=self.log,
         )
         self.writer: TwilioWriter | None = None
         self.tx: TxLoop | None = None
@@ -204,7 +205,7 @@ class Call:
 
     def _setup(self, start: Start) -> None:
         self.call_sid = start.call_sid
-        self.log = CallLog(log, {"call_sid": start.call_sid})
+        self.log.bind(start.call_sid)
         self.writer = TwilioWriter(self.ws, TwilioMessages(start.stream_sid))
         self.tx = TxLoop(
             self.tx_q,
