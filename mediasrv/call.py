@@ -59,6 +59,8 @@ DRAIN_POLL_S = 0.04
 TX_FAILURE_GRACE_S = 1.0  # after a failed send, how long the rx loop may take to see why
 MAX_GAP_PAD_MS = 2000  # longest inbound gap padded with silence for the backend
 BACKEND_UNAVAILABLE = "backend unavailable"
+# Prompts a lost session owed that a new session can say as well (not answers: see there).
+RESUMABLE = ("greeting", "idle_prompt", "goodbye")
 # What an ending or a goodbye is about, for its log line's tag (silence is the default).
 REASON_TAGS = {BACKEND_UNAVAILABLE: "[BACKEND]", "server shutting down": "[SHUTDOWN]",
                "max_call_duration": "[MAX_CALL]"}
@@ -124,6 +126,10 @@ class Call:
         self.turns = 0
         self.barge_ins = 0
         self._reconnects_left = 1
+        self._sessions = 0  # backend sessions opened: the greeting is the first one's
+        # "One moment" plays once per outage (dead air, a lost backend), until audio flows.
+        self._holding = False
+        self._resume: str | None = None  # a prompt the lost session owed, asked for again
         self._connect_error = ""  # its ERROR line (host, reason, hint) is logged once
         self._sent_ref: deque[tuple[float, bytes]] = deque(maxlen=256)
         self._batch: list[bytes] = []
@@ -434,6 +440,7 @@ class Call:
         if silent is not None:
             self.dead_air_events += 1
             self.log.warning("[DEAD_AIR] caller waiting in silence for %.1f s: %s", silent, why)
+            self._hold()
         if stalled and self._rt is not None and self._rt.connected.is_set():
             self._last_rt_event = now
             self._rt.stop()
@@ -533,11 +540,18 @@ class Call:
             )
         )
         with self._lock:
-            first = not self._purposes
+            self._sessions += 1
+            first = self._sessions == 1
+            resume, self._resume = self._resume, None
         if first and s.greeting:
             self.request_response("greeting", self._greeting_instructions())
         elif not first:
-            self.log.info("[BACKEND] reconnected: session settings restored")
+            self.log.info("[BACKEND] reconnected: session settings restored%s",
+                          f", asking again for the {resume}" if resume else "")
+            if resume == "greeting":
+                self.request_response("greeting", self._greeting_instructions())
+            elif resume is not None:
+                self.request_response(resume)
 
     def _greeting_instructions(self) -> str:
         return f"Greet the caller by saying exactly: {self.s.greeting}"
@@ -583,6 +597,7 @@ class Call:
                 self.is_ai_speaking.set()
                 first = rid not in self._announced
                 if first:
+                    self._holding = False  # the backend speaks again: a new outage may hold
                     self._announced.add(rid)
                     self._first_delta_at[rid] = self.clock.now()
                     tag = "[GREETING]" if self._purposes.get(rid) == "greeting" else "[AI_TALK]"
@@ -673,6 +688,9 @@ class Call:
         with self._lock:
             retry = self._reconnects_left > 0
             self._reconnects_left -= 1
+            owed = self._pending or self._purposes.get(self._active_id or "")
+            # An answer is not asked for again: the new session never heard the caller.
+            self._resume = owed if owed in RESUMABLE else None
             self._pending = None
             self._active_id = None
             repeated = never_opened and reason == self._connect_error
@@ -685,7 +703,7 @@ class Call:
             self.log.warning("[BACKEND] connection lost: %s", reason)
         self.obs.reconnect()
         if retry:
-            self.say_local("one_moment")
+            self._hold()
             self._connect_realtime()
             return
         self.log.error("[BACKEND] unavailable after one retry: the caller hears the apology, "
@@ -693,6 +711,13 @@ class Call:
         self.say_local("apology")
         with self._lock:
             self.silence.goodbye(self.clock.now(), BACKEND_UNAVAILABLE)
+
+    def _hold(self) -> None:
+        """Tell a waiting caller "one moment", once until the backend's audio flows again."""
+        with self._lock:
+            held, self._holding = self._holding, True
+        if not held:
+            self.say_local("one_moment")
 
     # --- drain watcher ---------------------------------------------------------------
 

@@ -58,8 +58,8 @@ class Settings:
     server_vad_threshold: float = 0.6
     server_vad_silence_ms: int = 500
     input_transcription_model: str = "gpt-4o-mini-transcribe"
-    openai_connect_timeout_s: float = 5.0
-    openai_stall_timeout_s: float = 10.0
+    openai_connect_timeout_s: float = 3.0
+    openai_stall_timeout_s: float = 4.0
     ws_max_message_bytes: int = 64 * 1024
     web_concurrency: int = 1
     graceful_timeout_s: float = 30.0
