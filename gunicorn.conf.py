@@ -3,7 +3,8 @@
 Shutdown (SIGTERM, e.g. a deploy): the worker's SIGTERM handler also starts mediasrv's
 drain (mediasrv/shutdown.py): no new calls, active calls go on for up to
 GRACEFUL_TIMEOUT_S, SHUTDOWN_GOODBYE_S before its end they say goodbye and hang up, and
-any call the exiting worker still holds is logged as cut.
+any call the exiting worker still holds is logged as cut. With LOG_FORMAT=json gunicorn's
+own lines are JSON too.
 """
 
 import math
@@ -13,7 +14,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from gunicorn.glogging import Logger  # noqa: E402
+
 from mediasrv.errors import ConfigError  # noqa: E402
+from mediasrv.logs import JsonFormatter  # noqa: E402
 from mediasrv.settings import load_settings  # noqa: E402
 
 try:
@@ -81,3 +85,16 @@ def _report(worker, why):  # type: ignore[no-untyped-def]
     shutdown = _shutdown(worker)
     if shutdown is not None:
         shutdown.report_exit(why)
+
+
+class _JsonLogger(Logger):
+    """gunicorn's own lines (master and worker) as mediasrv's JSON lines."""
+
+    def setup(self, cfg):  # type: ignore[no-untyped-def]
+        super().setup(cfg)
+        for handler in self.error_log.handlers + self.access_log.handlers:
+            handler.setFormatter(JsonFormatter())
+
+
+if _settings.log_format == "json":
+    logger_class = _JsonLogger

@@ -25,7 +25,8 @@ def silence(seconds: float) -> CallerScript:
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    """Parse the server's output: with LOG_FORMAT=json every line, gunicorn's too, is JSON."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def wait_active(srv: Any, n: int, bound: float = 5.0) -> None:
@@ -81,6 +82,7 @@ def test_sigterm_lets_calls_finish_then_says_goodbye_and_hangs_up() -> None:
     assert short_ended and "reason=caller hung up (stop)" in short_ended[0]
     assert any("shutdown: draining" in ln["msg"] for ln in lines)
     assert not any("call cut" in ln["msg"] for ln in lines)
+    assert any(ln["logger"] == "gunicorn.error" for ln in lines)  # gunicorn's own, as JSON
 
 
 def test_call_whose_goodbye_cannot_finish_is_ended_with_a_log_line() -> None:
