@@ -1,9 +1,10 @@
 """gunicorn settings: `gunicorn -c gunicorn.conf.py` from the project root starts mediasrv.
 
-Shutdown (SIGTERM, e.g. a deploy): the worker's SIGTERM handler also starts mediasrv's
-drain (mediasrv/shutdown.py): no new calls, active calls go on for up to
+Shutdown (SIGTERM, e.g. a deploy, or a first Ctrl-C): the worker's handler also starts
+mediasrv's drain (mediasrv/shutdown.py): no new calls, active calls go on for up to
 GRACEFUL_TIMEOUT_S, SHUTDOWN_GOODBYE_S before its end they say goodbye and hang up, and
-any call the exiting worker still holds is logged as cut. With LOG_FORMAT=json gunicorn's
+any call the exiting worker still holds is logged as cut. A second Ctrl-C (or SIGQUIT)
+ends every call at once, each with one line saying so. With LOG_FORMAT=json gunicorn's
 own lines are JSON too.
 """
 
@@ -50,20 +51,51 @@ def _shutdown(worker):  # type: ignore[no-untyped-def]
     return app.extensions["mediasrv"]["shutdown"] if app is not None else None
 
 
+def on_starting(server):  # type: ignore[no-untyped-def]
+    """Make a first Ctrl-C in the master graceful, like SIGTERM; a second one forces.
+
+    gunicorn's master treats SIGINT as a quick stop (SIGQUIT to the workers, no grace).
+    Handled as SIGTERM, the first Ctrl-C drains the calls for up to GRACEFUL_TIMEOUT_S,
+    and gunicorn's own stop loop turns a second SIGINT into its quick stop.
+    """
+    server.handle_int = server.handle_term
+
+
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
-    """Chain mediasrv's drain in front of gunicorn's own SIGTERM handler."""
+    """Chain mediasrv's drain (SIGTERM, first SIGINT) and forced stop in front of gunicorn's.
+
+    A Ctrl-C in a terminal reaches the worker directly as well as through the master.
+    """
     shutdown = _shutdown(worker)
     if shutdown is None:
         return
-    previous = signal.getsignal(signal.SIGTERM)
+    graceful = signal.getsignal(signal.SIGTERM)  # gunicorn: stop accepting, then exit
+    quick = signal.getsignal(signal.SIGQUIT)  # gunicorn: exit now
+    # Counted, not inferred from "draining already": the master's SIGTERM for the first
+    # Ctrl-C may be handled here before the terminal's own SIGINT.
+    interrupts = []
 
-    def on_sigterm(signum, frame):  # type: ignore[no-untyped-def]
+    def on_drain(signum, frame):  # type: ignore[no-untyped-def]
+        if signum == signal.SIGINT:
+            interrupts.append(signum)
+            if len(interrupts) > 1:
+                on_force(signum, frame)  # the second Ctrl-C
+                return
         shutdown.begin()
-        if callable(previous):
-            previous(signum, frame)
+        if callable(graceful):
+            graceful(signum, frame)
 
-    signal.signal(signal.SIGTERM, on_sigterm)
-    signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn: do not break blocking calls
+    def on_force(signum, frame):  # type: ignore[no-untyped-def]
+        if shutdown.forced:
+            return  # SIGINT and the master's SIGQUIT both come: act once
+        shutdown.force()
+        if callable(quick):
+            quick(signum, frame)
+
+    for sig, handler in ((signal.SIGTERM, on_drain), (signal.SIGINT, on_drain),
+                         (signal.SIGQUIT, on_force)):
+        signal.signal(sig, handler)
+        signal.siginterrupt(sig, False)  # as gunicorn: do not break blocking calls
 
 
 def worker_int(worker):  # type: ignore[no-untyped-def]
