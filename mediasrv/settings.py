@@ -219,6 +219,8 @@ _SPEC: dict[str, tuple[str, _Parser]] = {
 }
 
 ENV_NAMES = tuple(_SPEC)
+# Set but empty keeps the default, except for these, where empty turns the feature off.
+EMPTY_MEANS_OFF = ("greeting", "input_transcription_model")
 
 
 def limits(name: str) -> str:
@@ -232,7 +234,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     values: dict[str, Any] = {}
     for name, (field, parse) in _SPEC.items():
         raw = source.get(name)
-        if raw is None or (raw == "" and field not in ("greeting",)):
+        if raw is None or (raw == "" and field not in EMPTY_MEANS_OFF):
             continue
         try:
             values[field] = parse(raw)

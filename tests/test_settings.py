@@ -49,6 +49,11 @@ def test_empty_greeting_disables_it():
     assert load_settings({"GREETING": ""}).greeting == ""
 
 
+def test_empty_transcription_model_disables_transcription():
+    assert load_settings({"INPUT_TRANSCRIPTION_MODEL": ""}).input_transcription_model == ""
+    assert load_settings({"OPENAI_VOICE": ""}).openai_voice == "marin"  # others keep defaults
+
+
 def test_stream_url_uses_public_url_host():
     s = load_settings({"PUBLIC_URL": "https://bridge.example.com"})
     assert s.stream_url("internal:5050") == "wss://bridge.example.com/media"
