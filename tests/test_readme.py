@@ -41,3 +41,10 @@ def test_the_run_command_installs_only_the_server_requirements() -> None:
     assert not set(server) & set(dev)  # dev includes the server's through -r, never twice
     assert (ROOT / "requirements-dev.txt").read_text().count("-r requirements.txt") == 1
 
+
+
+def test_readme_links_and_paths_stay_inside_the_clone() -> None:
+    assert "../" not in README
+    for target in re.findall(r"\]\(([^)#]+)\)", README):
+        if "://" not in target:
+            assert (ROOT / target).exists(), target
