@@ -159,6 +159,7 @@ class Shutdown:
         plan = ShutdownPlan(self.clock.now(), self.grace_s, self.goodbye_s)
         calls = self.registry.active()
         goodbye_in = plan.goodbye_at - self.clock.now()
+        had_calls = bool(calls)
         if not calls:
             log.warning("shutdown: no new calls; no active calls, stopping now")
         else:
@@ -174,7 +175,8 @@ class Shutdown:
             calls = self.registry.active()
             stage = plan.step(self.clock.now(), len(calls))
             if stage is Stage.DONE:
-                log.info("shutdown: no active calls left")
+                if had_calls:
+                    log.info("shutdown: no active calls left")
                 self.done.set()
                 return
             if stage is Stage.GOODBYE:
