@@ -1,9 +1,11 @@
 """gunicorn settings: `gunicorn -c gunicorn.conf.py` from the project root starts mediasrv.
 
-Shutdown (SIGTERM, e.g. a deploy): the worker's SIGTERM handler also starts mediasrv's
-drain (mediasrv/shutdown.py): no new calls, active calls go on for up to
+Shutdown (SIGTERM, e.g. a deploy, or a first Ctrl-C): the worker's handler also starts
+mediasrv's drain (mediasrv/shutdown.py): no new calls, active calls go on for up to
 GRACEFUL_TIMEOUT_S, SHUTDOWN_GOODBYE_S before its end they say goodbye and hang up, and
-any call the exiting worker still holds is logged as cut.
+any call the exiting worker still holds is logged as cut. A second Ctrl-C (or SIGQUIT)
+ends every call at once, each with one line saying so. With LOG_FORMAT=json gunicorn's
+own lines are JSON too.
 """
 
 import math
@@ -13,7 +15,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from gunicorn.glogging import Logger  # noqa: E402
+
 from mediasrv.errors import ConfigError  # noqa: E402
+from mediasrv.logs import JsonFormatter  # noqa: E402
 from mediasrv.settings import load_settings  # noqa: E402
 
 try:
@@ -25,8 +30,11 @@ except ConfigError as exc:
 wsgi_app = "mediasrv.wsgi:app"
 bind = f"{_settings.host}:{_settings.port}"
 worker_class = "gthread"
-# Calls are per-process state; one worker by default, more with WEB_CONCURRENCY.
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+# Calls are per-process state; one worker by default, more with WEB_CONCURRENCY. gunicorn
+# parses WEB_CONCURRENCY itself when it is imported, before this file runs: a value that
+# is not a whole number stops it there with its own traceback (settings.py cannot run
+# first). Every whole number reaches the range check in settings.py.
+workers = _settings.web_concurrency
 # Each call holds one handler thread for its whole length; spare threads serve /voice,
 # /healthz and /metrics while MAX_CALLS calls are up.
 threads = _settings.max_calls + 16
@@ -43,20 +51,51 @@ def _shutdown(worker):  # type: ignore[no-untyped-def]
     return app.extensions["mediasrv"]["shutdown"] if app is not None else None
 
 
+def on_starting(server):  # type: ignore[no-untyped-def]
+    """Make a first Ctrl-C in the master graceful, like SIGTERM; a second one forces.
+
+    gunicorn's master treats SIGINT as a quick stop (SIGQUIT to the workers, no grace).
+    Handled as SIGTERM, the first Ctrl-C drains the calls for up to GRACEFUL_TIMEOUT_S,
+    and gunicorn's own stop loop turns a second SIGINT into its quick stop.
+    """
+    server.handle_int = server.handle_term
+
+
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
-    """Chain mediasrv's drain in front of gunicorn's own SIGTERM handler."""
+    """Chain mediasrv's drain (SIGTERM, first SIGINT) and forced stop in front of gunicorn's.
+
+    A Ctrl-C in a terminal reaches the worker directly as well as through the master.
+    """
     shutdown = _shutdown(worker)
     if shutdown is None:
         return
-    previous = signal.getsignal(signal.SIGTERM)
+    graceful = signal.getsignal(signal.SIGTERM)  # gunicorn: stop accepting, then exit
+    quick = signal.getsignal(signal.SIGQUIT)  # gunicorn: exit now
+    # Counted, not inferred from "draining already": the master's SIGTERM for the first
+    # Ctrl-C may be handled here before the terminal's own SIGINT.
+    interrupts = []
 
-    def on_sigterm(signum, frame):  # type: ignore[no-untyped-def]
+    def on_drain(signum, frame):  # type: ignore[no-untyped-def]
+        if signum == signal.SIGINT:
+            interrupts.append(signum)
+            if len(interrupts) > 1:
+                on_force(signum, frame)  # the second Ctrl-C
+                return
         shutdown.begin()
-        if callable(previous):
-            previous(signum, frame)
+        if callable(graceful):
+            graceful(signum, frame)
 
-    signal.signal(signal.SIGTERM, on_sigterm)
-    signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn: do not break blocking calls
+    def on_force(signum, frame):  # type: ignore[no-untyped-def]
+        if shutdown.forced:
+            return  # SIGINT and the master's SIGQUIT both come: act once
+        shutdown.force()
+        if callable(quick):
+            quick(signum, frame)
+
+    for sig, handler in ((signal.SIGTERM, on_drain), (signal.SIGINT, on_drain),
+                         (signal.SIGQUIT, on_force)):
+        signal.signal(sig, handler)
+        signal.siginterrupt(sig, False)  # as gunicorn: do not break blocking calls
 
 
 def worker_int(worker):  # type: ignore[no-untyped-def]
@@ -78,3 +117,16 @@ def _report(worker, why):  # type: ignore[no-untyped-def]
     shutdown = _shutdown(worker)
     if shutdown is not None:
         shutdown.report_exit(why)
+
+
+class _JsonLogger(Logger):
+    """gunicorn's own lines (master and worker) as mediasrv's JSON lines."""
+
+    def setup(self, cfg):  # type: ignore[no-untyped-def]
+        super().setup(cfg)
+        for handler in self.error_log.handlers + self.access_log.handlers:
+            handler.setFormatter(JsonFormatter())
+
+
+if _settings.log_format == "json":
+    logger_class = _JsonLogger

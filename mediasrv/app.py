@@ -1,4 +1,8 @@
-"""The Flask app: POST /voice (TwiML), WS /media (the call), GET /healthz, GET /metrics."""
+"""The Flask app: POST /voice (TwiML), WS /media (the call), GET /healthz, GET /metrics.
+
+`/healthz` is liveness (200 while the process serves); `/healthz?ready=1` is readiness
+(503 while draining or at MAX_CALLS). See health.py.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from . import __version__
 from .call import Call, CallDeps
 from .clock import Clock, RealClock
 from .errors import PeerClosed
+from .health import BackendHealth, readiness
 from .logs import configure_logging
 from .metrics import Metrics
 from .realtime_client import Connector, ws_connector
@@ -117,7 +122,8 @@ def create_app(
     clock = clock or RealClock()
     metrics = metrics or Metrics()
     registry = CallRegistry(settings.max_calls)
-    connect = connect_realtime or _default_connector(settings)
+    backend_health = BackendHealth(clock)
+    connect = backend_health.track(connect_realtime or _default_connector(settings))
     validator = None
     if settings.signatures_enabled:
         validator = RequestValidator(settings.twilio_auth_token)
@@ -132,6 +138,7 @@ def create_app(
                         metrics)
     app.extensions["mediasrv"] = {
         "registry": registry, "metrics": metrics, "settings": settings, "shutdown": shutdown,
+        "backend_health": backend_health,
     }
 
     @app.post("/voice")
@@ -193,15 +200,28 @@ def create_app(
 
     @app.get("/healthz")
     def healthz() -> Response:
-        return jsonify(
+        """Liveness (always 200); with ?ready=1, readiness (503 when it cannot take a call)."""
+        active = len(registry.active())
+        not_ready = readiness(registry.draining.is_set(), active, settings.max_calls)
+        backend = backend_health.state()
+        body = jsonify(
             status="ok",
+            ready=not not_ready,
+            not_ready_because=not_ready,
             version=__version__,
-            active_calls=len(registry.active()),
+            active_calls=active,
             max_calls=settings.max_calls,
             draining=registry.draining.is_set(),
             backend="local" if settings.local_backend else "openai",
+            backend_reachable=backend.reachable,
+            backend_checked_s_ago=None if backend.checked_at is None
+            else round(clock.now() - backend.checked_at, 1),
+            backend_error=backend.error,
             threads=_thread_counts(),
         )
+        if request.args.get("ready") and not_ready:
+            body.status_code = 503
+        return body
 
     @app.get("/metrics")
     def metrics_view() -> Response:

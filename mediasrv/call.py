@@ -58,6 +58,12 @@ START_TIMEOUT_S = 10.0
 DRAIN_POLL_S = 0.04
 TX_FAILURE_GRACE_S = 1.0  # after a failed send, how long the rx loop may take to see why
 MAX_GAP_PAD_MS = 2000  # longest inbound gap padded with silence for the backend
+BACKEND_UNAVAILABLE = "backend unavailable"
+# Prompts a lost session owed that a new session can say as well (not answers: see there).
+RESUMABLE = ("greeting", "idle_prompt", "goodbye")
+# What an ending or a goodbye is about, for its log line's tag (silence is the default).
+REASON_TAGS = {BACKEND_UNAVAILABLE: "[BACKEND]", "server shutting down": "[SHUTDOWN]",
+               "max_call_duration": "[MAX_CALL]"}
 PURPOSE_PRIORITY = {"answer": 1, "idle_prompt": 1, "greeting": 1, "goodbye": 2}
 INSTRUCTIONS = {
     "idle_prompt": "The caller has been silent. Briefly ask whether they are still there.",
@@ -120,6 +126,11 @@ class Call:
         self.turns = 0
         self.barge_ins = 0
         self._reconnects_left = 1
+        self._sessions = 0  # backend sessions opened: the greeting is the first one's
+        # "One moment" plays once per outage (dead air, a lost backend), until audio flows.
+        self._holding = False
+        self._resume: str | None = None  # a prompt the lost session owed, asked for again
+        self._connect_error = ""  # its ERROR line (host, reason, hint) is logged once
         self._sent_ref: deque[tuple[float, bytes]] = deque(maxlen=256)
         self._batch: list[bytes] = []
         self._batch_bytes = 0
@@ -143,7 +154,8 @@ class Call:
                 echo_window_ms=self.s.echo_window_ms,
                 erl_db=self.s.echo_erl_db,
                 echo_cancel=self.s.echo_cancel,
-            )
+            ),
+            logger=self.log,
         )
         self.writer: TwilioWriter | None = None
         self.tx: TxLoop | None = None
@@ -204,7 +216,7 @@ class Call:
 
     def _setup(self, start: Start) -> None:
         self.call_sid = start.call_sid
-        self.log = CallLog(log, {"call_sid": start.call_sid})
+        self.log.bind(start.call_sid)
         self.writer = TwilioWriter(self.ws, TwilioMessages(start.stream_sid))
         self.tx = TxLoop(
             self.tx_q,
@@ -428,13 +440,15 @@ class Call:
         if silent is not None:
             self.dead_air_events += 1
             self.log.warning("[DEAD_AIR] caller waiting in silence for %.1f s: %s", silent, why)
+            self._hold()
         if stalled and self._rt is not None and self._rt.connected.is_set():
             self._last_rt_event = now
             self._rt.stop()
-            self._on_realtime_lost("realtime socket stalled")
+            self._on_realtime_lost(f"stalled: no event for {self.s.openai_stall_timeout_s:g} s "
+                                   "(OPENAI_STALL_TIMEOUT_S)")
         if decision is None:
             return
-        self.log.info("[SILENCE] %s (%s)", decision.action.value, decision.reason)
+        self.log.info("%s %s (%s)", _tag(decision.reason), decision.action.value, decision.reason)
         if decision.action is Action.ASK_STILL_THERE:
             self.request_response("idle_prompt")
         elif decision.action is Action.SAY_GOODBYE:
@@ -448,7 +462,7 @@ class Call:
             decision = self.silence.goodbye(self.clock.now(), reason)
         if decision is None or self.closing.is_set():
             return False
-        self.log.info("[SILENCE] %s (%s)", decision.action.value, reason)
+        self.log.info("%s %s (%s)", _tag(reason), decision.action.value, reason)
         rt = self._rt
         if rt is not None and rt.connected.is_set():
             self.request_response("goodbye")
@@ -477,7 +491,7 @@ class Call:
     def _dead_air_reason_locked(self) -> str:
         assert self._lock.locked()
         if self._rt is None or not self._rt.connected.is_set():
-            return "realtime not connected (connecting, reconnecting or gone)"
+            return "backend not connected (connecting, reconnecting or gone)"
         if self._pending is not None:
             return f"response.create for {self._pending} not answered by the backend yet"
         return f"response {self._active_id} active but no audio from the backend yet"
@@ -526,11 +540,18 @@ class Call:
             )
         )
         with self._lock:
-            first = not self._purposes
+            self._sessions += 1
+            first = self._sessions == 1
+            resume, self._resume = self._resume, None
         if first and s.greeting:
             self.request_response("greeting", self._greeting_instructions())
         elif not first:
-            self.log.info("realtime reconnected: session settings restored")
+            self.log.info("[BACKEND] reconnected: session settings restored%s",
+                          f", asking again for the {resume}" if resume else "")
+            if resume == "greeting":
+                self.request_response("greeting", self._greeting_instructions())
+            elif resume is not None:
+                self.request_response(resume)
 
     def _greeting_instructions(self) -> str:
         return f"Greet the caller by saying exactly: {self.s.greeting}"
@@ -576,6 +597,7 @@ class Call:
                 self.is_ai_speaking.set()
                 first = rid not in self._announced
                 if first:
+                    self._holding = False  # the backend speaks again: a new outage may hold
                     self._announced.add(rid)
                     self._first_delta_at[rid] = self.clock.now()
                     tag = "[GREETING]" if self._purposes.get(rid) == "greeting" else "[AI_TALK]"
@@ -662,20 +684,40 @@ class Call:
     def _on_realtime_lost(self, reason: str) -> None:
         if self.closing.is_set():
             return
+        never_opened = self._rt is not None and not self._rt.opened
         with self._lock:
             retry = self._reconnects_left > 0
             self._reconnects_left -= 1
+            owed = self._pending or self._purposes.get(self._active_id or "")
+            # An answer is not asked for again: the new session never heard the caller.
+            self._resume = owed if owed in RESUMABLE else None
             self._pending = None
             self._active_id = None
-        self.log.warning("realtime connection lost: %s", reason)
+            repeated = never_opened and reason == self._connect_error
+            self._connect_error = reason if never_opened else ""
+        if repeated:
+            self.log.warning("[BACKEND] connect failed again, same reason")
+        elif never_opened:
+            self.log.error("[BACKEND] %s", reason)
+        else:
+            self.log.warning("[BACKEND] connection lost: %s", reason)
         self.obs.reconnect()
         if retry:
-            self.say_local("one_moment")
+            self._hold()
             self._connect_realtime()
             return
+        self.log.error("[BACKEND] unavailable after one retry: the caller hears the apology, "
+                       "then the call ends")
         self.say_local("apology")
         with self._lock:
-            self.silence.goodbye(self.clock.now(), "realtime unavailable")
+            self.silence.goodbye(self.clock.now(), BACKEND_UNAVAILABLE)
+
+    def _hold(self) -> None:
+        """Tell a waiting caller "one moment", once until the backend's audio flows again."""
+        with self._lock:
+            held, self._holding = self._holding, True
+        if not held:
+            self.say_local("one_moment")
 
     # --- drain watcher ---------------------------------------------------------------
 
@@ -684,8 +726,9 @@ class Call:
         if rid in self._watched:
             return  # at most one watcher per response id
         self._watched.add(rid)
-        self.log.info("[AUDIO_DONE] %s queued: out=%d tx=%d backlog=%d", rid,
-                      self.audio_out_q.qsize(), self.tx_q.qsize(), len(self._backlog))
+        self.log.info("[AUDIO_DONE] %s: all its audio is queued", rid)
+        self.log.debug("[AUDIO_DONE] %s queued: out=%d tx=%d backlog=%d", rid,
+                       self.audio_out_q.qsize(), self.tx_q.qsize(), len(self._backlog))
         thread = threading.Thread(
             target=self._drain, args=(rid,), name=f"mediasrv-drain-{self.call_sid[-8:]}-{rid[-6:]}",
             daemon=True,  # bounded by DRAIN_TIMEOUT_MS of no progress and by `closing`
@@ -814,6 +857,10 @@ class Call:
         received = self._first_delta_at.get(rid)
         if received is not None:
             self.obs.response_latency((now - received) * 1000.0)
+
+
+def _tag(reason: str) -> str:
+    return next((t for r, t in REASON_TAGS.items() if reason.startswith(r)), "[SILENCE]")
 
 
 def _flush(q: queue.Queue[Any]) -> None:

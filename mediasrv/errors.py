@@ -6,6 +6,7 @@
     |   +-- TwilioProtocolError   ... from the Twilio Media Stream
     |   +-- RealtimeProtocolError ... from the Realtime API socket
     +-- PeerClosed                a socket ended (an outcome, caught at the thread shell)
+        +-- ConnectFailed         ... or never opened: says which host, why, what to check
 
 Expected endings of a call (caller hung up, silence timeout) are not errors: they are
 reasons carried to the call's end.
@@ -36,3 +37,7 @@ class RealtimeProtocolError(ProtocolError):
 
 class PeerClosed(MediasrvError):
     """A socket was closed by the peer or failed."""
+
+
+class ConnectFailed(PeerClosed):
+    """A connection could not be opened; the message names the host, reason and a hint."""

@@ -16,7 +16,14 @@ REDACTED = "***"
 
 
 class CallLog(logging.LoggerAdapter[logging.Logger]):
-    """Prefix every line with the call sid; JSON output carries it as a field."""
+    """Prefix every line with the call sid; JSON output carries it as a field.
+
+    One adapter per call, handed to everything that logs for the call (turn policy,
+    realtime client); `bind` stamps the sid on all of them once `start` brings it.
+    """
+
+    def bind(self, call_sid: str) -> None:
+        self.extra = {"call_sid": call_sid}
 
     def process(self, msg: str, kwargs: MutableMapping[str, Any]) -> tuple[str, Any]:
         extra = self.extra or {}

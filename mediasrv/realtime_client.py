@@ -8,13 +8,15 @@ full queue. A read timeout lets the thread notice the call closing.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from collections.abc import Callable
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import websocket
 
-from .errors import PeerClosed, ProtocolError
+from .errors import ConnectFailed, PeerClosed, ProtocolError
 from .realtime_proto import RealtimeEvent, parse_realtime
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,29 @@ class WsClientSocket:
             self._ws.shutdown()  # close() skips the OS socket when the peer went first
 
 
+def connect_failure(url: str, exc: BaseException, timeout_s: float) -> str:
+    """Say in words why dialling `url` failed: the host, the reason, what to check."""
+    parts = urlsplit(url)
+    host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+    where = f"cannot connect to the backend at {host}"
+    if isinstance(exc, websocket.WebSocketBadStatusException):
+        status = exc.status_code
+        hint = {401: "check OPENAI_API_KEY", 403: "check OPENAI_API_KEY and the model access",
+                404: "check OPENAI_REALTIME_URL / OPENAI_REALTIME_MODEL"}.get(
+            status, "the backend refused the WebSocket upgrade")
+        return f"{where}: HTTP {status} on the upgrade ({hint})"
+    if isinstance(exc, websocket.WebSocketAddressException):
+        return f"{where}: the name does not resolve ({exc}; check OPENAI_REALTIME_URL and DNS)"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"{where}: connection refused (nothing listens there; check OPENAI_REALTIME_URL)"
+    if isinstance(exc, (TimeoutError, websocket.WebSocketTimeoutException)):
+        return (f"{where}: no answer within {timeout_s:g} s (OPENAI_CONNECT_TIMEOUT_S; "
+                "check the network path and any proxy)")
+    if isinstance(exc, ssl.SSLError):
+        return f"{where}: TLS failed ({exc.__class__.__name__}: {exc})"
+    return f"{where}: {exc.__class__.__name__}: {exc}"
+
+
 def ws_connector(url: str, api_key: str, connect_timeout_s: float) -> Connector:
     """Return a connector dialling `url` with GA headers (no OpenAI-Beta header)."""
     headers = [f"Authorization: Bearer {api_key}"] if api_key else []
@@ -83,7 +108,7 @@ def ws_connector(url: str, api_key: str, connect_timeout_s: float) -> Connector:
                 skip_utf8_validation=True,
             )
         except (websocket.WebSocketException, OSError) as exc:
-            raise PeerClosed(f"realtime connect failed: {exc.__class__.__name__}: {exc}") from exc
+            raise ConnectFailed(connect_failure(url, exc, connect_timeout_s)) from exc
         ws.settimeout(_READ_POLL_S)
         return WsClientSocket(ws)
 
@@ -113,6 +138,7 @@ class RealtimeClient:
         self._sock: RealtimeSocket | None = None
         self._stopped = threading.Event()
         self.connected = threading.Event()
+        self.opened = False  # the handshake succeeded once: a loss is not a failed connect
         # Daemon: a peer that never answers the handshake must not keep the process up;
         # the thread still ends on `closing` or on the connect timeout.
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -147,6 +173,7 @@ class RealtimeClient:
             self._lost(str(exc))
             return
         self._sock = sock
+        self.opened = True
         if self._stopped.is_set() or self._closing.is_set():
             sock.close()
             return

@@ -1,13 +1,15 @@
 """Settings, read from the environment once and validated at start-up.
 
 Every variable is documented in README.md ("Configuration"); keep that table and
-`_SPEC` below in step. A bad value raises ConfigError naming the variable.
+`_SPEC` below in step (tests/test_settings.py checks the ranges). A bad value raises
+ConfigError in words: "PORT: 'abc' is not a whole number". Each variable's range is
+checked here and only here.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -56,9 +58,10 @@ class Settings:
     server_vad_threshold: float = 0.6
     server_vad_silence_ms: int = 500
     input_transcription_model: str = "gpt-4o-mini-transcribe"
-    openai_connect_timeout_s: float = 5.0
-    openai_stall_timeout_s: float = 10.0
+    openai_connect_timeout_s: float = 3.0
+    openai_stall_timeout_s: float = 4.0
     ws_max_message_bytes: int = 64 * 1024
+    web_concurrency: int = 1
     graceful_timeout_s: float = 30.0
     shutdown_goodbye_s: float = 10.0
 
@@ -98,76 +101,99 @@ class Settings:
         return tuple(s for s in (self.openai_api_key, self.twilio_auth_token) if s)
 
 
-def _int(lo: int, hi: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        value = int(raw)
-        if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo} and {hi}")
+class _Parser:
+    """Turn one variable's raw text into a value, or raise ValueError with a predicate.
+
+    The predicate completes "<NAME>: <value> ..." ("is not a whole number"). `limits` is
+    the valid range as the README's configuration table shows it.
+    """
+
+    limits = "text"
+
+    def __call__(self, raw: str) -> Any:
+        return raw
+
+
+class _Number(_Parser):
+    """A whole number (`whole`) or any number within [lo, hi]: the one range check."""
+
+    def __init__(self, lo: float, hi: float, *, whole: bool) -> None:
+        self.lo, self.hi, self.whole = lo, hi, whole
+        self.limits = f"{int(lo)} to {int(hi)}" if whole else f"{lo:g} to {hi:g}"
+
+    def __call__(self, raw: str) -> float | int:
+        try:
+            value: float | int = int(raw.strip()) if self.whole else float(raw.strip())
+        except ValueError:
+            raise ValueError("is not a whole number" if self.whole else "is not a number") from None
+        if not self.lo <= value <= self.hi:  # also false for nan
+            raise ValueError(f"is out of range ({self.limits})")
         return value
 
-    return parse
 
+class _Choice(_Parser):
+    def __init__(self, *options: str) -> None:
+        self.options = options
+        self.limits = ", ".join(options)
 
-def _float(lo: float, hi: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        value = float(raw)
-        if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo} and {hi}")
-        return value
-
-    return parse
-
-
-def _choice(*options: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
+    def __call__(self, raw: str) -> str:
         value = raw.strip().lower()
-        if value not in options:
-            raise ValueError(f"must be one of {', '.join(options)}")
+        if value not in self.options:
+            raise ValueError(f"is not one of {self.limits}")
         return value
 
-    return parse
 
+class _Url(_Parser):
+    def __init__(self, *schemes: str) -> None:
+        self.schemes = schemes
+        self.limits = " or ".join(f"{s}://HOST" for s in schemes)
 
-def _url(*schemes: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
+    def __call__(self, raw: str) -> str:
         parts = urlsplit(raw.strip())
-        if parts.scheme not in schemes or not parts.netloc:
-            raise ValueError(f"must be a {'/'.join(schemes)} URL with a host")
+        if parts.scheme not in self.schemes or not parts.netloc:
+            raise ValueError(f"is not a URL like {self.limits}")
         return raw.strip().rstrip("/")
 
-    return parse
+
+class _Bool(_Parser):
+    limits = "true, false"
+
+    def __call__(self, raw: str) -> bool:
+        value = raw.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("is not true or false")
 
 
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("must be true or false")
+def _int(lo: int, hi: int) -> _Parser:
+    return _Number(lo, hi, whole=True)
 
 
-def _text(raw: str) -> str:
-    return raw
+def _float(lo: float, hi: float) -> _Parser:
+    return _Number(lo, hi, whole=False)
 
+
+_text = _Parser()
 
 # env name -> (field, parser). MIN_UTTERANCE_MS is capped at 600 by the turn-taking spec.
-_SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
+_SPEC: dict[str, tuple[str, _Parser]] = {
     "HOST": ("host", _text),
     "PORT": ("port", _int(1, 65535)),
     "OPENAI_API_KEY": ("openai_api_key", _text),
     "OPENAI_REALTIME_MODEL": ("openai_realtime_model", _text),
-    "OPENAI_REALTIME_URL": ("openai_realtime_url", _url("ws", "wss")),
+    "OPENAI_REALTIME_URL": ("openai_realtime_url", _Url("ws", "wss")),
     "OPENAI_VOICE": ("openai_voice", _text),
     "INSTRUCTIONS": ("instructions", _text),
     "GREETING": ("greeting", _text),
-    "PUBLIC_URL": ("public_url", _url("https", "http")),
+    "PUBLIC_URL": ("public_url", _Url("https", "http")),
     "TWILIO_AUTH_TOKEN": ("twilio_auth_token", _text),
     "TWILIO_ACCOUNT_SID": ("twilio_account_sid", _text),
     "DRAIN_TIMEOUT_MS": ("drain_timeout_ms", _int(20, 10_000)),
-    "LOG_LEVEL": ("log_level", _choice("debug", "info", "warning", "error")),
-    "LOG_FORMAT": ("log_format", _choice("text", "json")),
-    "TURN_DETECTION": ("turn_detection", _choice(*TURN_MODES)),
+    "LOG_LEVEL": ("log_level", _Choice("debug", "info", "warning", "error")),
+    "LOG_FORMAT": ("log_format", _Choice("text", "json")),
+    "TURN_DETECTION": ("turn_detection", _Choice(*TURN_MODES)),
     "PREBUFFER_MS": ("prebuffer_ms", _int(0, 1000)),
     "MARK_INTERVAL_MS": ("mark_interval_ms", _int(20, 1000)),
     "APPEND_BATCH_MS": ("append_batch_ms", _int(20, 1000)),
@@ -176,7 +202,7 @@ _SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
     "BARGE_IN_MIN_MS": ("barge_in_min_ms", _int(20, 2000)),
     "ECHO_WINDOW_MS": ("echo_window_ms", _int(0, 5000)),
     "ECHO_ERL_DB": ("echo_erl_db", _float(0.0, 60.0)),
-    "ECHO_CANCEL": ("echo_cancel", _bool),
+    "ECHO_CANCEL": ("echo_cancel", _Bool()),
     "SILENCE_TIMEOUT_S": ("silence_timeout_s", _float(1.0, 3600.0)),
     "MAX_CALL_S": ("max_call_s", _float(5.0, 86_400.0)),
     "MAX_CALLS": ("max_calls", _int(1, 10_000)),
@@ -186,11 +212,20 @@ _SPEC: dict[str, tuple[str, Callable[[str], Any]]] = {
     "OPENAI_CONNECT_TIMEOUT_S": ("openai_connect_timeout_s", _float(0.1, 60.0)),
     "OPENAI_STALL_TIMEOUT_S": ("openai_stall_timeout_s", _float(0.5, 600.0)),
     "WS_MAX_MESSAGE_BYTES": ("ws_max_message_bytes", _int(1024, 1 << 20)),
+    # Read by gunicorn.conf.py (`workers`); gunicorn itself also reads it (see there).
+    "WEB_CONCURRENCY": ("web_concurrency", _int(1, 64)),
     "GRACEFUL_TIMEOUT_S": ("graceful_timeout_s", _float(1.0, 3600.0)),
     "SHUTDOWN_GOODBYE_S": ("shutdown_goodbye_s", _float(0.0, 600.0)),
 }
 
 ENV_NAMES = tuple(_SPEC)
+# Set but empty keeps the default, except for these, where empty turns the feature off.
+EMPTY_MEANS_OFF = ("greeting", "input_transcription_model")
+
+
+def limits(name: str) -> str:
+    """Return the valid values of variable `name` as the README table shows them."""
+    return _SPEC[name][1].limits
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -199,12 +234,12 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     values: dict[str, Any] = {}
     for name, (field, parse) in _SPEC.items():
         raw = source.get(name)
-        if raw is None or (raw == "" and field not in ("greeting",)):
+        if raw is None or (raw == "" and field not in EMPTY_MEANS_OFF):
             continue
         try:
             values[field] = parse(raw)
         except ValueError as exc:
-            raise ConfigError(f"{name}: invalid value {_shown(name, raw)}: {exc}") from exc
+            raise ConfigError(f"{name}: {_shown(name, raw)} {exc}") from None
     known = {f.name for f in fields(Settings)}
     for key in overrides:
         if key not in known:

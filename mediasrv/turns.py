@@ -113,9 +113,11 @@ class TurnPolicy:
     """Per-call turn taking over inbound frames, echo-aware. Pure: time comes in as `now`."""
 
     def __init__(
-        self, config: TurnConfig | None = None, classifier: SpeechClassifier | None = None
+        self, config: TurnConfig | None = None, classifier: SpeechClassifier | None = None,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
     ) -> None:
         self.config = cfg = config if config is not None else TurnConfig()
+        self._log = logger  # a call passes its own, so every turn line names the call
         self.vad = Vad(
             VadConfig(end_silence_ms=cfg.end_silence_ms, onset_ms=cfg.vad_onset_ms), classifier
         )
@@ -226,8 +228,8 @@ class TurnPolicy:
             return held
         prefix.append(frame_ulaw)
         self._blocked = self._blocked or self._in_utterance
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("[ECHO] blocking frame to OpenAI, VAD state kept")
+        if self._log.isEnabledFor(logging.DEBUG):
+            self._log.debug("[ECHO] blocking frame to OpenAI, VAD state kept")
         return b""
 
     def _begin(self) -> None:
@@ -249,7 +251,7 @@ class TurnPolicy:
         if not echo:
             caller_s = (self._speech_until_ms - self._caller_from_ms) / 1000.0
             duration = min(duration, max(caller_s, 0.0))
-        log.info("END OF UTTERANCE: %.2fs echo_blocked=%s", duration, self._blocked)
+        self._log.info("END OF UTTERANCE: %.2fs echo_blocked=%s", duration, self._blocked)
         reason = None
         if closing:
             reason = "closing"
@@ -260,5 +262,5 @@ class TurnPolicy:
         if reason is None:
             events.append(EndOfUtterance(now, duration, self._blocked))
             return
-        log.info("[UTT] SKIPPED: %s", reason)
+        self._log.info("[UTT] SKIPPED: %s", reason)
         events.append(UtteranceSkipped(now, reason, duration))

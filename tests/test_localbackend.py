@@ -508,3 +508,51 @@ def test_stalled_response_asks_for_no_more_ticks() -> None:
     assert [e["type"] for e in events] == ["response.output_audio.delta"] * 1 + [
         "response.output_audio_transcript.delta"]
     assert session.next_deadline() is None
+
+
+SERVER_VAD = {"type": "server_vad", "prefix_padding_ms": 300, "silence_duration_ms": 500,
+              "create_response": False, "interrupt_response": True}
+
+
+def vad_session() -> RealtimeSession:
+    session = RealtimeSession(BackendOptions(), PromptBank.load(PROMPTS_DIR), BackendStats(), "m")
+    update = {"type": "session.update", "session": ga_session(SERVER_VAD, transcription=True)}
+    session.handle(json.dumps(update), 0.0)
+    return session
+
+
+def append_all(session: RealtimeSession, audio: bytes, now: float) -> list[Event]:
+    chunk = 100 * BYTES_PER_MS
+    events: list[Event] = []
+    for offset in range(0, len(audio), chunk):
+        b64 = base64.b64encode(audio[offset : offset + chunk]).decode()
+        msg = json.dumps({"type": "input_audio_buffer.append", "audio": b64})
+        events += session.handle(msg, now).events
+    return events
+
+
+def test_speech_while_no_response_plays_is_not_called_a_barge_in(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="mediasrv.localbackend")
+    silence = bytes([ULAW_SILENCE]) * (1000 * BYTES_PER_MS)
+    append_all(vad_session(), silence + speech_ulaw("en_espeak_caller.wav") + silence, 0.0)
+    assert "speech started at" in caplog.text
+    assert "[BARGE-IN]" not in caplog.text
+
+
+def test_speech_over_a_response_is_logged_as_a_barge_in(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="mediasrv.localbackend")
+    session = vad_session()
+    session.handle('{"type": "response.create"}', 0.0)
+    append_all(session, speech_ulaw("en_espeak_caller.wav"), 0.1)
+    assert "[BARGE-IN] speech started at" in caplog.text
+
+
+def test_the_caller_transcript_counts_the_speech_not_the_silence_around_it() -> None:
+    silence = bytes([ULAW_SILENCE]) * (1500 * BYTES_PER_MS)
+    speech = speech_ulaw("en_espeak_caller.wav")  # 3.24 s of file, 2.84 s above -45 dBFS
+    events = append_all(vad_session(), silence + speech + silence, 0.0)
+    [said] = [e["transcript"] for e in events
+              if e["type"] == "conversation.item.input_audio_transcription.completed"]
+    assert said == "(2.8 s of caller audio)"

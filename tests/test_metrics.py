@@ -3,6 +3,7 @@ summary line, transcripts per turn with AI text cut off by a barge-in marked."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from conftest import SHARED_AUDIO
 from fakes import (
     WAIT,
     FakeRealtime,
@@ -25,11 +27,13 @@ from hardening_live import backend, connector, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from mediasrv.app import create_app
+from mediasrv.audio import FRAME_BYTES, ULAW_SILENCE, pcm16_to_ulaw, to_pcm16
 from mediasrv.call import Call, CallDeps
 from mediasrv.clock import ManualClock
 from mediasrv.logs import configure_logging
 from mediasrv.metrics import Metrics
 from mediasrv.settings import load_settings
+from mediasrv.sim.script import load_8k
 
 
 @contextmanager
@@ -164,3 +168,32 @@ def test_transcripts_are_logged_per_turn_and_cut_off_ai_text_is_marked(
     assert "[TRANSCRIPT] ai (cut off by barge-in): Let me tell you a long story" in text
     transcription = session["session"]["audio"]["input"]["transcription"]
     assert transcription == {"model": "gpt-4o-mini-transcribe"}  # enabled in the session
+
+
+def test_metrics_page_has_no_created_samples() -> None:
+    m = Metrics()
+    m.call_ended("caller hung up")
+    m.barge_in(12.0)
+    body = m.render()[0].decode()
+    assert "mediasrv_calls_ended_total" in body and "mediasrv_barge_ins_total" in body
+    assert "_created" not in body
+
+
+def media(n: int, payload: bytes) -> dict[str, Any]:
+    return {"event": "media", "sequenceNumber": str(n + 2), "streamSid": "MZ1",
+            "media": {"track": "inbound", "chunk": str(n), "timestamp": str(20 * n),
+                      "payload": base64.b64encode(payload).decode()}}
+
+
+def test_turn_lines_carry_the_call_sid_in_text_and_json() -> None:
+    speech = (SHARED_AUDIO / "speech" / "en_espeak_caller.wav")
+    audio = pcm16_to_ulaw(to_pcm16(load_8k(speech))) + bytes([ULAW_SILENCE]) * 8000
+    with json_logs() as buf:
+        with metered_call(turn_detection="local") as (h, _, _):
+            for n, at in enumerate(range(0, len(audio) - FRAME_BYTES + 1, FRAME_BYTES)):
+                h.twilio.push(media(n, audio[at : at + FRAME_BYTES]))
+            wait_for(lambda: "END OF UTTERANCE" in buf.getvalue(), "the turn ended")
+    [turn] = [d for d in map(json.loads, buf.getvalue().splitlines())
+              if "END OF UTTERANCE" in d["msg"]]
+    assert turn["call_sid"] == "CA00000001"
+    assert turn["msg"].startswith("[CA00000001] END OF UTTERANCE: ")  # the text line's prefix

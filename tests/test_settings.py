@@ -1,7 +1,15 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from mediasrv.errors import ConfigError
-from mediasrv.settings import load_settings
+from mediasrv.settings import ENV_NAMES, limits, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 
 
 def test_defaults_follow_the_contract():
@@ -41,6 +49,11 @@ def test_empty_greeting_disables_it():
     assert load_settings({"GREETING": ""}).greeting == ""
 
 
+def test_empty_transcription_model_disables_transcription():
+    assert load_settings({"INPUT_TRANSCRIPTION_MODEL": ""}).input_transcription_model == ""
+    assert load_settings({"OPENAI_VOICE": ""}).openai_voice == "marin"  # others keep defaults
+
+
 def test_stream_url_uses_public_url_host():
     s = load_settings({"PUBLIC_URL": "https://bridge.example.com"})
     assert s.stream_url("internal:5050") == "wss://bridge.example.com/media"
@@ -51,3 +64,43 @@ def test_echo_cancel_is_on_by_default_and_parsed_as_a_boolean():
     assert load_settings({"ECHO_CANCEL": "false"}).echo_cancel is False
     with pytest.raises(ConfigError, match="ECHO_CANCEL"):
         load_settings({"ECHO_CANCEL": "maybe"})
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"PORT": "abc"}, "PORT: 'abc' is not a whole number"),
+    ({"PORT": "70000"}, "PORT: '70000' is out of range (1 to 65535)"),
+    ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY: '0' is out of range (1 to 64)"),
+    ({"MAX_CALLS": "2.5"}, "MAX_CALLS: '2.5' is not a whole number"),
+    ({"SILENCE_TIMEOUT_S": "soon"}, "SILENCE_TIMEOUT_S: 'soon' is not a number"),
+    ({"ECHO_ERL_DB": "nan"}, "ECHO_ERL_DB: 'nan' is out of range (0 to 60)"),
+    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT: 'xml' is not one of text, json"),
+    ({"ECHO_CANCEL": "maybe"}, "ECHO_CANCEL: 'maybe' is not true or false"),
+])
+def test_bad_values_are_explained_in_words(env, message):
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    assert str(info.value) == message
+
+
+def test_web_concurrency_is_a_setting():
+    assert load_settings({}).web_concurrency == 1
+    assert load_settings({"WEB_CONCURRENCY": "3"}).web_concurrency == 3
+
+
+def test_readme_table_lists_every_variable_with_its_range():
+    rows = {}
+    for line in README.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = cells
+    assert set(rows) == set(ENV_NAMES)
+    for name in ENV_NAMES:
+        assert rows[name][2] == limits(name), name
+
+
+def test_gunicorn_config_names_the_bad_variable_without_a_traceback():
+    env = {**os.environ, "PORT": "abc"}
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "mediasrv: configuration error: PORT: 'abc' is not a whole number"

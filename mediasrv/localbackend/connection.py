@@ -132,7 +132,7 @@ class Connection:
         try:
             self._read_loop()
         except Exception:  # safety net: a bug here must not kill the process silently
-            log.exception("%s: unexpected error", self.name)
+            log.exception("unexpected error")
         finally:
             self._finish()
 
@@ -151,7 +151,7 @@ class Connection:
                     self._ws.receive_data(data or None)
                     events = list(self._ws.events())
                 except RemoteProtocolError as exc:
-                    log.info("%s: websocket protocol error: %s", self.name, exc)
+                    log.info("websocket protocol error: %s", exc)
                     if exc.event_hint is not None:  # e.g. a 400 answer to a bad upgrade
                         self._pending.append(self._ws.send(exc.event_hint))
                     events = []
@@ -183,11 +183,11 @@ class Connection:
     def _on_request(self, ev: Request) -> None:
         options = self._ctx.options
         if options.fault == "no_handshake":
-            log.warning("%s: fault injection: upgrade request left unanswered", self.name)
+            log.warning("fault injection: upgrade request left unanswered")
             return
         decision = decide_handshake(ev.target, list(ev.extra_headers), options.model)
         if decision.status != 101:
-            log.info("%s: rejected upgrade to %s (%d)", self.name, ev.target, decision.status)
+            log.info("rejected upgrade to %s (%d)", ev.target, decision.status)
             with self._lock:
                 reject = RejectConnection(status_code=decision.status,
                                           headers=[(b"content-length", b"0")])
@@ -197,8 +197,7 @@ class Connection:
         with self._lock:
             self._pending.append(self._ws.send(AcceptConnection()))
             if decision.beta:
-                log.info("%s: OpenAI-Beta header: beta_api_shape_disabled, closing 4000",
-                         self.name)
+                log.info("OpenAI-Beta header: beta_api_shape_disabled, closing 4000")
                 self._ctx.stats.error_sent("beta_api_shape_disabled")
                 self._deliver(Step((beta_disabled_event(),),
                                    CloseAction(4000, "beta_api_shape_disabled")))
@@ -206,8 +205,7 @@ class Connection:
             self._session = RealtimeSession(options, self._ctx.bank, self._ctx.stats,
                                             decision.model)
             self._ctx.stats.session_opened()
-            log.info("%s: session %s opened (model %s)", self.name, self._session.id,
-                     decision.model)
+            log.info("session %s opened (model %s)", self._session.id, decision.model)
             self._deliver(self._session.open())
 
     def _on_text(self, ev: TextMessage) -> None:
@@ -228,7 +226,7 @@ class Connection:
         """Queue a step's frames (lock held); return True if the socket must be dropped."""
         assert self._lock.locked()
         if self._ws.state is not ConnectionState.OPEN:
-            log.debug("%s: %d events dropped: websocket not open", self.name, len(step.events))
+            log.debug("%s%d events dropped: websocket not open", self._who(), len(step.events))
             return False
         for ev in step.events:
             self._pending.append(self._ws.send(TextMessage(json.dumps(ev))))
@@ -249,11 +247,14 @@ class Connection:
                     self._sock.sendall(data)
                 except OSError as exc:  # includes a write timeout: the client stopped reading
                     if not self._dead.is_set():
-                        log.warning("%s: send failed, dropping the connection: %s",
-                                    self.name, exc)
+                        log.warning("%ssend failed, dropping the connection: %s", self._who(), exc)
                     abrupt = True
         if abrupt or self._dead.is_set():
             self._drop()
+
+    def _who(self) -> str:
+        # The log format names the thread: name the connection only from another thread.
+        return "" if threading.current_thread() is self.thread else f"{self.name}: "
 
     def _drop(self) -> None:
         self._dead.set()
@@ -269,6 +270,6 @@ class Connection:
             session, self._session = self._session, None
         if session is not None:
             self._ctx.stats.session_closed()
-            log.info("%s: session %s closed", self.name, session.id)
+            log.info("session %s closed", session.id)
         self._sock.close()
         self._ctx.gone(self)

@@ -21,6 +21,8 @@ from pathlib import Path
 from mediasrv.audio import BYTES_PER_MS, ULAW_SILENCE
 from mediasrv.errors import ConfigError
 
+from .vad import speech_span_ms
+
 PROMPT_TEXTS: dict[str, str] = {
     "greeting": (
         "Hello! This is the mediasrv echo test. Say something and I will play it back to you."
@@ -77,9 +79,9 @@ class PromptBank:
         return Speech(self.audio[name], PROMPT_TEXTS[name])
 
 
-def describe_caller_audio(nbytes: int) -> str:
-    """Return the placeholder transcript for `nbytes` of caller mu-law."""
-    return f"({nbytes / BYTES_PER_MS / 1000:.1f} s of caller audio)"
+def describe_caller_audio(ulaw: bytes) -> str:
+    """Return the placeholder transcript of caller mu-law: how long the speech in it is."""
+    return f"({speech_span_ms(ulaw) / 1000:.1f} s of caller audio)"
 
 
 def compose(bank: PromptBank, purpose: str | None, caller: bytes | None, cap_ms: int) -> Speech:
@@ -95,6 +97,6 @@ def compose(bank: PromptBank, purpose: str | None, caller: bytes | None, cap_ms:
     return Speech(
         audio=you_said.audio + echoed + pause + long_answer.audio,
         transcript=(
-            f"{you_said.transcript} {describe_caller_audio(len(echoed))} {long_answer.transcript}"
+            f"{you_said.transcript} {describe_caller_audio(echoed)} {long_answer.transcript}"
         ),
     )

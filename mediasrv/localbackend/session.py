@@ -201,12 +201,16 @@ class RealtimeSession:
                 self._on_speech_stopped(turn.item_id, turn.stopped_ms, turn.audio, now)
 
     def _on_speech_started(self, item_id: str, start_ms: int) -> None:
-        log.info("session %s: [BARGE-IN] speech started at %d ms", self.id, start_ms)
         self._emit(event("input_audio_buffer.speech_started", item_id=item_id,
                          audio_start_ms=start_ms))
         vad = self._session["audio"]["input"]["turn_detection"]
         if vad is not None and vad["interrupt_response"] and self._active is not None:
+            # Only speech over a response is a barge-in; the tag must not cry wolf.
+            log.info("session %s: [BARGE-IN] speech started at %d ms during %s", self.id,
+                     start_ms, self._active.response_id)
             self._cancel_active("turn_detected")
+        else:
+            log.info("session %s: speech started at %d ms", self.id, start_ms)
 
     def _on_speech_stopped(self, item_id: str, end_ms: int, audio: bytes, now: float) -> None:
         log.info("session %s: END OF UTTERANCE at %d ms (%d ms of audio)",
@@ -253,7 +257,7 @@ class RealtimeSession:
             seconds = round(len(audio) / BYTES_PER_MS / 1000, 3)
             self._emit(event("conversation.item.input_audio_transcription.completed",
                              item_id=item_id, content_index=0,
-                             transcript=describe_caller_audio(len(audio)),
+                             transcript=describe_caller_audio(audio),
                              usage={"type": "duration", "seconds": seconds}))
 
     # -- responses ----------------------------------------------------------------------

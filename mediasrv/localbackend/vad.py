@@ -23,6 +23,7 @@ from mediasrv.audio import BYTES_PER_MS, FRAME_BYTES, FRAME_MS, rms_dbfs, ulaw_t
 FLOOR_MIN_DB = -70.0  # below any real line noise; digital silence is clamped up to this
 FLOOR_START_DB = -60.0  # a typical quiet phone line before the first frame is measured
 FLOOR_RISE_DB = 0.05  # per 20 ms frame = 2.5 dB/s: adapts to noise, not to a sentence
+SPEECH_MIN_DBFS = -45.0  # quieter frames never count in a turn's length (mediasrv.sim too)
 
 
 @dataclass(frozen=True)
@@ -115,3 +116,21 @@ class EnergyVad:
             self._floor_db = max(level, FLOOR_MIN_DB)
         else:
             self._floor_db = min(self._floor_db + FLOOR_RISE_DB, level)
+
+
+def speech_span_ms(ulaw: bytes, threshold_db: float = VadConfig.threshold_db) -> int:
+    """Return ms from the first to the last loud 20 ms frame of `ulaw` (all of it if none is).
+
+    What the backend reports as the length of a caller's turn: the speech, not the silence
+    committed around it, so it agrees with the bridge's END OF UTTERANCE line. "Loud" is
+    SPEECH_MIN_DBFS (the emulator's speech onset level) or, on a noisy line,
+    `threshold_db` above the quietest frame.
+    """
+    frames = range(0, len(ulaw) - FRAME_BYTES + 1, FRAME_BYTES)
+    levels = [rms_dbfs(ulaw_to_pcm16(ulaw[i : i + FRAME_BYTES])) for i in frames]
+    floor = max(min(levels, default=FLOOR_MIN_DB), FLOOR_MIN_DB)
+    loud = [i for i, level in enumerate(levels)
+            if level >= max(SPEECH_MIN_DBFS, floor + threshold_db)]
+    if not loud:
+        return len(ulaw) // BYTES_PER_MS
+    return (loud[-1] - loud[0] + 1) * FRAME_MS
