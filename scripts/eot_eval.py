@@ -248,6 +248,8 @@ def eval_conversation(use_model: bool, threshold: float) -> tuple[int, int]:
 
 
 def table(thresholds: list[float]) -> None:
+    from mediasrv.endturn import EndTurnConfig
+
     n = len(SENTENCES)
     band = "300-3850 Hz" if HIGHPASS else "0-3850 Hz"
     print(f"{n} sentences (16 kHz ones in the {band} phone band) x pauses {PAUSES_MS} ms "
@@ -266,7 +268,9 @@ def table(thresholds: list[float]) -> None:
               f"{pct(latency, 95):4.0f} ({pct(silence, 50):4.0f} / {pct(silence, 95):4.0f}) | "
               f"{found}/{len(CHAN3_SEGMENTS)} found <= 400 ms, {inside} inside a segment")
         if use_model:
-            print(f"{'':26} check cost in those ends p50/max ms: {pct(costs, 50):.0f} / "
+            by_model = sum(v < EndTurnConfig().max_silence_ms for v in silence)
+            print(f"{'':26} {by_model} of {len(silence)} final ends by the model, the rest by "
+                  f"the cap; check cost in those ends p50/max ms: {pct(costs, 50):.0f} / "
                   f"{max(costs, default=float('nan')):.0f}; load {os.getloadavg()[0]:.1f}")
 
 
