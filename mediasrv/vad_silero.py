@@ -42,7 +42,7 @@ def load_session(path: Path = MODEL_PATH) -> ort.InferenceSession:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3  # the graph has unused initialisers; ORT warns at load
-    log.info("loading VAD model %s", path)
+    log.info("loading model %s", path)  # also the end-of-turn model's (turn_model)
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 

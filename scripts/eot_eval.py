@@ -1,0 +1,332 @@
+"""Measure the Smart Turn end-of-turn model and policy on real speech, 8 kHz phone path.
+
+    PYTHONPATH=. .venv/bin/python scripts/eot_eval.py [-v] [--threshold=0.5 ...]
+                      [--no-highpass]                            # the turn-taking table
+    PYTHONPATH=. .venv/bin/python scripts/eot_eval.py --probe    # P(complete): 16 vs 8 kHz
+    PYTHONPATH=. .venv/bin/python scripts/eot_eval.py --bench    # cost per check
+    PYTHONPATH=. SCRATCH_VENV/bin/python scripts/eot_eval.py --features  # needs transformers
+
+Material: sentences of real speech with a forced-aligned word boundary inside them (our
+8 kHz IVR recordings; 16 kHz LibriVox / pocketsphinx recordings, brought to the phone band
+first), and pocketsphinx's conversational recording with its labelled speech segments.
+
+The turn-taking table drives, frame by frame through mu-law like a Twilio call, the real
+silero VAD and either today's rule (the VAD's 500 ms end silence) or the end-of-turn
+policy with the model run inline. Pauses of 400, 700 and 1,200 ms are inserted at the
+boundary: a turn end before the sentence's last word is a split. Latency is from the last
+frame the VAD called speech to the turn end, plus, for the model, the measured cost of the
+check that ended it (the check runs when the short silence is reached).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from mediasrv.audio import pcm16_to_ulaw, to_pcm16, ulaw_to_pcm16
+from mediasrv.melspec import log_mel
+from mediasrv.resample import downsample_16k_to_8k, upsample_8k_to_16k
+
+Floats = npt.NDArray[np.float32]
+AUDIO = Path(__file__).resolve().parents[1] / "tests" / "audio"
+PAUSES_MS = (0, 400, 700, 1200)
+HISS_DBFS = -70.0  # line hiss between words: what a quiet phone line carries
+TAIL_S = 2.5
+CHAN3 = "speech/en_pocketsphinx_chan3_conversation.wav"
+# Speech segments labelled for pocketsphinx's endpointer test (test/unit/test_endpointer.c).
+CHAN3_SEGMENTS = ((0.24, 1.80), (2.88, 12.12), (12.51, 15.75), (16.44, 20.87))
+FOUND_WITHIN_S = 0.4
+HIGHPASS = "--no-highpass" not in sys.argv  # G.712's 300 Hz edge on the 16 kHz material
+
+
+@dataclass(frozen=True)
+class Sentence:
+    path: str
+    cut_s: float  # end of a word inside the sentence (forced alignment)
+    end_s: float  # end of its last word
+    words: str  # ... up to the cut | after it
+
+
+SENTENCES = (
+    Sentence("speech/en_asterisk_allison_conf-onlyperson.wav", 1.16, 2.93,
+             "you are currently the | only person in this conference"),
+    Sentence("speech/en_asterisk_allison_queue-periodic-announce.wav", 1.45, 2.33,
+             "all of our representatives are | currently busy"),
+    Sentence("speech/en_asterisk_allison_tt-weasels.wav", 1.71, 2.95,
+             "weasels have eaten our | phone system"),
+    Sentence("speech/en_asterisk_allison_vm-intro.wav", 1.61, 2.14,
+             "please leave your message after the | tone"),
+    Sentence("wideband/speech/en_librivox_sense-and-sensibility_0870.wav", 2.21, 6.79,
+             "and mister john dashwood had then | leisure to consider ... for them"),
+    Sentence("wideband/speech/en_librivox_sense-and-sensibility_0880.wav", 1.30, 2.74,
+             "he was not an | ill disposed young man"),
+    Sentence("wideband/speech/en_librivox_sense-and-sensibility_0890.wav", 2.39, 5.09,
+             "unless to be rather cold hearted and | rather selfish is to be ill disposed"),
+    Sentence("wideband/speech/en_librivox_sense-and-sensibility_0920.wav", 3.36, 5.83,
+             "had he married a more amiable woman he might have been | made ... than he was"),
+    Sentence("wideband/speech/en_librivox_sense-and-sensibility_0930.wav", 1.33, 3.02,
+             "he might even have been | made amiable himself"),
+    Sentence("wideband/speech/en_pocketsphinx_forever.wav", 1.97, 3.35,
+             "feels like these days go on | forever"),
+)
+
+
+def read_wav(relpath: str) -> tuple[int, Floats]:
+    """Return (rate, float samples) of a mono 16-bit WAV under tests/audio."""
+    with wave.open(str(AUDIO / relpath), "rb") as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+        return w.getframerate(), pcm.astype(np.float32) / 32768.0
+
+
+def _highpass_300hz_8k() -> npt.NDArray[np.float64]:
+    n = np.arange(161) - 80
+    low = 2 * (300 / 8000) * np.sinc(2 * (300 / 8000) * n) * np.kaiser(161, 6.0)
+    high = -low / low.sum()
+    high[80] += 1.0  # spectral inversion of the low-pass
+    return high
+
+
+_HIGHPASS = _highpass_300hz_8k()
+
+
+def mu_law(x8: Floats) -> Floats:
+    """Return x8 after a G.711 mu-law round trip, as the phone line delivers it."""
+    return ulaw_to_pcm16(pcm16_to_ulaw(to_pcm16(x8))).astype(np.float32) / 32768.0
+
+
+def phone_band(x16: Floats, highpass: bool = True) -> Floats:
+    """Return 16 kHz audio as a phone carries it: 8 kHz, mu-law, band 300-3,850 Hz
+    (G.712's 300 Hz lower edge only with `highpass`: many mobile/VoIP paths pass lower)."""
+    x8 = downsample_16k_to_8k(x16)
+    if highpass:
+        x8 = np.convolve(x8, _HIGHPASS)[80 : 80 + x8.shape[0]].astype(np.float32)
+    return mu_law(x8)
+
+
+def hiss(seconds: float, rate: int, seed: int) -> Floats:
+    noise = np.random.default_rng(seed).standard_normal(int(seconds * rate))
+    return (noise * 10 ** (HISS_DBFS / 20)).astype(np.float32)
+
+
+def sentence_8k(s: Sentence) -> Floats:
+    rate, x = read_wav(s.path)
+    return x if rate == 8000 else phone_band(x, HIGHPASS)
+
+
+def with_pause(s: Sentence, pause_ms: int, seed: int = 1) -> tuple[Floats, float]:
+    """Return 8 kHz audio: 0.5 s hiss, the sentence with a pause at the cut, 2.5 s hiss;
+    and the time its last word ends."""
+    x = sentence_8k(s)
+    cut, end = int(s.cut_s * 8000), int(s.end_s * 8000)
+    parts = [hiss(0.5, 8000, seed), x[:cut], hiss(pause_ms / 1000, 8000, seed + 1),
+             x[cut:end], hiss(TAIL_S, 8000, seed + 2)]
+    return np.concatenate(parts), 0.5 + s.end_s + pause_ms / 1000
+
+
+def check_audio(x: Floats, seconds: float, rate: int) -> Floats:
+    """What a check 200 ms into a pause sees: the audio up to `seconds`, then 200 ms hiss."""
+    return np.concatenate([x[: int(seconds * rate)], hiss(0.2, rate, 9)])
+
+
+def probe() -> None:
+    """Print P(complete) for each sentence whole and cut mid-phrase, 16 kHz vs 8 kHz."""
+    from mediasrv.turn_model import SmartTurn
+
+    model = SmartTurn()
+    print("P(complete): whole sentence / cut at the '|'   (threshold 0.5)")
+    print("  16k: wideband original; 8k: phone band (mu-law, 0-3.85 kHz) through our")
+    print("  upsampler; 8k-hp: the same with G.712's 300 Hz high-pass; 8k-as-16k: the 8k-hp")
+    print("  samples given to the model as if they were 16 kHz (pipecat #3844)")
+    cols = ("16k", "8k", "8k-hp", "8k-as-16k")
+    print(f"{'sentence':56} " + " ".join(f"{c:>11}" for c in cols))
+    for s in SENTENCES:
+        rate, x = read_wav(s.path)
+        cells = dict.fromkeys(cols, "")
+        for t in (s.end_s, s.cut_s):
+            a = check_audio(x, t, rate)
+            if rate == 8000:
+                cells["16k"] = cells["8k-hp"] = "-"
+                cells["8k"] += f"{model.probability(a):5.2f}"
+                cells["8k-as-16k"] += f"{model.probability_16k(a):5.2f}"
+                continue
+            phone, hp = phone_band(a, highpass=False), phone_band(a)
+            cells["16k"] += f"{model.probability_16k(a):5.2f}"
+            cells["8k"] += f"{model.probability(phone):5.2f}"
+            cells["8k-hp"] += f"{model.probability(hp):5.2f}"
+            cells["8k-as-16k"] += f"{model.probability_16k(hp):5.2f}"
+        print(f"{s.words[:56]:56} " + " ".join(f"{c:>11}" for c in cells.values()))
+
+
+@dataclass
+class Run:
+    ends: list[float]  # turn ends (s of audio)
+    last_speech: list[float]  # the last speech frame before each end
+    cost_ms: list[float]  # the check cost that ended each turn (0 for the fixed rule)
+    checks: list[tuple[float, float]]  # (time, probability) of every check
+
+
+def drive(x8: Floats, use_model: bool, threshold: float = 0.5) -> Run:
+    """Feed x8 as 20 ms mu-law frames to the VAD and one end-of-turn rule."""
+    from mediasrv.endturn import CheckRequest, EndTurnConfig, EndTurnPolicy, TurnEnd
+    from mediasrv.turn_model import SmartTurn
+    from mediasrv.vad import SpeechEnd, Vad
+
+    model = SmartTurn() if use_model else None
+    vad, policy = Vad(), EndTurnPolicy(EndTurnConfig(threshold=threshold))
+    ulaw = pcm16_to_ulaw(to_pcm16(x8))
+    run, last_speech = Run([], [], [], []), 0.0
+    for k in range(len(ulaw) // 160):
+        now = (k + 1) * 0.020
+        frame = ulaw_to_pcm16(ulaw[k * 160 : (k + 1) * 160])
+        event = vad.feed(frame, now)
+        if vad.is_speech:
+            last_speech = now
+        cost, end = 0.0, None
+        if model is None:
+            end = now if isinstance(event, SpeechEnd) and event.duration_s >= 0.3 else None
+        else:
+            step = policy.feed(frame.astype(np.float32) / 32768.0, vad.is_speech, now)
+            if isinstance(step, CheckRequest):
+                t0 = time.perf_counter()
+                p = model.probability(step.audio)
+                cost = (time.perf_counter() - t0) * 1000
+                run.checks.append((round(now, 2), round(p, 2)))
+                step = policy.on_result(step.seq, p, now)
+            end = step.at if isinstance(step, TurnEnd) else None
+        if end is not None:
+            run.ends.append(end)
+            run.last_speech.append(last_speech)
+            run.cost_ms.append(cost)
+    return run
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def eval_pauses(
+    use_model: bool, threshold: float
+) -> tuple[dict[int, int], list[float], list[float]]:
+    """Return splits per pause, and per final end its silence (ms) and its check's cost."""
+    splits = dict.fromkeys(PAUSES_MS, 0)
+    silence, costs = [], []
+    for s in SENTENCES:
+        for pause in PAUSES_MS:
+            x8, end_s = with_pause(s, pause)
+            run = drive(x8, use_model, threshold)
+            early = [e for e in run.ends if e < end_s]
+            splits[pause] += bool(early)
+            final = [i for i, e in enumerate(run.ends) if e >= end_s]
+            if final:
+                i = final[0]
+                silence.append((run.ends[i] - run.last_speech[i]) * 1000)
+                costs.append(run.cost_ms[i])
+            if "-v" in sys.argv:
+                ends = [round(e, 2) for e in run.ends]
+                name = Path(s.path).name[:40]
+                print(f"    {name:40} {pause:4} ms: ends {ends} checks {run.checks}")
+    return splits, silence, costs
+
+
+def eval_conversation(use_model: bool, threshold: float) -> tuple[int, int]:
+    """Return the labelled ends found within 400 ms, and the turn ends inside a segment."""
+    rate, x = read_wav(CHAN3)
+    assert rate == 8000
+    run = drive(np.concatenate([x, hiss(TAIL_S, 8000, 3)]), use_model, threshold)
+    found = sum(any(0 <= e - b <= FOUND_WITHIN_S for e in run.ends) for _, b in CHAN3_SEGMENTS)
+    inside = sum(any(a < e < b for a, b in CHAN3_SEGMENTS) for e in run.ends)
+    if "-v" in sys.argv:
+        print(f"    chan3 ends: {[round(e, 2) for e in run.ends]} checks {run.checks}")
+    return found, inside
+
+
+def table(thresholds: list[float]) -> None:
+    from mediasrv.endturn import EndTurnConfig
+
+    n = len(SENTENCES)
+    band = "300-3850 Hz" if HIGHPASS else "0-3850 Hz"
+    print(f"{n} sentences (16 kHz ones in the {band} phone band) x pauses {PAUSES_MS} ms "
+          f"inside; chan3, {len(CHAN3_SEGMENTS)} labelled ends; load {os.getloadavg()}")
+    print("latency = last speech frame -> turn end = the silence waited + the check's cost")
+    head = "split at pause 0/400/700/1200 | latency p50/p95 ms (silence part) | chan3 ends"
+    print(f"{'rule':26} {head}")
+    rules = [("fixed 500 ms silence", False, 0.5)]
+    rules += [(f"smart-turn 200/1600 @{t}", True, t) for t in thresholds]
+    for name, use_model, threshold in rules:
+        splits, silence, costs = eval_pauses(use_model, threshold)
+        latency = [s + c for s, c in zip(silence, costs, strict=True)]
+        found, inside = eval_conversation(use_model, threshold)
+        split_cells = "/".join(f"{splits[p]}" for p in PAUSES_MS)
+        print(f"{name:26} {split_cells:>17} of {n} | {pct(latency, 50):5.0f} / "
+              f"{pct(latency, 95):4.0f} ({pct(silence, 50):4.0f} / {pct(silence, 95):4.0f}) | "
+              f"{found}/{len(CHAN3_SEGMENTS)} found <= 400 ms, {inside} inside a segment")
+        if use_model:
+            by_model = sum(v < EndTurnConfig().max_silence_ms for v in silence)
+            print(f"{'':26} {by_model} of {len(silence)} final ends by the model, the rest by "
+                  f"the cap; check cost in those ends p50/max ms: {pct(costs, 50):.0f} / "
+                  f"{max(costs, default=float('nan')):.0f}; load {os.getloadavg()[0]:.1f}")
+
+
+def bench(runs: int = 60) -> None:
+    """Print the cost of one check (upsample + features + model) for 1, 4 and 8 s."""
+    from mediasrv.turn_model import SmartTurn, load_session
+
+    model, session = SmartTurn(), load_session()
+    _, x = read_wav("speech/en_asterisk_allison_demo-congrats.wav")
+    print("load before:", os.getloadavg(), "cores:", os.cpu_count())
+    for seconds in (1, 4, 8):
+        a = x[8000 : 8000 + seconds * 8000]
+        model.probability(a)  # warm-up
+        whole, features, net = [], [], []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            up = upsample_8k_to_16k(a)
+            f = log_mel(up)[np.newaxis]
+            t1 = time.perf_counter()
+            session.run(None, {"input_features": f})
+            t2 = time.perf_counter()
+            whole.append((t2 - t0) * 1000)
+            features.append((t1 - t0) * 1000)
+            net.append((t2 - t1) * 1000)
+        print(f"  {seconds} s audio: check p50 {pct(whole, 50):6.1f} p99 {pct(whole, 99):6.1f} ms"
+              f"  (resample+features p50 {pct(features, 50):5.1f}, model p50 {pct(net, 50):5.1f})")
+    print("load after:", os.getloadavg())
+
+
+def features() -> None:
+    """Print max |ours - transformers| over real and synthetic inputs (scratch venv)."""
+    from transformers import WhisperFeatureExtractor
+
+    extractor = WhisperFeatureExtractor(chunk_length=8)
+    rng = np.random.default_rng(0)
+    inputs = {f"{s.path} (8k path)": upsample_8k_to_16k(sentence_8k(s)) for s in SENTENCES}
+    inputs["noise 10 s"] = (0.1 * rng.standard_normal(160000)).astype(np.float32)
+    inputs["silence 1 s"] = np.zeros(16000, np.float32)
+    worst = 0.0
+    for name, a in inputs.items():
+        window = a[-128000:]
+        window = np.pad(window, (128000 - window.shape[0], 0))
+        ref = extractor(window, sampling_rate=16000, return_tensors="np", padding="max_length",
+                        max_length=128000, truncation=True, do_normalize=True).input_features[0]
+        diff = float(np.max(np.abs(log_mel(a) - ref)))
+        worst = max(worst, diff)
+        print(f"  {name:70} max |diff| {diff:.2e}")
+    print(f"worst: {worst:.2e}")
+
+
+if __name__ == "__main__":
+    if "--features" in sys.argv:
+        features()
+    elif "--bench" in sys.argv:
+        bench()
+    elif "--probe" in sys.argv:
+        probe()
+    else:
+        table([float(a.split("=")[1]) for a in sys.argv if a.startswith("--threshold=")] or [0.5])
