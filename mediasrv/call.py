@@ -217,7 +217,7 @@ class Call:
     def _setup(self, start: Start) -> None:
         self.call_sid = start.call_sid
         self.log.bind(start.call_sid)
-        self.writer = TwilioWriter(self.ws, TwilioMessages(start.stream_sid))
+        self.writer = TwilioWriter(self.ws, TwilioMessages(start.stream_sid), self.clock)
         self.tx = TxLoop(
             self.tx_q,
             self.writer,
@@ -226,6 +226,7 @@ class Call:
             prebuffer_ms=self.s.prebuffer_ms,
             mark_interval_ms=self.s.mark_interval_ms,
             register_mark=self._register_mark,
+            register_probe=self._register_probe,
             on_first_frame=self._on_first_frame,
             sent_ref=self._sent_ref,
         )
@@ -801,7 +802,6 @@ class Call:
             self._backlog.clear()
             self._want = None if self._want == "answer" else self._want
             need_cancel = self._active_id == rid and not rid.startswith("local_")
-            cuts = self.playback.truncations(rid, now)
         writer = self.writer
         assert writer is not None
 
@@ -809,8 +809,10 @@ class Call:
             with self._lock:
                 self.playback.on_clear()
 
-        writer.clear(on_clear)
-        cleared_at = self.clock.now()
+        point = writer.clear(on_clear)
+        cleared_at = point.at
+        with self._lock:  # cut where the clear found playback, not where the trigger did
+            cuts = self.playback.truncations(rid, point)
         for q in (self.audio_out_q, self.tx_q):
             _flush(q)
         self.is_ai_speaking.clear()
@@ -849,9 +851,15 @@ class Call:
 
     # --- tx callbacks -----------------------------------------------------------------
 
-    def _register_mark(self, name: str, item_id: str, ms: float, is_end: bool) -> None:
+    def _register_mark(
+        self, name: str, item_id: str, ms: float, is_end: bool, play_end: float
+    ) -> None:
         with self._lock:
-            self.playback.on_mark_sent(name, item_id, ms, is_end)
+            self.playback.on_mark_sent(name, item_id, ms, is_end, play_end)
+
+    def _register_probe(self, name: str, sent_at: float) -> None:
+        with self._lock:
+            self.playback.on_probe_sent(name, sent_at)
 
     def _on_first_frame(self, rid: str, now: float) -> None:
         received = self._first_delta_at.get(rid)

@@ -8,6 +8,14 @@ the moment of barge-in. Every frame carries the writer's *generation* read when 
 framed; barge-in bumps the generation and sends `clear` under the writer's lock, and
 `send_frame` drops any frame of an older generation under the same lock. So a frame
 is either on the wire before the `clear` (and `clear` discards it at Twilio) or never.
+
+The writer also keeps the phone's playout as the sender sees it: Twilio plays audio in
+order, a frame as soon as it arrives unless the one before is still playing. Frames and
+`clear` travel the same path, so on the sender's clock a frame plays from
+max(sent, end of the previous frame) for 20 ms, and what had played when the `clear`
+*reached* Twilio is what this model had played when it was *sent* -- whatever the
+network delay. (Playback that Twilio delays beyond that, e.g. after network jitter,
+shows in how late the mark echoes come back: `mediasrv.playback` corrects for it.)
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from typing import Protocol
 from .audio import FRAME_BYTES, FRAME_MS, ULAW_SILENCE
 from .clock import Clock
 from .errors import PeerClosed
+from .playback import ClearPoint, SentFrame
 from .twilio_proto import TwilioMessages
 
 log = logging.getLogger(__name__)
@@ -31,12 +40,22 @@ TICK = FRAME_MS / 1000.0
 # If the tx thread falls this far behind its deadlines (a stalled socket, a GC pause)
 # it re-anchors instead of bursting the backlog out faster than real time.
 _RESYNC_S = 0.2
+# Audio sent ahead of real time at the start of a burst (the prebuffer), at most: it must
+# stay under _RESYNC_S, or the pacer would take it for falling behind.
+_MAX_LEAD_MS = 160
+# Twilio's buffer is surely empty this long after the playout timeline ran out: a mark sent
+# then measures the network round trip alone (see mediasrv.playback).
+_PROBE_QUIET_S = 0.3
 # A burst with nothing to play for this long (and no end marker) is over.
 _BURST_GAP_S = 0.5
 
 
 class TextSocket(Protocol):
     def send(self, data: str) -> None: ...
+
+
+# Frames whose playout times are kept (2.56 s): a clear asks about what is playing now.
+_PLAYOUT_LOG = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,42 +67,71 @@ class Frame:
 
 
 class TwilioWriter:
-    """Serialises writes to the Twilio socket; owns the playout generation."""
+    """Serialises writes to the Twilio socket; owns the playout generation and timeline."""
 
-    def __init__(self, ws: TextSocket, messages: TwilioMessages) -> None:
+    def __init__(self, ws: TextSocket, messages: TwilioMessages, clock: Clock) -> None:
         self._ws = ws
         self._msgs = messages
-        self._lock = threading.Lock()  # one writer at a time; gen check + send atomic vs clear
+        self._clock = clock
+        # One writer at a time; gen check + send atomic vs clear; guards the playout log.
+        self._lock = threading.Lock()
         self.gen = 0
         self.frames_sent = 0
+        self._play_end = 0.0  # when the last frame sent finishes playing (sender's clock)
+        self._played: deque[SentFrame] = deque(maxlen=_PLAYOUT_LOG)
 
-    def send_frame(self, gen: int, audio: bytes) -> bool:
+    def send_frame(self, gen: int, audio: bytes, item_id: str = "", item_ms: float = 0.0) -> bool:
         """Send one frame unless a clear has superseded its generation."""
         text = self._msgs.media(audio)
         with self._lock:
             if gen != self.gen:
                 return False
+            now = self._clock.now()
             self._send(text)
+            self._play_end = max(now, self._play_end) + TICK
+            self._played.append(SentFrame(item_id, item_ms, self._play_end))
             self.frames_sent += 1
         return True
 
-    def send_mark(self, gen: int, name: str, register: Callable[[], None]) -> bool:
-        """Send a mark of generation `gen`; `register` records it first, under the lock."""
+    def send_mark(self, gen: int, name: str, register: Callable[[float], None]) -> bool:
+        """Send a mark of generation `gen`; `register(play_end)` records it first (locked).
+
+        `play_end`: when the audio before the mark finishes playing on the sender's clock.
+        """
         text = self._msgs.mark(name)
         with self._lock:
             if gen != self.gen:
                 return False
-            register()
+            register(self._play_end)
             self._send(text)
         return True
 
-    def clear(self, on_clear: Callable[[], None]) -> int:
+    def send_probe(self, name: str, register: Callable[[float], None]) -> None:
+        """Send a mark while nothing plays: Twilio echoes it at once, after one round trip.
+
+        `register(sent_at)` records it first, under the lock.
+        """
+        text = self._msgs.mark(name)
+        with self._lock:
+            register(self._clock.now())
+            self._send(text)
+
+    @property
+    def play_end(self) -> float:
+        """Return when the last frame sent finishes playing (sender's clock)."""
+        return self._play_end
+
+    def clear(self, on_clear: Callable[[], None]) -> ClearPoint:
         """Bump the generation and send `clear`; `on_clear` runs first, under the lock."""
         with self._lock:
             self.gen += 1
             on_clear()
+            at = self._clock.now()
             self._send(self._msgs.clear)
-            return self.gen
+            point = ClearPoint(at, tuple(self._played))
+            self._played.clear()
+            self._play_end = at  # Twilio's buffer is empty: the next frame plays on arrival
+            return point
 
     def send_text(self, text: str) -> None:
         with self._lock:
@@ -182,7 +230,8 @@ class TxLoop:
         *,
         prebuffer_ms: int,
         mark_interval_ms: int,
-        register_mark: Callable[[str, str, float, bool], None],
+        register_mark: Callable[[str, str, float, bool, float], None],
+        register_probe: Callable[[str, float], None],
         on_first_frame: Callable[[str, float], None],
         sent_ref: deque[tuple[float, bytes]],
     ) -> None:
@@ -191,8 +240,12 @@ class TxLoop:
         self._clock = clock
         self._closing = closing
         self._prebuffer_s = prebuffer_ms / 1000.0
+        self._lead_frames = max(1, min(prebuffer_ms, _MAX_LEAD_MS) // FRAME_MS)
         self._mark_frames = max(1, mark_interval_ms // FRAME_MS)
         self._register_mark = register_mark
+        self._register_probe = register_probe
+        self._probes = 0
+        self._probed = False  # a round-trip probe went out since the last burst
         self._on_first_frame = on_first_frame
         self._sent_ref = sent_ref
         self.stats = TxStats()
@@ -204,16 +257,33 @@ class TxLoop:
             try:
                 first = self._q.get(timeout=0.1)  # idle: block instead of ticking
             except queue.Empty:
+                self._probe_if_quiet()
                 continue
             if first.gen != self._writer.gen:
                 continue
             self._burst(first)
+            self._probed = False
+
+    def _probe_if_quiet(self) -> None:
+        """Once per quiet spell, measure the round trip with a mark on an empty buffer."""
+        if self._probed or self._clock.now() - self._writer.play_end < _PROBE_QUIET_S:
+            return
+        self._probed = True
+        self._probes += 1
+        name = f"rtt-probe-{self._probes}"
+        self._writer.send_probe(name, lambda sent_at: self._register_probe(name, sent_at))
 
     def _burst(self, first: Frame) -> None:
-        """Play one burst of audio at real time, starting after the prebuffer."""
+        """Play one burst of audio at real time, the prebuffer sent ahead at once."""
         self.stats.bursts += 1
         self._prebuffer()
-        deadline = self._clock.now()
+        # Paced at exactly real time, every frame would reach Twilio just as the one before
+        # ends: any network jitter would stop its playback and every stop would add up
+        # (measured: 85 ms behind after 1.3 s of a greeting on a loaded machine). The
+        # prebuffer goes out at once instead and stays queued at Twilio as its jitter
+        # buffer; a clear throws it away, so it costs barge-in nothing.
+        ahead = min(self._q.qsize() + 1, self._lead_frames)
+        deadline = self._clock.now() - (ahead - 1) * TICK
         pending: Frame | None = first
         last_audio = deadline
         while not self._closing.is_set():
@@ -259,15 +329,13 @@ class TxLoop:
 
     def _send(self, frame: Frame, now: float) -> None:
         assert frame.audio is not None
-        if not self._writer.send_frame(frame.gen, frame.audio):
+        sent = self._item_ms.get(frame.item_id, 0.0) + FRAME_MS
+        if not self._writer.send_frame(frame.gen, frame.audio, frame.item_id, sent):
             return
         self._sent_ref.append((now, frame.audio))
-        sent = self._item_ms.get(frame.item_id)
-        if sent is None:
-            sent = 0.0
+        if frame.item_id not in self._item_ms:
             self._since_mark = 0
             self._on_first_frame(frame.response_id, now)
-        sent += FRAME_MS
         self._item_ms[frame.item_id] = sent
         self._since_mark += 1
         # A mark after the first frame times the start of playback; then every interval.
@@ -279,7 +347,9 @@ class TxLoop:
         name = f"{frame.response_id}:{frame.item_id}:{int(sent)}" + (":end" if end else "")
         self._since_mark = 0
         self._writer.send_mark(
-            frame.gen, name, lambda: self._register_mark(name, frame.item_id, sent, end)
+            frame.gen,
+            name,
+            lambda play_end: self._register_mark(name, frame.item_id, sent, end, play_end),
         )
         if end:
             self._item_ms.pop(frame.item_id, None)

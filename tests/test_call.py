@@ -113,17 +113,18 @@ def test_barge_in_after_response_done_while_audio_is_unheard_still_clears():
     with running_call() as h:
         h.respond(ms=200)
         h.twilio.expect("media")
-        h.tick(9)
-        h.twilio.expect("mark")
-        assert h.twilio.expect("mark")["mark"]["name"] == "resp_1:item_1:200:end"
-        assert h.obs.drains.get(timeout=WAIT) == "empty"  # all sent, nothing confirmed heard
+        assert h.twilio.expect("mark")["mark"]["name"] == "resp_1:item_1:20"
+        h.tick(1)
         h.echo_mark("resp_1:item_1:20")
+        h.tick(8)
+        assert h.twilio.expect("mark")["mark"]["name"] == "resp_1:item_1:200:end"
+        assert h.obs.drains.get(timeout=WAIT) == "empty"  # all sent, the end not yet heard
         h.twilio.since(0)
-        h.clock.advance(0.1)
         h.rt.emit({"type": "input_audio_buffer.speech_started", "item_id": "u1"})
         h.twilio.expect("clear")
         truncate = h.rt.expect("conversation.item.truncate")
-        assert truncate["audio_end_ms"] == 120  # 20 ms echoed + 100 ms of playback since
+        # The last of the 10 frames was sent at the clear: 9 had played, 0 ms of the 10th.
+        assert truncate["audio_end_ms"] == 180
         assert "response.cancel" not in h.rt.sent_types()
 
 
