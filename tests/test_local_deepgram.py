@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import websocket
+from standin_clients import WAIT_S, Sockets, until_close
 
 from mediasrv.audio import FRAME_BYTES, ULAW_SILENCE, pcm16_to_ulaw
 from mediasrv.localservices import DeepgramOptions, Fault, LocalDeepgram
@@ -24,7 +25,6 @@ from mediasrv.localservices.recognizer import CannedRecognizer
 SPEECH = Path(__file__).resolve().parent / "audio" / "speech"
 PARAMS = ("model=nova-3&encoding=mulaw&sample_rate=8000&channels=1&interim_results=true"
           "&endpointing=300&utterance_end_ms=1000&vad_events=true")
-WAIT_S = 3.0
 
 
 def tone(ms: int, level: float = 0.3) -> bytes:
@@ -163,10 +163,12 @@ def test_parameters_mediasrv_must_not_send_are_refused(query: str) -> None:
 # -- over real sockets -------------------------------------------------------------------
 
 
+SOCKETS = Sockets()
+
+
 @pytest.fixture
 def start_dg() -> Iterator[Callable[..., LocalDeepgram]]:
     started: list[LocalDeepgram] = []
-    SOCKETS.clear()
 
     def start(**options: Any) -> LocalDeepgram:
         options.setdefault("recognizer", "canned")
@@ -175,33 +177,13 @@ def start_dg() -> Iterator[Callable[..., LocalDeepgram]]:
         return dg
 
     yield start
-    for ws in SOCKETS:
-        ws.close()
-        ws.shutdown()  # close() skips the socket once a server close frame was read
+    SOCKETS.close_all()
     for dg in started:
         dg.stop()
 
 
-SOCKETS: list[websocket.WebSocket] = []  # every client socket of a test, closed after it
-
-
-def connect(dg: LocalDeepgram, key: str | None = None,
-            params: str = PARAMS) -> websocket.WebSocket:
-    header = [f"Authorization: Token {key or dg.api_key}"]
-    ws = websocket.create_connection(f"{dg.url}?{params}", header=header, timeout=WAIT_S)
-    SOCKETS.append(ws)
-    return ws
-
-
-def receive_all(ws: websocket.WebSocket) -> tuple[list[dict[str, Any]], int | None, str]:
-    """Read until the server closes; return the JSON messages and the close code/reason."""
-    msgs: list[dict[str, Any]] = []
-    while True:
-        opcode, data = ws.recv_data()
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
-            return msgs, code, data[2:].decode()
-        msgs.append(json.loads(data))
+def connect(dg: LocalDeepgram, params: str = PARAMS) -> websocket.WebSocket:
+    return SOCKETS.connect(f"{dg.url}?{params}", [f"Authorization: Token {dg.api_key}"])
 
 
 def send_audio(ws: websocket.WebSocket, audio: bytes) -> None:
@@ -235,7 +217,7 @@ def test_a_call_over_the_socket_gets_results_metadata_and_close_1000(
     ws = connect(dg)
     send_audio(ws, quiet(300) + tone(1200) + quiet(1500))
     ws.send(json.dumps({"type": "CloseStream"}))
-    msgs, code, _ = receive_all(ws)
+    msgs, code, _ = until_close(ws)
     assert kinds(msgs) == ["SpeechStarted", "Results", "Results/final", "UtteranceEnd",
                            "Metadata"]
     assert code == 1000
@@ -246,7 +228,7 @@ def test_base64_text_instead_of_binary_audio_closes_1008(
     dg = start_dg()
     ws = connect(dg)
     ws.send("/////w==")  # what a bridge sends if it forwards Twilio's payload as text
-    msgs, code, _ = receive_all(ws)
+    msgs, code, _ = until_close(ws)
     assert (msgs, code) == ([], 1008)
 
 
@@ -254,7 +236,7 @@ def test_silence_of_the_client_closes_1011_with_the_net0001_reason(
         start_dg: Callable[..., LocalDeepgram]) -> None:
     dg = start_dg(session=SessionConfig(no_audio_timeout_s=0.2))
     ws = connect(dg)
-    msgs, code, reason = receive_all(ws)
+    msgs, code, reason = until_close(ws)
     assert (msgs, code, reason) == ([], 1011, NO_AUDIO_REASON)
 
 
@@ -266,7 +248,7 @@ def test_real_speech_is_recognised_by_pocketsphinx(
     send_audio(ws, quiet(300) + wav_ulaw("en_asterisk_allison_queue-periodic-announce.wav")
                + quiet(500))
     ws.send(json.dumps({"type": "CloseStream"}))
-    msgs, _, _ = receive_all(ws)
+    msgs, _, _ = until_close(ws)
     heard = {w.lower() for m in msgs if m.get("is_final")
              for w in m["channel"]["alternatives"][0]["transcript"].split()}
     said = set("all of our representatives are currently busy please stay on the line and "
