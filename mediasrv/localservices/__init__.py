@@ -14,7 +14,10 @@ by the two WebSocket services, reusing the local backend's pacer) and `chat.py`
 
 from __future__ import annotations
 
+from .chat import ChatOptions, LocalChat
 from .common import Fault
 from .deepgram import DeepgramOptions, LocalDeepgram
+from .elevenlabs import ElevenLabsOptions, LocalElevenLabs
 
-__all__ = ["DeepgramOptions", "Fault", "LocalDeepgram"]
+__all__ = ["ChatOptions", "DeepgramOptions", "ElevenLabsOptions", "Fault", "LocalChat",
+           "LocalDeepgram", "LocalElevenLabs"]

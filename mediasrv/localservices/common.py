@@ -121,12 +121,19 @@ class Stats:
 
     counts: Counter[str] = field(default_factory=Counter)
     records: dict[str, list[Any]] = field(default_factory=dict)
-    # Guards both fields; held only for an increment or an append, never while blocking.
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Guards both fields; held only for an increment or an append. Waited on by tests
+    # (`wait_for`) as a barrier: "the server has done X" without polling.
+    _lock: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     def add(self, name: str, n: int = 1) -> None:
         with self._lock:
             self.counts[name] += n
+            self._lock.notify_all()
+
+    def wait_for(self, name: str, at_least: int = 1, timeout: float = 3.0) -> bool:
+        """Block until counter `name` reaches `at_least` (True) or `timeout` passes (False)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self.counts[name] >= at_least, timeout)
 
     def record(self, name: str, value: Any) -> None:
         """Append `value` to the record list `name` (what tests inspect afterwards)."""

@@ -429,6 +429,10 @@ class WsStandIn:
         """Return a snapshot of the counters ({"counts": ..., "records": ...})."""
         return self._stats.snapshot()
 
+    def wait_for(self, counter: str, at_least: int = 1, timeout: float = 3.0) -> bool:
+        """Block until a counter reaches `at_least` (a barrier for tests); False on timeout."""
+        return self._stats.wait_for(counter, at_least, timeout)
+
     def __enter__(self) -> Self:
         return self
 
