@@ -16,8 +16,9 @@ class Sockets:
     def __init__(self) -> None:
         self._open: list[websocket.WebSocket] = []
 
-    def connect(self, url: str, header: list[str]) -> websocket.WebSocket:
-        ws = websocket.create_connection(url, header=header, timeout=WAIT_S)
+    def connect(self, url: str, header: list[str], timeout: float = WAIT_S
+                ) -> websocket.WebSocket:
+        ws = websocket.create_connection(url, header=header, timeout=timeout)
         self._open.append(ws)
         return ws
 

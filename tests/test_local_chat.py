@@ -262,3 +262,14 @@ def test_fault_stall_withholds_the_rest_of_the_stream(
         assert chat.wait_for("fault_stalls")  # the barrier: the handler decided to stall
         assert select.select([sock], [], [], 0)[0] == []
 
+
+
+def test_fault_no_handshake_never_answers_the_request(
+        start_chat: Callable[..., LocalChat]) -> None:
+    chat = start_chat(fault=Fault("no_handshake"))
+    c = Client(chat)
+    c.conn.timeout = 0.5
+    with pytest.raises(TimeoutError):
+        c.post(body())
+    assert chat.wait_for("fault_unanswered")
+    c.conn.close()

@@ -311,3 +311,26 @@ def test_fault_close_mid_stream_drops_tcp_after_the_first_audio(
     assert "audio" in json.loads(ws.recv())
     with pytest.raises(websocket.WebSocketConnectionClosedException):
         ws.recv()
+
+
+def test_fault_refuse_answers_the_upgrade_with_its_status(
+        start_tts: Callable[..., LocalElevenLabs]) -> None:
+    with pytest.raises(websocket.WebSocketBadStatusException) as info:
+        connect(start_tts(fault=Fault("refuse", status=500)))
+    assert info.value.status_code == 500
+
+
+def test_fault_no_handshake_leaves_the_upgrade_unanswered(
+        start_tts: Callable[..., LocalElevenLabs]) -> None:
+    tts = start_tts(fault=Fault("no_handshake"))
+    with pytest.raises(websocket.WebSocketTimeoutException):
+        SOCKETS.connect(tts.url("voice1"), [f"xi-api-key: {tts.api_key}"], timeout=0.5)
+    assert tts.stats()["counts"]["fault_handshakes_ignored"] == 1
+
+
+def test_inactivity_closes_the_socket_1008_with_the_cut_reason_on_the_wire(
+        start_tts: Callable[..., LocalElevenLabs]) -> None:
+    ws = connect(start_tts(), inactivity_timeout="1")
+    msgs, code, reason = until_close(ws)
+    assert [m["error"] for m in msgs] == ["input_timeout_exceeded"]
+    assert (code, reason) == (1008, inactivity_message(1)[:120])

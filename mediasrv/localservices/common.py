@@ -24,6 +24,7 @@ FaultKind = Literal["refuse", "no_handshake", "close_mid_stream", "stall", "garb
 FAULT_KINDS: frozenset[str] = frozenset(
     {"refuse", "no_handshake", "close_mid_stream", "stall", "garbage", "error_mid_stream"}
 )
+RECORD_LIMIT = 1000  # records kept per name: a stand-in run for hours must not grow
 GARBAGE = "\x00{not json: local stand-in fault injection"  # no peer can parse this
 
 
@@ -138,7 +139,10 @@ class Stats:
     def record(self, name: str, value: Any) -> None:
         """Append `value` to the record list `name` (what tests inspect afterwards)."""
         with self._lock:
-            self.records.setdefault(name, []).append(value)
+            items = self.records.setdefault(name, [])
+            items.append(value)
+            if len(items) > RECORD_LIMIT:
+                del items[: len(items) - RECORD_LIMIT]
 
     def snapshot(self) -> dict[str, Any]:
         """Return a copy: {"counts": {...}, "records": {...}}."""

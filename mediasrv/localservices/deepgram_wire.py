@@ -84,15 +84,15 @@ def parse_params(query: str) -> ListenParams:
 
 
 def check_auth(headers: list[tuple[str, str]], keys: frozenset[str]) -> bool:
-    """True if `Authorization: Token|Bearer <key>` (or the token subprotocol) holds a key."""
+    """True if `Authorization: Token|Bearer <key>` holds a key.
+
+    The browser form (`Sec-WebSocket-Protocol: token, <key>`) is not served: mediasrv
+    sends the header, and a subprotocol the stand-in cannot echo would only half work.
+    """
     for name, value in headers:
         scheme, _, token = value.strip().partition(" ")
         if name == "authorization" and scheme.lower() in ("token", "bearer"):
             return token.strip() in keys
-        if name == "sec-websocket-protocol":
-            parts = [p.strip() for p in value.split(",")]
-            if len(parts) == 2 and parts[0] == "token":
-                return parts[1] in keys
     return False
 
 
