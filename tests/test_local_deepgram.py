@@ -70,8 +70,10 @@ def test_speech_gives_started_interims_a_speech_final_and_utterance_end_in_order
     msgs = feed(session(), quiet(500) + tone(2500) + quiet(1500))
     assert kinds(msgs) == ["SpeechStarted", "Results", "Results", "Results/final",
                            "UtteranceEnd"]
+    assert msgs[0]["timestamp"] == 0.5  # the tone's onset on the audio clock
     final = msgs[3]
     assert final["speech_final"] is True
+    assert final["start"] == 0.3  # the segment includes 200 ms of look-back
     assert final["channel"]["alternatives"][0]["transcript"] == "check my order"
     assert msgs[4]["last_word_end"] == final["channel"]["alternatives"][0]["words"][-1]["end"]
 

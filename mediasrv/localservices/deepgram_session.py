@@ -6,7 +6,7 @@ clock* (`now`) only drives the no-audio timeout: 10 s without audio or a text me
 closes the socket with 1011 and Deepgram's NET-0001 reason.
 
 Audio is cut into 20 ms frames and run through the energy VAD of the local Realtime
-backend. Its start opens a *segment* (with 200 ms of look-back) that the recogniser
+backend. Its onset opens a *segment* (with 200 ms of look-back) that the recogniser
 hears; the segment ends, giving one `is_final` Results, when:
   - `endpointing` ms of silence follow the speech -> `speech_final: true` (with
     `endpointing=false`, 500 ms of silence and `speech_final: false`);
@@ -64,8 +64,10 @@ class DeepgramSession:
         self._created = created
         silence = params.endpointing_ms if params.endpointing_ms is not None \
             else NO_ENDPOINT_SILENCE_MS
+        # No VAD prefix padding: SpeechStarted reports the onset itself; the segment's
+        # look-back is added here, never reaching into the previous final.
         self._vad = EnergyVad(VadConfig(config.vad_threshold_db, config.vad_min_speech_ms,
-                                        LOOKBACK_MS, max(FRAME_MS, silence)))
+                                        0, max(FRAME_MS, silence)))
         self._out = Outbox()
         self._sha = hashlib.sha256()
         self._carry = b""
@@ -152,12 +154,13 @@ class DeepgramSession:
         self._maybe_split()
         self._maybe_utterance_end()
 
-    def _open_segment(self, start_ms: int, before_ms: int) -> None:
+    def _open_segment(self, onset_ms: int, before_ms: int) -> None:
         if self._params.vad_events:
             self._stats.add("speech_started")
-            self._out.send(wire.speech_started(start_ms / 1000))
+            self._out.send(wire.speech_started(onset_ms / 1000))
         if self._segment_ms is not None:
             return  # a segment split by max_segment_ms is still open
+        start_ms = max(onset_ms - LOOKBACK_MS, self._final_ms, 0)
         self._segment_ms = start_ms
         self._interim_ms = start_ms
         self._last_word_end = None  # new speech: any pending UtteranceEnd waits for it
