@@ -7,8 +7,8 @@ faults for tests. Each is started in-process (ephemeral port) or as a process:
     python -m mediasrv.localservices deepgram --port 8101 --recognizer canned
 
 Layout: pure decision code in `*_wire.py` (shapes, validation) and `*_session.py` /
-`chat_stream.py` (state machines taking `now`); thread shells in `wsserver.py` (shared
-by the two WebSocket services, reusing the local backend's pacer) and `chat.py`
+`chat_stream.py` (state machines taking `now`); thread shells in `wsserver.py` + `wsconnection.py`
+(shared by the two WebSocket services, reusing the local backend's pacer) and `chat.py`
 (HTTP). `recognizer.py` (pocketsphinx) and `voice.py` (espeak-ng) are the engines.
 """
 
