@@ -110,6 +110,23 @@ def test_the_other_spellings_can_be_served() -> None:
     assert "charsDurationsMs" in msg["alignment"]
 
 
+def test_alignment_entries_can_hold_several_characters() -> None:
+    tts, _ = session(chars_per_entry=3)
+    send(tts, text=" Hi there", context_id="c", flush=True)  # 450 ms: one chunk
+    alignment = drain(tts, until=10.0)[0]["alignment"]
+    assert alignment["chars"] == [" Hi", " th", "ere"]
+    assert alignment["charStartTimesMs"] == [0, 150, 300]
+    assert alignment["charDurationsMs"] == [150, 150, 150]
+
+
+def test_flush_done_follows_the_flushed_audio_when_enabled() -> None:
+    tts, _ = session(flush_done=True)
+    send(tts, text=" Hi there", context_id="c", flush=True)  # 450 ms: one chunk
+    msgs = drain(tts, until=10.0)
+    assert "audio" in msgs[0]
+    assert msgs[1] == {"type": "flush_done", "context_id": "c", "flush_done": True}
+
+
 def test_close_context_drops_unflushed_text_and_still_sends_one_final() -> None:
     tts, stats = session()
     send(tts, text=" never flushed ", context_id="c")

@@ -14,6 +14,8 @@ follow each other. Each message carries `alignment` and `normalizedAlignment` fo
 characters that start in it, times relative to the chunk (never to the response), so a
 client must add its own running offset, exactly the trap the real service sets. Without
 `sync_alignment` only a generation's first chunk has alignment; the others have null.
+`TtsConfig` can also serve the variants clients meet live: `context_id` and
+`charsDurationsMs` spellings, entries of several characters, and `flush_done` messages.
 
 Input timing: `inactivity_timeout` seconds (20 by default) without a client message
 send `input_timeout_exceeded` and close the socket with 1008.
@@ -50,6 +52,8 @@ class TtsConfig:
     chunk_ms: int = 500  # audio per message
     context_key: Literal["contextId", "context_id"] = "contextId"  # newer servers: snake
     durations_key: Literal["charDurationsMs", "charsDurationsMs"] = "charDurationsMs"
+    chars_per_entry: int = 1  # > 1: alignment entries of several characters, as seen live
+    flush_done: bool = False  # also send the undocumented {"type": "flush_done"} message
 
 
 @dataclass
@@ -106,9 +110,11 @@ class TtsSession:
 
     def tick(self, now: float) -> Step:
         while self._queue and self._queue[0][0] <= now and not self._out.closing:
-            _, _, context_id, message = heapq.heappop(self._queue)
+            message = heapq.heappop(self._queue)[3]
             self._out.send(message)
-            self._stats.add("final_sent" if message.get("isFinal") else "audio_messages")
+            kind = "audio_messages" if "audio" in message else \
+                "final_sent" if message.get("isFinal") else "other_messages"
+            self._stats.add(kind)
         if not self._out.closing and now >= self._deadline:
             self._stats.add("error_input_timeout_exceeded")
             self._fail(wire.MessageError(
@@ -146,6 +152,10 @@ class TtsSession:
         if msg.get("flush"):
             self._stats.add("flushes")
             self._generate(ctx, ctx.buffer, now)
+            if self._config.flush_done:
+                done = {"type": "flush_done", "context_id": ctx.id, "flush_done": True}
+                heapq.heappush(self._queue, (max(now, ctx.free_at), next(self._seq), ctx.id,
+                                             done))
             return
         self._generate_by_schedule(ctx, now)
 
@@ -221,10 +231,13 @@ class TtsSession:
         last = (k + 1) * span * 8 >= len(rendered.audio)
         picked = [i for i, start in enumerate(rendered.starts_ms)
                   if start >= k * span and (last or start < (k + 1) * span)]
+        group = self._config.chars_per_entry
+        entries = [picked[j : j + group] for j in range(0, len(picked), group)]
         alignment: JsonObj | None = {
-            "chars": [text[i] for i in picked],
-            "charStartTimesMs": [rendered.starts_ms[i] - k * span for i in picked],
-            self._config.durations_key: [rendered.durations_ms[i] for i in picked],
+            "chars": ["".join(text[i] for i in e) for e in entries],
+            "charStartTimesMs": [rendered.starts_ms[e[0]] - k * span for e in entries],
+            self._config.durations_key: [sum(rendered.durations_ms[i] for i in e)
+                                         for e in entries],
         }
         if not self._params.sync_alignment and k > 0:
             alignment = None
