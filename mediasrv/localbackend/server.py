@@ -22,7 +22,7 @@ import logging
 import selectors
 import socket
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 from mediasrv.clock import Clock, RealClock
 
@@ -35,22 +35,34 @@ log = logging.getLogger(__name__)
 LISTEN_BACKLOG = 256  # room for 100+ sessions connecting at once
 
 
+class Timed(Protocol):
+    """What the pacer wakes: anything with a name and an `on_timer(now) -> next deadline`."""
+
+    name: str
+
+    def on_timer(self, now: float) -> float | None: ...
+
+
 class Pacer:
-    """One thread that wakes each connection when its next audio delta is due."""
+    """One thread that wakes each connection when its next deadline is due.
+
+    Generic over `Timed` so the local stand-ins of the cascade services
+    (`mediasrv.localservices`) share it.
+    """
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         # Guards _heap, _armed and _stopping; waited on for new, earlier deadlines.
         self._cond = threading.Condition(threading.Lock())
-        self._heap: list[tuple[float, int, Connection]] = []
-        self._armed: dict[Connection, float] = {}  # the one live heap entry per connection
+        self._heap: list[tuple[float, int, Timed]] = []
+        self._armed: dict[Timed, float] = {}  # the one live heap entry per connection
         self._seq = itertools.count()  # tie-breaker: connections are not orderable
         self._stopping = False
         # Daemon for the same reason as connection threads; stop() joins it.
         self.thread = threading.Thread(target=self._run, name="mediasrv-backend-pacer",
                                        daemon=True)
 
-    def arm(self, conn: Connection, deadline: float | None) -> None:
+    def arm(self, conn: Timed, deadline: float | None) -> None:
         """Call `conn.on_timer` at `deadline` (or earlier if already armed); None disarms."""
         with self._cond:
             if deadline is None:
@@ -68,7 +80,7 @@ class Pacer:
             self._stopping = True
             self._cond.notify()
 
-    def _next_due(self) -> Connection | None:
+    def _next_due(self) -> Timed | None:
         """Block until a connection is due; return it, or None when stopping."""
         with self._cond:
             while not self._stopping:
