@@ -81,6 +81,9 @@ def test_sigterm_lets_calls_finish_then_says_goodbye_and_hangs_up() -> None:
         short_call = Background(srv.base, 1.5)  # hangs up by itself during the grace
         wait_active(srv, 2)
         srv.sigterm()
+        # The worker must have taken the signal before a call can be refused for it
+        # (placed at once, under load the call raced the signal handler and got in).
+        wait_logged(srv, "shutdown: no new calls")
         late = EmulatedCall(srv.base, silence(1.0), CallOptions(connect_timeout=2.0))
         assert late.start() is False  # refused: busy, or nobody accepts any more
         short = short_call.result()
