@@ -59,6 +59,7 @@ _RESIDUAL_FLOOR = 10 ** (-65 / 10)  # power: below this a residual is line noise
 # Coherence with what we sent above which a signal is our echo (see mediasrv.aec: callers
 # measured <= 0.3, echo through dispersive paths >= 0.7).
 _EXPLAINED = 0.5
+_NOT_OURS = 0.3  # with no other evidence, only coherence under this (callers' p95 0.25)
 
 
 def ulaw_peak_dbfs(frame: bytes) -> float:
@@ -99,7 +100,10 @@ class EchoGuard:
         self._loudest = SILENT_DBFS  # the last judged frame's echo-path peak
         self._inbound = SILENT_DBFS  # and its inbound peak
         self.residual_only = False  # the last `judge` said caller on the residual alone
+        self.evidence = ""  # why the last `judge` said caller (for the log)
+        self.coherence: tuple[float, float] | None = None  # the last veto's measurements
         self.vetoes = 0  # frames the coherence veto turned from caller into echo
+        self._unsure = False  # the last judged frame may hold the caller: learn nothing
 
     def on_sent(
         self, peak_dbfs: float, now: float, samples: npt.NDArray[np.float32] | None = None
@@ -136,8 +140,8 @@ class EchoGuard:
             self.canceller.gap(ms)
 
     def learn(self, caller: bool) -> None:
-        """Learn from the frame last judged, unless it held the caller."""
-        if caller or self.canceller is None:
+        """Learn from the frame last judged, unless it held the caller or may have."""
+        if caller or self.canceller is None or self._unsure:
             return
         self.path.learn(self._loudest, self._inbound)
         if self._cancelled_at is not None:
@@ -198,14 +202,18 @@ class EchoGuard:
         cost: a verdict on a non-speech frame decides nothing but what is learned from it.
         """
         self.residual_only = False
+        self.coherence = None
+        self._unsure = False
         self._inbound = inbound_peak_dbfs
         self._loudest = loudest = self.loudest_sent_dbfs(now)
         if not self.in_window(now, ai_playing) or loudest <= SILENT_DBFS:
+            self.evidence = "outside the echo window"
             return True
         # dB above the loudest possible echo if the path returned everything, less a margin
         over = inbound_peak_dbfs - loudest - self._margin_db
         if over > -self.path.conservative_db:
-            return True  # louder than any echo we promise to survive
+            self.evidence = "louder than any echo"
+            return True
         if self.canceller is None:
             return False  # no reference samples to measure the path with: worst case only
         level = over > -self.path.bound_db
@@ -214,13 +222,37 @@ class EchoGuard:
             return False
         if not speech:
             return True
+        if not (level or residual):
+            return self._judge_unlearned()
         if self._explained(weak_caller=residual and not level):
             self.vetoes += 1
             if level:
                 self.path.reset()  # our echo is louder than the bound: the path changed
             return False
         self.residual_only = residual and not level
+        self.evidence = "level" if level else "residual"
         return True
+
+    def _judge_unlearned(self) -> bool:
+        """Judge a speech frame before this call's echo is known, on coherence alone.
+
+        What we sent clearly explains it: our echo, learned from. Clearly not ours (below
+        callers' p95 coherence): the caller, talking early over the greeting. In between,
+        not the caller either -- the conservative start -- but nothing is learned from it:
+        a caller's syllables must not teach the bound or the canceller that our echo is
+        that loud.
+        """
+        aec = self.canceller
+        assert aec is not None
+        self.coherence = aec.coherence()
+        explained = max(self.coherence)
+        if explained > _EXPLAINED:
+            return False
+        if explained < _NOT_OURS:
+            self.evidence = "not our echo"
+            return True
+        self._unsure = True
+        return False
 
     def _residual_says_caller(self) -> bool:
         aec = self.canceller
@@ -240,7 +272,7 @@ class EchoGuard:
             return False  # no reference samples kept: nothing to compare with
         if aec.follows_estimate() > _EXPLAINED:
             return True  # the path only changed its gain: the residual is our echo, scaled
-        residual, inbound = aec.coherence()
+        residual, inbound = self.coherence = aec.coherence()
         if residual > _EXPLAINED:
             return True
         return inbound > _EXPLAINED and not (weak_caller and aec.estimate_fits())

@@ -188,6 +188,8 @@ class TurnPolicy:
                 if self._blocked:  # the held prefix goes out with it: count it as heard
                     held_from = self._audio_ms - FRAME_MS * (1 + len(self._prefix))
                     self._caller_from_ms = min(self._caller_from_ms, held_from)
+                if in_window:
+                    self._log_caller_over_echo()
             if ai_playing and not self._barged and self._caller_ms >= self.config.barge_in_min_ms:
                 self._barged = True
                 events.append(BargeIn(now, self._caller_ms))
@@ -200,6 +202,17 @@ class TurnPolicy:
         if not forward and not events:
             return _NOTHING
         return TurnStep(forward, tuple(events))
+
+    def _log_caller_over_echo(self) -> None:
+        echo = self.echo
+        aec = echo.canceller
+        coherence = "-" if echo.coherence is None else "%.2f/%.2f" % echo.coherence
+        self._log.info(
+            "[ECHO] caller heard over our audio: evidence=%s loss_bound=%.0fdB erle=%s "
+            "coherence(residual/inbound)=%s",
+            echo.evidence, echo.path.bound_db,
+            "-" if aec is None else f"{aec.erle_db:.0f}dB", coherence,
+        )
 
     def feed_gap(self, ms: int, now: float, *, closing: bool = False) -> TurnStep:
         """Count `ms` of inbound frames that never came as silence."""

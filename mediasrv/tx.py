@@ -80,18 +80,24 @@ class TwilioWriter:
         self._play_end = 0.0  # when the last frame sent finishes playing (sender's clock)
         self._played: deque[SentFrame] = deque(maxlen=_PLAYOUT_LOG)
 
-    def send_frame(self, gen: int, audio: bytes, item_id: str = "", item_ms: float = 0.0) -> bool:
-        """Send one frame unless a clear has superseded its generation."""
+    def send_frame(
+        self, gen: int, audio: bytes, item_id: str = "", item_ms: float = 0.0
+    ) -> float | None:
+        """Send one frame unless a clear has superseded its generation.
+
+        Return when it starts playing at the phone (playout timeline), None if dropped.
+        """
         text = self._msgs.media(audio)
         with self._lock:
             if gen != self.gen:
-                return False
+                return None
             now = self._clock.now()
             self._send(text)
-            self._play_end = max(now, self._play_end) + TICK
+            start = max(now, self._play_end)
+            self._play_end = start + TICK
             self._played.append(SentFrame(item_id, item_ms, self._play_end))
             self.frames_sent += 1
-        return True
+        return start
 
     def send_mark(self, gen: int, name: str, register: Callable[[float], None]) -> bool:
         """Send a mark of generation `gen`; `register(play_end)` records it first (locked).
@@ -330,9 +336,12 @@ class TxLoop:
     def _send(self, frame: Frame, now: float) -> None:
         assert frame.audio is not None
         sent = self._item_ms.get(frame.item_id, 0.0) + FRAME_MS
-        if not self._writer.send_frame(frame.gen, frame.audio, frame.item_id, sent):
+        plays_at = self._writer.send_frame(frame.gen, frame.audio, frame.item_id, sent)
+        if plays_at is None:
             return
-        self._sent_ref.append((now, frame.audio))
+        # The echo reference is timed by when the frame plays, not when it left: the
+        # prebuffer sent ahead would otherwise make every echo look that much later.
+        self._sent_ref.append((plays_at, frame.audio))
         if frame.item_id not in self._item_ms:
             self._since_mark = 0
             self._on_first_frame(frame.response_id, now)
