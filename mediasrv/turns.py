@@ -206,7 +206,7 @@ class TurnPolicy:
     def _log_caller_over_echo(self) -> None:
         echo = self.echo
         aec = echo.canceller
-        coherence = "-" if echo.coherence is None else "%.2f/%.2f" % echo.coherence
+        coherence = "-" if echo.coherence is None else "{:.2f}/{:.2f}".format(*echo.coherence)
         self._log.info(
             "[ECHO] caller heard over our audio: evidence=%s loss_bound=%.0fdB erle=%s "
             "coherence(residual/inbound)=%s",
