@@ -85,6 +85,9 @@ class _SlotRing:
         self._buf = np.zeros(2 * slots * FRAME, dtype=np.float32)  # written twice: no wrap
         self._ids = np.full(slots, -1, dtype=np.int64)
         self.last = -1  # highest slot written
+        # Slots [_run_from, last] were written one after another: reads inside that run
+        # (nearly all of them) are a slice, with no per-slot check.
+        self._run_from = 0
 
     def put(self, slot: int, x: Floats) -> None:
         i = (slot % self._n) * FRAME
@@ -92,14 +95,18 @@ class _SlotRing:
         j = i + self._n * FRAME
         self._buf[j : j + FRAME] = x
         self._ids[slot % self._n] = slot
+        if slot > self.last + 1:  # a gap: the run starts again here
+            self._run_from = slot
         self.last = max(self.last, slot)
 
     def read(self, start: int, n: int) -> Floats:
         """Return samples [start, start + n) of the timeline (a copy when a slot is gone)."""
         first, last = start // FRAME, (start + n - 1) // FRAME
+        i = start % (self._n * FRAME)
+        if first >= max(self._run_from, self.last - self._n + 1) and last <= self.last:
+            return self._buf[i : i + n]
         slots = np.arange(first, last + 1)
         valid = self._ids[slots % self._n] == slots
-        i = start % (self._n * FRAME)
         out = self._buf[i : i + n]
         if valid.all():
             return out

@@ -167,7 +167,8 @@ class TurnPolicy:
         # Judged on every frame in the window (the canceller learns only from echo), but
         # the costly "is it our echo after all" check only on speech, where it decides.
         maybe_caller = not in_window or self.echo.judge(
-            ulaw_peak_dbfs(frame_ulaw), now, ai_playing, speech=vad.is_speech
+            ulaw_peak_dbfs(frame_ulaw), now, ai_playing, speech=vad.is_speech,
+            noise_floor_dbfs=vad.floor_dbfs,
         )
         self.echo.learn(maybe_caller)
         if maybe_caller and self.echo.residual_only and vad.probability < _RESIDUAL_ONLY_PROB:
