@@ -201,10 +201,13 @@ def issue9(args: argparse.Namespace) -> int:
     load1 = os.getloadavg()
     print(targets_table(rows, list(MODES)))
     late = [r["tx_late_max_ms"] for r in rows]
+    lag = [x for r in rows for x in r["clear_read_lag_ms"]]
     print(f"\n{len(rows)} calls ({args.runs} runs per barge-in cell), --parallel "
           f"{args.parallel}, {took:.0f} s; load average before {load0[0]:.2f}, after "
-          f"{load1[0]:.2f} ({os.cpu_count()} CPUs); emulator max lateness {max(late):.0f} ms, "
-          f"calls > 10 ms late: {sum(x > 10 for x in late)}")
+          f"{load1[0]:.2f} ({os.cpu_count()} CPUs); emulator send lateness max "
+          f"{max(late):.0f} ms (calls > 10 ms late: {sum(x > 10 for x in late)}); clear read "
+          f"lag after the server's log line p50/max {harness.percentile(lag, 50)}/"
+          f"{max(lag, default=None)} ms")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"calls": rows}, indent=2))

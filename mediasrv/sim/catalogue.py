@@ -302,29 +302,30 @@ def three_interruptions(run: int = 0, line: EchoPath | None = BAD_LINE) -> Scena
     )
 
 
-def pause_then_barge_in(mode: str, run: int = 0) -> Scenario:
+def pause_then_barge_in(mode: str, run: int = 0, gain_db: float = NOMINAL_GAIN_DB) -> Scenario:
     """A sentence with a pause long enough to end the turn: the AI starts answering in
     the pause, the continuation barges in and gets one answer.
 
     Local mode: END_SILENCE_MS 250 and a 400 ms pause. Server mode: the server VAD's
     silence is at least 500 ms (SERVER_VAD_SILENCE_MS), so the pause is 800 ms there.
-    The caller speaks at the nominal level, on a handset.
+    The caller speaks at `gain_db` (default: the nominal level), on a handset.
     """
     gap, overrides = 0.4, {**QUIET, "end_silence_ms": 250}
     if mode == "server":
         gap, overrides = 0.8, {**QUIET, "server_vad_silence_ms": 500}
     return Scenario(
-        f"pause_then_barge_in_{mode}_{run}",
-        f"a sentence with a {gap * 1000:.0f} ms pause in which the AI starts answering; "
-        "the continuation barges in and is answered once",
+        f"pause_then_barge_in_{gain_db:g}dB_{mode}_{run}",
+        f"a sentence at {gain_db:g} dB with a {gap * 1000:.0f} ms pause in which the AI starts "
+        "answering; the continuation barges in and is answered once",
         clips=(Clip(WEASELS, 6.5), Clip(ONLY_PERSON, gap=gap)),
         duration=15.0,
         line=line_of(HANDSET, seed=run),
-        caller_gain_db=NOMINAL_GAIN_DB,
+        caller_gain_db=gain_db,
         network=network_for(run),
         overrides=overrides,
         modes=(mode,),
         kind="paused",
+        group=f"{gain_db:g} dB",
     )
 
 

@@ -49,7 +49,12 @@ def issue9_jobs(runs: int) -> list[tuple[Scenario, str]]:
     ]
     scenarios += [cat.echo_alone(name, run) for name in cat.echo_lines() for run in range(few)]
     scenarios += [cat.three_interruptions(run) for run in range(few)]
-    scenarios += [cat.pause_then_barge_in(mode, run) for mode in MODES for run in range(few)]
+    scenarios += [
+        cat.pause_then_barge_in(mode, run, gain)
+        for gain in (cat.NOMINAL_GAIN_DB, -10.0)
+        for mode in MODES
+        for run in range(few)
+    ]
     named = cat.catalogue()
     scenarios += [named[name] for name in NON_SPEECH]
     return [(s, mode) for s in scenarios for mode in s.modes]
@@ -95,6 +100,9 @@ def call_row(o: Outcome) -> dict[str, Any]:
         "heard_after_clear_ms": [c["heard_after_ms"] for c in s["clears"]],
         "vad_starts_s": [round(t, 3) for t in o.vad_starts()],
         "tx_late_max_ms": s["emulator"]["tx_late_max_ms"],
+        # emulator health: clear read from the socket minus the server's [BARGE-IN] log
+        # time (logged right after sending); a large value shifts the truncation truth
+        "clear_read_lag_ms": [_ms(t - b.t) for t, b in zip(sent, o.barge_ins(), strict=False)],
         "speech": [],
     }
     appends = o.appends()
@@ -174,7 +182,8 @@ def paused_cell(rows: Sequence[dict[str, Any]]) -> str:
         first, second = r["speech"][:2]
         started = any(t < second["onset_s"] for t in r["answers_s"])
         parts.append(
-            ("AI answering in the pause" if started else "AI silent in the pause (n/a)")
+            f"{r['caller_dbov']} dBov: "
+            + ("AI answering in the pause" if started else "AI silent in the pause (n/a)")
             + f", continuation clear {second['clear_latency_ms']} ms,"
             f" answers after it {second['answers_after']}"
         )
