@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from mediasrv.audio import FRAME_BYTES
 from mediasrv.sim.metrics import CallResult
-from mediasrv.sim.playout import RATE, ClearRecord, HeardSegment, ServerMark
+from mediasrv.sim.playout import RATE, HeardSegment, ServerMark
 
 UNMARKED = "(unmarked)"
 
@@ -163,7 +163,3 @@ def forwards_as_sent(sent_ulaw: bytes, appends: Sequence[tuple[float, bytes]]) -
             return True
     return False
 
-
-def clear_index(clears: Sequence[ClearRecord], at: float) -> int | None:
-    """Return the index of the first clear that reached Twilio at or after `at`."""
-    return next((i for i, c in enumerate(clears) if c.at >= at), None)
