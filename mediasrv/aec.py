@@ -62,8 +62,13 @@ _GCC_KEEP = 0.75  # smoothing of successive correlations: ~0.4 s of memory
 _GCC_SHARP = 7.0  # peak over the correlation's RMS: below this the delay is unknown
 # Spectra forgetting per update (every 80 ms): ~1.3 s memory, 1.5 dB more ERLE than 0.65 s
 _SPEC_KEEP = 0.94
-_ERLE_KEEP = 0.9  # ERLE measurement memory per frame (~0.2 s)
-_ERLE_STEP_DB = 6.0
+# ERLE is measured as average echo-estimate power over average residual power (so loud
+# frames, where it matters, weigh most; an average of per-frame dB was dominated by quiet
+# frames at the noise floor and lagged the truth by 2-5 dB while converging), with ~0.4 s of
+# memory. A frame's residual counts at most 6 dB above what the canceller is known to
+# leave: a caller's onset, not yet detected, must not undo a second of measurements.
+_ERLE_KEEP = 0.9
+_ERLE_CAP = 4.0
 _ACTIVE = 1e-6  # frame power (of 1.0 full scale) below which the reference is silent
 # "Is this our echo?" is asked of the last 160 ms: magnitude-squared coherence over 9
 # half-overlapping 32 ms segments, bins weighted by the signal's amplitude. Measured on our
@@ -149,6 +154,8 @@ class EchoCanceller:
         self._learned = 0  # frames of spectra behind the filter since the last reset
         self._spec: tuple[npt.NDArray[np.complex128], npt.NDArray[np.complex128]] | None = None
         self._erle = 0.0
+        self._echo_avg = 0.0
+        self._res_avg = 0.0
         self.echo_power = 0.0  # of the last frame's echo estimate
         self.residual_power = 0.0
         self.inbound_power = 0.0
@@ -254,12 +261,14 @@ class EchoCanceller:
         if caller or self.delay is None:
             return
         if self.echo_power > _ACTIVE:
-            # Measured with the filter that made this frame's estimate, before the update;
-            # in dB with a bounded step, so one frame of a caller not yet detected (its
-            # onset) cannot undo a second of measurements.
-            frame_db = 10.0 * np.log10(self.echo_power / max(self.residual_power, 1e-12))
-            step = min(max(frame_db - self._erle, -_ERLE_STEP_DB), _ERLE_STEP_DB)
-            self._erle += (1 - _ERLE_KEEP) * step
+            # Measured with the filter that made this frame's estimate, before the update.
+            left = self.echo_power * 10 ** (-self._erle / 10)  # what it is known to leave
+            keep = _ERLE_KEEP
+            self._echo_avg = keep * self._echo_avg + (1 - keep) * self.echo_power
+            self._res_avg = keep * self._res_avg + (1 - keep) * min(
+                self.residual_power, _ERLE_CAP * left
+            )
+            self._erle = 10.0 * np.log10(self._echo_avg / max(self._res_avg, 1e-12))
         if self._spec is None:
             return
         fx, fy = self._spec
@@ -359,6 +368,8 @@ class EchoCanceller:
         self._hf[:] = 0.0
         self._learned = 0
         self._erle = 0.0
+        self._echo_avg = 0.0
+        self._res_avg = 0.0
 
 
 def _band(freqs: npt.NDArray[np.floating[Any]], low: float, high: float) -> Floats:
