@@ -62,8 +62,13 @@ _GCC_KEEP = 0.75  # smoothing of successive correlations: ~0.4 s of memory
 _GCC_SHARP = 7.0  # peak over the correlation's RMS: below this the delay is unknown
 # Spectra forgetting per update (every 80 ms): ~1.3 s memory, 1.5 dB more ERLE than 0.65 s
 _SPEC_KEEP = 0.94
-_ERLE_KEEP = 0.9  # ERLE measurement memory per frame (~0.2 s)
-_ERLE_STEP_DB = 6.0
+# ERLE is measured as average echo-estimate power over average residual power (so loud
+# frames, where it matters, weigh most; an average of per-frame dB was dominated by quiet
+# frames at the noise floor and lagged the truth by 2-5 dB while converging), with ~0.4 s of
+# memory. A frame's residual counts at most 6 dB above what the canceller is known to
+# leave: a caller's onset, not yet detected, must not undo a second of measurements.
+_ERLE_KEEP = 0.9
+_ERLE_CAP = 4.0
 _ACTIVE = 1e-6  # frame power (of 1.0 full scale) below which the reference is silent
 # "Is this our echo?" is asked of the last 160 ms: magnitude-squared coherence over 9
 # half-overlapping 32 ms segments, bins weighted by the signal's amplitude. Measured on our
@@ -85,6 +90,9 @@ class _SlotRing:
         self._buf = np.zeros(2 * slots * FRAME, dtype=np.float32)  # written twice: no wrap
         self._ids = np.full(slots, -1, dtype=np.int64)
         self.last = -1  # highest slot written
+        # Slots [_run_from, last] were written one after another: reads inside that run
+        # (nearly all of them) are a slice, with no per-slot check.
+        self._run_from = 0
 
     def put(self, slot: int, x: Floats) -> None:
         i = (slot % self._n) * FRAME
@@ -92,14 +100,18 @@ class _SlotRing:
         j = i + self._n * FRAME
         self._buf[j : j + FRAME] = x
         self._ids[slot % self._n] = slot
+        if slot > self.last + 1:  # a gap: the run starts again here
+            self._run_from = slot
         self.last = max(self.last, slot)
 
     def read(self, start: int, n: int) -> Floats:
         """Return samples [start, start + n) of the timeline (a copy when a slot is gone)."""
         first, last = start // FRAME, (start + n - 1) // FRAME
+        i = start % (self._n * FRAME)
+        if first >= max(self._run_from, self.last - self._n + 1) and last <= self.last:
+            return self._buf[i : i + n]
         slots = np.arange(first, last + 1)
         valid = self._ids[slots % self._n] == slots
-        i = start % (self._n * FRAME)
         out = self._buf[i : i + n]
         if valid.all():
             return out
@@ -142,6 +154,8 @@ class EchoCanceller:
         self._learned = 0  # frames of spectra behind the filter since the last reset
         self._spec: tuple[npt.NDArray[np.complex128], npt.NDArray[np.complex128]] | None = None
         self._erle = 0.0
+        self._echo_avg = 0.0
+        self._res_avg = 0.0
         self.echo_power = 0.0  # of the last frame's echo estimate
         self.residual_power = 0.0
         self.inbound_power = 0.0
@@ -247,12 +261,14 @@ class EchoCanceller:
         if caller or self.delay is None:
             return
         if self.echo_power > _ACTIVE:
-            # Measured with the filter that made this frame's estimate, before the update;
-            # in dB with a bounded step, so one frame of a caller not yet detected (its
-            # onset) cannot undo a second of measurements.
-            frame_db = 10.0 * np.log10(self.echo_power / max(self.residual_power, 1e-12))
-            step = min(max(frame_db - self._erle, -_ERLE_STEP_DB), _ERLE_STEP_DB)
-            self._erle += (1 - _ERLE_KEEP) * step
+            # Measured with the filter that made this frame's estimate, before the update.
+            left = self.echo_power * 10 ** (-self._erle / 10)  # what it is known to leave
+            keep = _ERLE_KEEP
+            self._echo_avg = keep * self._echo_avg + (1 - keep) * self.echo_power
+            self._res_avg = keep * self._res_avg + (1 - keep) * min(
+                self.residual_power, _ERLE_CAP * left
+            )
+            self._erle = 10.0 * np.log10(self._echo_avg / max(self._res_avg, 1e-12))
         if self._spec is None:
             return
         fx, fy = self._spec
@@ -352,6 +368,8 @@ class EchoCanceller:
         self._hf[:] = 0.0
         self._learned = 0
         self._erle = 0.0
+        self._echo_avg = 0.0
+        self._res_avg = 0.0
 
 
 def _band(freqs: npt.NDArray[np.floating[Any]], low: float, high: float) -> Floats:

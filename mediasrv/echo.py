@@ -56,6 +56,9 @@ _RING_FRAMES = 64
 _TRUST_FRAMES = 25
 _TRUST_ERLE_DB = 10.0
 _RESIDUAL_FLOOR = 10 ** (-65 / 10)  # power: below this a residual is line noise
+# ... and so is a residual within this much of the line's noise floor (the VAD's): the
+# canceller's own estimate of what it leaves falls below the noise in quiet echo frames.
+_OVER_NOISE_DB = 6.0
 # Coherence with what we sent above which a signal is our echo (see mediasrv.aec: callers
 # measured <= 0.3, echo through dispersive paths >= 0.7).
 _EXPLAINED = 0.5
@@ -194,12 +197,18 @@ class EchoGuard:
         return aec.echo_power * 10 ** (-aec.erle_db / 10) * self._residual_ratio
 
     def judge(
-        self, inbound_peak_dbfs: float, now: float, ai_playing: bool = False, speech: bool = True
+        self,
+        inbound_peak_dbfs: float,
+        now: float,
+        ai_playing: bool = False,
+        speech: bool = True,
+        noise_floor_dbfs: float = SILENT_DBFS,
     ) -> bool:
         """Tell whether an inbound frame could be caller speech rather than echo.
 
         `speech`: the VAD hears speech in it. Only then is the coherence veto worth its
         cost: a verdict on a non-speech frame decides nothing but what is learned from it.
+        `noise_floor_dbfs`: the line's noise floor (the VAD's), under which nothing counts.
         """
         self.residual_only = False
         self.coherence = None
@@ -217,7 +226,7 @@ class EchoGuard:
         if self.canceller is None:
             return False  # no reference samples to measure the path with: worst case only
         level = over > -self.path.bound_db
-        residual = self._residual_says_caller()
+        residual = self._residual_says_caller(noise_floor_dbfs)
         if not (level or residual or (speech and not self.path.learned)):
             return False
         if not speech:
@@ -254,11 +263,12 @@ class EchoGuard:
         self._unsure = True
         return False
 
-    def _residual_says_caller(self) -> bool:
+    def _residual_says_caller(self, noise_floor_dbfs: float) -> bool:
         aec = self.canceller
         if aec is None or self._cancelled_at is None or not self.trusted:
             return False
-        return aec.residual_power > max(self._expected_residual(aec), _RESIDUAL_FLOOR)
+        noise = 10 ** ((noise_floor_dbfs + _OVER_NOISE_DB) / 10)
+        return aec.residual_power > max(self._expected_residual(aec), _RESIDUAL_FLOOR, noise)
 
     def _explained(self, weak_caller: bool) -> bool:
         """Tell whether what we sent explains the frame (residual, or inbound as a whole).

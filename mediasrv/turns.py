@@ -44,9 +44,10 @@ class TurnConfig:
     barge_in_min_ms: int = 120  # caller speech needed to cut the bot off
     echo_window_ms: int = 500  # echo tail after our last sent frame
     erl_db: float = 6.0  # worst echo return loss we must survive (speakerphone)
-    # Echo delays up to ~380 ms are covered. 200 ms cuts barge-in over the bot from ~0.6 s
-    # to ~0.25 s (caller as loud as the bot) but only covers delays up to ~180 ms.
-    echo_path_ms: int = 400
+    # Echo delays the guard and the canceller search, counted from when a frame plays: the
+    # issue's 300 ms paths plus a 30 ms tail plus the network round trip (~60 ms) already
+    # reach ~390 ms, past the 400 ms this was.
+    echo_path_ms: int = 500
     # Cancel our own echo (see mediasrv.aec) and measure this call's echo path (see
     # mediasrv.echo): off, the guard falls back to the fixed worst case `erl_db`.
     echo_cancel: bool = True
@@ -167,7 +168,8 @@ class TurnPolicy:
         # Judged on every frame in the window (the canceller learns only from echo), but
         # the costly "is it our echo after all" check only on speech, where it decides.
         maybe_caller = not in_window or self.echo.judge(
-            ulaw_peak_dbfs(frame_ulaw), now, ai_playing, speech=vad.is_speech
+            ulaw_peak_dbfs(frame_ulaw), now, ai_playing, speech=vad.is_speech,
+            noise_floor_dbfs=vad.floor_dbfs,
         )
         self.echo.learn(maybe_caller)
         if maybe_caller and self.echo.residual_only and vad.probability < _RESIDUAL_ONLY_PROB:

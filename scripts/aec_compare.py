@@ -348,8 +348,8 @@ def report_harness(names: list[str], quick: bool) -> None:
     for name in names:
         print(f"\n### {name}\n```")
         make: Callable[[], TurnPolicy] = functools.partial(make_policy, name)
-        bargein_eval.report_echo(make, (160, 40, 300))
-        bargein_eval.report_callers(make, quick, 160)
+        bargein_eval.report_echo(make, bargein_eval.Net())
+        bargein_eval.report_callers(make, quick, bargein_eval.Net())
         print("```")
 
 

@@ -14,16 +14,46 @@ the turn (160 -> 60 ms, 20 -> 10 dB).
 
 from __future__ import annotations
 
+import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from bargein_eval import AUDIO, CALLERS, HYBRID, PROMPTS, hiss, read_wav
 
 from mediasrv.audio import ULAW_DECODE, pcm16_to_ulaw
 
 Floats = npt.NDArray[np.float64]
+# The study's signals, as bargein_eval.py built them when it was made (that harness now
+# uses the emulator's line model, mediasrv/sim/line.py): kept here so it stays as measured.
+AUDIO = Path(__file__).resolve().parents[1] / "tests" / "audio"
+PROMPTS = Path(__file__).resolve().parent.parent / "mediasrv" / "prompts"
+HISS_DBFS = -70.0  # line hiss on every inbound frame: real lines are never digital zero
+CALLERS = (
+    "en_asterisk_allison_tt-weasels.wav",
+    "en_asterisk_allison_hello-world.wav",
+    "en_asterisk_allison_conf-onlyperson.wav",
+    "en_alsa_front_center.wav",
+    "en_espeak_caller.wav",
+    "es_espeak_caller.wav",
+)
+# A dispersive echo path, gain 1 at its loudest frequency: a telephone hybrid rings for a
+# few ms, it is not a pure delay (a canceller tuned only on pure delays would overfit).
+_H = np.array([0.1, 0.7, 1.0, 0.35, -0.3, -0.35, -0.1, 0.12, 0.15, 0.05, -0.05, -0.04])
+HYBRID = np.convolve(_H, np.exp(-np.arange(24) / 6.0))
+HYBRID /= np.abs(np.fft.rfft(HYBRID, 256)).max()  # ERL: the loss at the loudest frequency
+
+
+def read_wav(path: Path) -> Floats:
+    with wave.open(str(path), "rb") as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
+        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float64)
+
+
+def hiss(n: int) -> Floats:
+    return np.random.default_rng(11).standard_normal(n) * 32768.0 * 10 ** (HISS_DBFS / 20)
+
 FRAME = 160
 RATE = 8000
 CHANGE_S = 11.5

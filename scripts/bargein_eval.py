@@ -1,23 +1,30 @@
-"""Measure barge-in latency and echo safety of `TurnPolicy`, frame by frame, no server.
+"""Measure barge-in and echo safety of `TurnPolicy` frame by frame, on issue 9's lines.
 
-The phone path is simulated causally with the real policy: the bot's prompt goes out one
-20 ms frame at a time (`on_sent`), the caller's phone plays it and its echo comes back
-`--delay-ms` later, attenuated by the echo return loss (ERL), mixed with the caller's speech,
-a -70 dBFS line hiss and optional background; the sum is mu-law encoded and fed in
-(`feed`). When the policy says `BargeIn` the bot's audio stops (Twilio `clear`): only the
-echo of what was already played still comes back.
+No server, no threads: the real policy is driven directly, in seconds. The phone side is
+the emulator's own line model (mediasrv/sim/line.py) and the same lines, callers and
+gains as the end-to-end matrix (mediasrv/sim/catalogue.py), so both describe the same
+calls:
+
+- the server sends the bot's prompt one 20 ms frame per tick (`on_sent`); each frame
+  reaches Twilio `--down-ms` later and plays; a `BargeIn` stops the sending and, once the
+  clear has reached Twilio, the playing (what was still buffered is dropped);
+- Twilio captures the caller (a real recording at 0 / -10 / -20 dB of its natural level)
+  plus the echo of what *played* through the line (bulk delay, dispersion, reflection,
+  saturation, hiss, mu-law) and the captured frame reaches the server `--up-ms` later,
+  where it is fed to the policy (`feed`).
 
 Printed:
 
-- caller runs: latency from the caller's first frame above -45 dBFS (caller alone) to the
-  frame whose `feed` returned `BargeIn`, in ms (frames x 20), p50/p95/max per ERL and caller
-  peak level, with misses (no barge-in while the caller talked over the bot) and early
-  barge-ins (before the caller started: echo);
-- echo-only runs: barge-ins, speech starts and turns when the only inbound audio is the bot's
-  own voice, per ERL (0 dB is a stress figure: echo as loud as the bot) and delay;
-- non-speech: turns and barge-ins on music, tones, noise and silence, idle and over the bot.
+- callers over the bot, per caller gain and line: detected (a barge-in after the caller's
+  first speech frame, at most 0.5 s after their speech ended), latency from that frame
+  to the barge-in decision (ms, includes the uplink transit), misses, early barge-ins
+  (before the caller spoke: the echo was taken for the caller);
+- echo alone: barge-ins / speech starts / turns with only the bot's ~20 s turn coming
+  back, on each of the nine hard paths of issue 9;
+- non-speech over the bot (handset line) and idle: turns and barge-ins.
 
     PYTHONPATH=. .venv/bin/python scripts/bargein_eval.py [--quick] [--set FIELD=VALUE ...]
+        [--only callers|echo|non-speech] [--down-ms 30] [--up-ms 30]
 
 `--set` overrides `TurnConfig` fields, to compare settings on the same runs.
 """
@@ -25,9 +32,7 @@ Printed:
 from __future__ import annotations
 
 import argparse
-import functools
 import time
-import wave
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,175 +40,142 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from mediasrv.audio import ULAW_DECODE, pcm16_to_ulaw
+from mediasrv.audio import ULAW_DECODE
+from mediasrv.sim import catalogue as cat
+from mediasrv.sim.line import HANDSET, Line, LineModel
+from mediasrv.sim.script import ONSET_DBFS, frame_levels_dbfs, load_8k
 from mediasrv.turns import BargeIn, EndOfUtterance, SpeechStarted, TurnConfig, TurnPolicy
 
 AUDIO = Path(__file__).resolve().parents[1] / "tests" / "audio"
-PROMPTS = Path(__file__).resolve().parent.parent / "mediasrv" / "prompts"
+PROMPTS = Path(__file__).resolve().parents[1] / "mediasrv" / "prompts"
 FRAME = 160
 TICK = 0.020
-ONSET_DBFS = -45.0  # the caller's first frame above this starts the latency clock
-HISS_DBFS = -70.0  # line hiss on every inbound frame: real lines are never digital zero
-CALLERS = (
-    "en_asterisk_allison_tt-weasels.wav",
-    "en_asterisk_allison_hello-world.wav",
-    "en_asterisk_allison_conf-onlyperson.wav",
-    "en_alsa_front_center.wav",
-    "en_espeak_caller.wav",
-    "es_espeak_caller.wav",
-)
-LEVELS = (-3.0, -10.0, -20.0)  # caller peak, dBFS
-ERLS = (6.0, 10.0, 20.0)
+DETECT_SLACK_FRAMES = 25  # a barge-in 0.5 s after the caller stopped still counts
 NON_SPEECH = ("music", "tones", "noise", "silence")
 
 Floats = npt.NDArray[np.float64]
-# A dispersive echo path, gain 1 at its loudest frequency: a telephone hybrid rings for a
-# few ms, it is not a pure delay (a canceller tuned only on pure delays would overfit).
-_H = np.array([0.1, 0.7, 1.0, 0.35, -0.3, -0.35, -0.1, 0.12, 0.15, 0.05, -0.05, -0.04])
-HYBRID = np.convolve(_H, np.exp(-np.arange(24) / 6.0))
-HYBRID /= np.abs(np.fft.rfft(HYBRID, 256)).max()  # ERL: the loss at the loudest frequency
 MakePolicy = Callable[[], TurnPolicy]
 
 
-def read_wav(path: Path) -> Floats:
-    with wave.open(str(path), "rb") as w:
-        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
-        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float64)
+def prompt(*names: str) -> bytes:
+    """Return shipped prompts, concatenated, as whole mu-law frames (what tx sends)."""
+    data = b"".join((PROMPTS / f"{name}.ulaw").read_bytes() for name in names)
+    return data[: len(data) // FRAME * FRAME]
 
 
 def bots() -> dict[str, bytes]:
-    """Return the bot prompts as whole mu-law frames (what the tx loop sends)."""
-    prompt = pcm16_to_ulaw(read_wav(AUDIO / "speech/en_espeak_bot_prompt.wav").astype(np.int16))
-    out = {"long_answer": (PROMPTS / "long_answer.ulaw").read_bytes(), "bot_prompt": prompt}
-    return {name: data[: len(data) // FRAME * FRAME] for name, data in out.items()}
-
-
-def at_peak(x: Floats, peak_dbfs: float) -> Floats:
-    return x * (32767.0 * 10 ** (peak_dbfs / 20) / max(float(np.abs(x).max()), 1.0))
-
-
-def pink(n: int, rms_dbfs: float, seed: int = 5) -> Floats:
-    spec = np.fft.rfft(np.random.default_rng(seed).standard_normal(n))
-    f = np.arange(spec.shape[0], dtype=np.float64)
-    f[0] = 1.0
-    x = np.fft.irfft(spec / np.sqrt(f), n)
-    return x * (32768.0 * 10 ** (rms_dbfs / 20) / np.sqrt(np.mean(x * x)))
-
-
-def hiss(n: int) -> Floats:
-    return np.random.default_rng(11).standard_normal(n) * 32768.0 * 10 ** (HISS_DBFS / 20)
+    return {"greeting": prompt("greeting"), "long_answer": prompt("long_answer")}
 
 
 @dataclass
 class Run:
-    barge_ins: list[int] = field(default_factory=list)  # frame indices
+    barge_ins: list[tuple[int, float]] = field(default_factory=list)  # (capture frame, now)
     starts: int = 0
     turns: int = 0
+
+
+@dataclass(frozen=True)
+class Net:
+    down_ms: float = 30.0
+    up_ms: float = 30.0
 
 
 def simulate(
     make: MakePolicy,
     bot: bytes,
     near: Floats,
+    line: Line,
+    net: Net = Net(),
     *,
-    erl_db: float,
-    delay_ms: int,
     stop_at_barge_in: bool = True,
-    change: tuple[int, float, int] | None = None,
-    path: Floats | None = None,
 ) -> Run:
-    """Play `bot` out while `near` (caller + background, 8 kHz floats) comes back with echo.
+    """Play `bot` while `near` (the caller's side, floats) comes back through `line`.
 
-    `path`: the echo's impulse response after the delay (peak gain 1; default a pure delay).
+    Server frame i leaves at tick i and plays at Twilio from `(i + 1) * 20 ms + down`;
+    capture frame k covers Twilio's samples [k * 160, (k + 1) * 160) and reaches the
+    policy at the first tick at or after its end + up.
     """
-    policy = make()
-    bot_frames = len(bot) // FRAME
-    n_frames = near.shape[0] // FRAME
-    delay = delay_ms * 8
-    fir = np.ones(1) if path is None else path
-    echo = np.zeros(near.shape[0] + delay + FRAME + fir.shape[0])
-    gain = 10 ** (-erl_db / 20)
-    run = Run()
-    playing = True
-    now = 0.0
-    for i in range(n_frames):
-        now += TICK
-        playing = playing and i < bot_frames
-        if change is not None and i == change[0]:  # the echo path changes (speakerphone)
-            gain, delay = 10 ** (-change[1] / 20), change[2] * 8
+    policy, model = make(), LineModel(line)
+    n = near.size // FRAME
+    down, up = int(round(net.down_ms * 8)), net.up_ms / 1000.0
+    played = np.zeros(near.size + len(bot) + 2 * FRAME + down)
+    stop_at: int | None = None  # Twilio sample from which nothing plays (clear arrived)
+    playing, run, k = True, Run(), 0
+    for i in range(n + int(up / TICK) + 2):
+        now = (i + 1) * TICK
+        playing = playing and (i + 1) * FRAME <= len(bot)
         if playing:
-            out = bot[i * FRAME : (i + 1) * FRAME]
-            policy.on_sent(out, now)
-            start = i * FRAME + delay
-            played = np.convolve(ULAW_DECODE[np.frombuffer(out, np.uint8)], fir) * gain
-            echo[start : start + played.shape[0]] += played
-        chunk = near[i * FRAME : (i + 1) * FRAME] + echo[i * FRAME : (i + 1) * FRAME]
-        inbound = pcm16_to_ulaw(np.clip(np.rint(chunk), -32768, 32767).astype(np.int16))
-        step = policy.feed(inbound, now, ai_playing=playing, closing=False)
-        for event in step.events:
-            if isinstance(event, BargeIn):
-                run.barge_ins.append(i)
-                playing = False  # the bridge clears Twilio: the bot's audio stops here
-                if stop_at_barge_in:
-                    return run
-            elif isinstance(event, SpeechStarted):
-                run.starts += 1
-            elif isinstance(event, EndOfUtterance):
-                run.turns += 1
+            frame = bot[i * FRAME : (i + 1) * FRAME]
+            policy.on_sent(frame, now)
+            start = (i + 1) * FRAME + down
+            played[start : start + FRAME] = ULAW_DECODE[np.frombuffer(frame, np.uint8)] / 32768
+        while k < n and (k + 1) * TICK + up <= now:
+            speaker = played[k * FRAME : (k + 1) * FRAME]
+            if stop_at is not None:
+                speaker = np.where(np.arange(k * FRAME, (k + 1) * FRAME) < stop_at, speaker, 0.0)
+            inbound = model.process(near[k * FRAME : (k + 1) * FRAME], speaker)
+            step = policy.feed(inbound, now, ai_playing=playing, closing=False)
+            for event in step.events:
+                if isinstance(event, BargeIn):
+                    run.barge_ins.append((k, now))
+                    playing = False  # the bridge clears Twilio: nothing more is sent ...
+                    stop_at = int((now + net.down_ms / 1000.0) * 8000)  # ... or played
+                    if stop_at_barge_in:
+                        return run
+                elif isinstance(event, SpeechStarted):
+                    run.starts += 1
+                elif isinstance(event, EndOfUtterance):
+                    run.turns += 1
+            k += 1
     return run
 
 
-def onset_frame(caller: Floats) -> int:
-    peaks = np.abs(caller[: caller.shape[0] // FRAME * FRAME]).reshape(-1, FRAME).max(axis=1)
-    loud = np.nonzero(peaks > 32768.0 * 10 ** (ONSET_DBFS / 20))[0]
-    return int(loud[0])
+def speech_frames(caller: Floats) -> tuple[int, int]:
+    """Return the first and last frame over -45 dBFS (the caller at natural level)."""
+    loud = np.flatnonzero(frame_levels_dbfs(caller) > ONSET_DBFS)
+    return int(loud[0]), int(loud[-1])
 
 
 @dataclass
-class Latency:
-    ms: list[int] = field(default_factory=list)
+class Tally:
+    ms: list[float] = field(default_factory=list)
     misses: int = 0
     early: int = 0
 
+    def add(self, other: Tally) -> None:
+        self.ms += other.ms
+        self.misses += other.misses
+        self.early += other.early
+
     def line(self) -> str:
+        n = len(self.ms) + self.misses + self.early
         if not self.ms:
-            return f"{'-':>5} {'-':>5} {'-':>5}   misses {self.misses:3d}  early {self.early:2d}"
+            return f"detected 0/{n}   misses {self.misses:3d}  early {self.early:2d}"
         p50, p95 = np.percentile(self.ms, [50, 95])
-        return (
-            f"{p50:5.0f} {p95:5.0f} {max(self.ms):5d}   misses {self.misses:3d}"
-            f"  early {self.early:2d}  (n={len(self.ms) + self.misses + self.early})"
-        )
+        return (f"detected {len(self.ms):3d}/{n:<3d} p50 {p50:5.0f} p95 {p95:5.0f} "
+                f"max {max(self.ms):5.0f} ms   misses {self.misses:3d}  early {self.early:2d}")
 
 
 def caller_runs(
-    make: MakePolicy,
-    bot: bytes,
-    caller: Floats,
-    offsets: Iterable[float],
-    *,
-    erl_db: float,
-    delay_ms: int,
-    background: Callable[[int], Floats] | None = None,
-) -> Latency:
-    """Place the caller at each offset (s into the bot's prompt); collect barge-in latency."""
-    result = Latency()
-    first = onset_frame(caller)
+    make: MakePolicy, bot: bytes, caller: Floats, offsets: Iterable[float], line: Line,
+    net: Net,
+) -> Tally:
+    """Place the caller at each offset (s into the bot's prompt); tally barge-ins."""
+    tally = Tally()
+    first, last = speech_frames(caller)
     for offset in offsets:
         start = int(offset * 8000)
-        n = start + caller.shape[0] + 8000 // 2
-        near = hiss(n)
-        if background is not None:
-            near += background(n)
-        near[start : start + caller.shape[0]] += caller
-        run = simulate(make, bot, near, erl_db=erl_db, delay_ms=delay_ms)
-        onset = start // FRAME + first
-        if not run.barge_ins:
-            result.misses += 1
-        elif run.barge_ins[0] < onset:
-            result.early += 1
-        else:
-            result.ms.append((run.barge_ins[0] - onset) * 20)
-    return result
+        near = np.zeros(start + caller.size + 8000)
+        near[start : start + caller.size] += caller
+        run = simulate(make, bot, near, line, net)
+        onset, end = (start + first * FRAME) // FRAME, (start + (last + 1) * FRAME) // FRAME
+        if not run.barge_ins or run.barge_ins[0][0] > end + DETECT_SLACK_FRAMES:
+            tally.misses += 1
+        elif run.barge_ins[0][0] < onset:
+            tally.early += 1
+        else:  # from the start of the caller's first speech frame at Twilio to the decision
+            tally.ms.append(round((run.barge_ins[0][1] - onset * TICK) * 1000, 1))
+    return tally
 
 
 def offsets_for(bot: bytes, quick: bool) -> list[float]:
@@ -212,93 +184,44 @@ def offsets_for(bot: bytes, quick: bool) -> list[float]:
     return [float(t) for t in np.arange(0.3, length - 2.0, step)]
 
 
-def report_callers(make: MakePolicy, quick: bool, delay_ms: int) -> None:
-    print(f"caller over the bot, echo delay {delay_ms} ms; latency ms: p50 p95 max")
-    callers = {name: read_wav(AUDIO / "speech" / name) for name in CALLERS}
-    totals = Latency()
-    for erl in ERLS:
-        for level in LEVELS:
-            row = Latency()
+def report_callers(make: MakePolicy, quick: bool, net: Net) -> None:
+    print(f"callers over the bot (transit {net.down_ms:g}/{net.up_ms:g} ms); latency = first "
+          "speech frame -> barge-in decision")
+    callers = {f: load_8k(AUDIO / f)[: int(n * 8000)] for f, n in cat.CALLERS}
+    for gain in cat.GAINS_DB:
+        for name, echo in cat.LINES.items():
+            tally = Tally()
             for bot in bots().values():
                 for pcm in callers.values():
-                    part = caller_runs(
-                        make, bot, at_peak(pcm, level), offsets_for(bot, quick),
-                        erl_db=erl, delay_ms=delay_ms,
-                    )
-                    row.ms += part.ms
-                    row.misses += part.misses
-                    row.early += part.early
-            totals.ms += row.ms
-            totals.misses += row.misses
-            totals.early += row.early
-            print(f"  ERL {erl:4.0f} dB  caller {level:4.0f} dBFS  {row.line()}")
-    print(f"  all                           {totals.line()}")
-    row = Latency()
-    for bot in bots().values():
-        for name in CALLERS[:3]:
-            speech = at_peak(callers[name], -10.0)
-            on = speech[np.abs(speech) > 0.05 * np.abs(speech).max()]
-            rms_db = 10 * np.log10(np.mean(on * on) / 32768.0**2)
-            part = caller_runs(
-                make, bot, speech, offsets_for(bot, True), erl_db=10.0, delay_ms=delay_ms,
-                background=functools.partial(pink, rms_dbfs=float(rms_db) - 10.0),
-            )
-            row.ms += part.ms
-            row.misses += part.misses
-            row.early += part.early
-    print(f"  pink noise at 10 dB SNR, ERL 10, caller -10 dBFS  {row.line()}")
+                    scaled = pcm * 10 ** (gain / 20)
+                    tally.add(caller_runs(make, bot, scaled, offsets_for(bot, quick),
+                                          cat.line_of(echo), net))
+            print(f"  caller {gain:4.0f} dB  {name:9s} {tally.line()}")
 
 
-def report_echo(make: MakePolicy, delays: Iterable[int]) -> None:
-    print("echo only (bot's own voice back, 2 s tail): barge-ins / speech starts / turns")
-    for delay in delays:
-        for erl in (0.0, 6.0, 10.0, 20.0):
-            cells = []
-            for name, bot in bots().items():
-                near = hiss(len(bot) + 2 * 8000)
-                run = simulate(make, bot, near, erl_db=erl, delay_ms=delay, stop_at_barge_in=False)
-                cells.append(f"{name} {len(run.barge_ins)}/{run.starts}/{run.turns}")
-            print(f"  delay {delay:3d} ms  ERL {erl:4.0f} dB   " + "   ".join(cells))
-    for erl in (6.0, 10.0, 20.0):
-        cells = []
-        for name, bot in bots().items():
-            near = hiss(len(bot) + 2 * 8000)
-            run = simulate(
-                make, bot, near, erl_db=erl, delay_ms=160, stop_at_barge_in=False, path=HYBRID
-            )
-            cells.append(f"{name} {len(run.barge_ins)}/{run.starts}/{run.turns}")
-        print(f"  dispersive 160 ms  ERL {erl:4.0f} dB   " + "   ".join(cells))
-    for new_erl, new_delay in ((6.0, 160), (6.0, 240), (0.0, 160)):
-        cells = []
-        for name, bot in bots().items():
-            near = hiss(len(bot) + 2 * 8000)
-            run = simulate(
-                make, bot, near, erl_db=20.0, delay_ms=160, stop_at_barge_in=False,
-                change=(200, new_erl, new_delay),
-            )
-            cells.append(f"{name} {len(run.barge_ins)}/{run.starts}/{run.turns}")
-        print(
-            f"  20 dB, 160 ms -> {new_erl:2.0f} dB, {new_delay} ms at 4 s   " + "   ".join(cells)
-        )
+def report_echo(make: MakePolicy, net: Net) -> None:
+    print("echo alone, the ~20 s bot turn on issue 9's hard paths: barge-ins / starts / turns")
+    bot = prompt(*cat.LONG_GREETING)
+    for name, line in cat.echo_lines().items():
+        near = np.zeros(len(bot) + 2 * 8000)
+        run = simulate(make, bot, near, line, net, stop_at_barge_in=False)
+        print(f"  {name:46s} {len(run.barge_ins)}/{run.starts}/{run.turns}")
 
 
-def report_non_speech(make: MakePolicy) -> None:
-    print("non-speech inbound: turns idle / barge-ins + turns over the bot (ERL 20)")
+def report_non_speech(make: MakePolicy, net: Net) -> None:
+    print("non-speech: turns idle / barge-ins + turns over the bot (handset line)")
     bot = bots()["long_answer"]
     for kind in NON_SPEECH:
         for path in sorted((AUDIO / kind).glob("*.wav")):
-            sound = read_wav(path)
-            near = hiss(sound.shape[0] + 8000)
-            near[: sound.shape[0]] += sound
-            idle = simulate(make, b"", near, erl_db=20.0, delay_ms=160, stop_at_barge_in=False)
-            reps = int(np.ceil(len(bot) / sound.shape[0]))
-            over = hiss(len(bot) + 8000)
-            over[: len(bot)] += np.tile(sound, reps)[: len(bot)]
-            busy = simulate(make, bot, over, erl_db=20.0, delay_ms=160, stop_at_barge_in=False)
-            print(
-                f"  {kind + '/' + path.name:48} idle {idle.turns}   over bot "
-                f"{len(busy.barge_ins)} + {busy.turns}"
-            )
+            sound = load_8k(path)
+            near = np.zeros(sound.size + 8000)
+            near[: sound.size] += sound
+            idle = simulate(make, b"", near, cat.line_of(HANDSET), net, stop_at_barge_in=False)
+            over = np.resize(sound, len(bot) + 8000)
+            over[len(bot) :] = 0.0
+            busy = simulate(make, bot, over, cat.line_of(HANDSET), net, stop_at_barge_in=False)
+            print(f"  {kind + '/' + path.name:48} idle {idle.turns}   over bot "
+                  f"{len(busy.barge_ins)} + {busy.turns}")
 
 
 def parse_sets(items: list[str]) -> dict[str, float]:
@@ -312,7 +235,8 @@ def parse_sets(items: list[str]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer caller offsets")
-    parser.add_argument("--delay-ms", type=int, default=160)
+    parser.add_argument("--down-ms", type=float, default=30.0, help="server -> Twilio transit")
+    parser.add_argument("--up-ms", type=float, default=30.0, help="Twilio -> server transit")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     parser.add_argument("--only", choices=("callers", "echo", "non-speech"))
     args = parser.parse_args()
@@ -320,6 +244,7 @@ def main() -> None:
     types = {"int": int, "bool": bool, "float": float}
     settings = {k: types[str(fields[k].type)](v) for k, v in parse_sets(args.set).items()}
     config = TurnConfig(**settings)
+    net = Net(args.down_ms, args.up_ms)
     print(f"TurnConfig: {config}")
     t0 = time.perf_counter()
 
@@ -327,11 +252,11 @@ def main() -> None:
         return TurnPolicy(config)
 
     if args.only in (None, "echo"):
-        report_echo(make, (args.delay_ms, 40, 300))
+        report_echo(make, net)
     if args.only in (None, "non-speech"):
-        report_non_speech(make)
+        report_non_speech(make, net)
     if args.only in (None, "callers"):
-        report_callers(make, args.quick, args.delay_ms)
+        report_callers(make, args.quick, net)
     print(f"({time.perf_counter() - t0:.0f} s)")
 
 

@@ -1,8 +1,14 @@
-"""Run the turn-taking scenarios against mediasrv and print the figures issue #4 asks for.
+"""Run the turn-taking scenarios against mediasrv and print their figures.
 
+    python scripts/scenarios.py --issue9 [--runs 10] [--parallel 6] [--out out/issue9.json]
     python scripts/scenarios.py [--runs 3] [--parallel 6] [--modes local,server]
         [--only repeated_barge_in,echo_only_6dB,...] [--url http://127.0.0.1:5050]
         [--out out/scenarios.json] [--list]
+
+--issue9 places every call of issue 9's targets (mediasrv/sim/targets.py: callers at
+0/-10/-20 dB on three lines, `--runs` onsets and networks each, echo alone on nine hard
+paths, three interruptions, a paused sentence, music/tones/noise/quiet room), in both
+turn modes, and prints the targets table with the machine's load and the run time.
 
 By default every call gets its own in-process server (the real app, werkzeug threads,
 the built-in local Realtime backend) with the scenario's settings and turn mode, so
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections import defaultdict
@@ -34,8 +41,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from mediasrv.app import local_backend, local_backend_url, stop_local_backend  # noqa: E402
-from mediasrv.sim import scenarios as sc  # noqa: E402
+from mediasrv.sim import catalogue as sc  # noqa: E402
+from mediasrv.sim import harness  # noqa: E402
+from mediasrv.sim.scenarios import AUDIO_DIR, MODES, Scenario  # noqa: E402
+from mediasrv.sim.targets import call_row, issue9_jobs, targets_table  # noqa: E402
 
 LATENCY = ["repeated_barge_in"]
 ECHO = [f"echo_only_{erl:g}dB" for erl in sc.ECHO_ERLS]
@@ -50,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", default="local,server", help="turn modes (in-process only)")
     p.add_argument("--only", help="comma-separated scenario names (default: the figures')")
     p.add_argument("--url", help="run against this server instead of in-process ones")
-    p.add_argument("--audio-dir", type=Path, default=sc.AUDIO_DIR)
+    p.add_argument("--issue9", action="store_true", help="issue 9's targets table")
+    p.add_argument("--audio-dir", type=Path, default=AUDIO_DIR)
     p.add_argument("--out", type=Path, help="also write every call's figures as JSON")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     p.add_argument("--verbose", action="store_true", help="server INFO logs on stderr")
@@ -58,24 +68,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_batch(
-    jobs: list[tuple[sc.Scenario, str]], url: str | None, audio_dir: Path, verbose: bool
-) -> list[sc.Outcome]:
+    jobs: list[tuple[Scenario, str]],
+    url: str | None,
+    backends: harness.BackendPool,
+    audio_dir: Path,
+    verbose: bool,
+) -> list[harness.Outcome]:
     """Place one call per job at once, each on its own in-process server unless `url`."""
-    with sc.LogCapture() as logs, ExitStack() as stack:
+    with harness.LogCapture() as logs, ExitStack() as stack:
         specs = []
         for scenario, mode in jobs:
             base = url
             if base is None:
-                base = stack.enter_context(sc.LocalServer(scenario.settings(mode))).base_url
+                settings = scenario.settings(mode, backends.url_for(scenario))
+                base = stack.enter_context(harness.LocalServer(settings)).base_url
             specs.append((base, scenario, mode))
         if not verbose:  # create_app logs INFO to stderr; the capture still gets INFO
             for handler in logging.getLogger().handlers:
                 handler.setLevel(logging.WARNING)
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        return sc.run_calls(specs, logs if url is None else None, audio_dir, local_backend())
+        if url is not None:
+            return harness.run_calls(specs, None, None, audio_dir)
+        return harness.run_calls(specs, logs, backends, audio_dir)
 
 
-def row(o: sc.Outcome) -> dict[str, Any]:
+def row(o: harness.Outcome) -> dict[str, Any]:
     """Return one call's figures."""
     s = o.summary
     answers = None if not o.lines else sum(c.what == "answer" for c in o.created())
@@ -109,7 +126,8 @@ def report(rows: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
         lat = [x for name in LATENCY for r in by[(name, mode)] for x in r["barge_in_latency_ms"]]
         runs = by[(LATENCY[0], mode)]
         missed = sum(max(0, 4 - len(r["barge_in_latency_ms"])) for r in runs)
-        fig = {"n": len(lat), "p50": sc.percentile(lat, 50), "p95": sc.percentile(lat, 95),
+        fig = {"n": len(lat), "p50": harness.percentile(lat, 50),
+               "p95": harness.percentile(lat, 95),
                "max": max(lat, default=None), "calls": len(runs), "missed": missed}
         figures["barge_in_latency_ms"][mode] = fig
         print(f"  {mode:8s} n={fig['n']:3d}  p50={fig['p50']}  p95={fig['p95']}  "
@@ -156,21 +174,62 @@ def _sum(values: Any) -> int | None:
     return None if any(v is None for v in vals) else sum(vals)
 
 
+def run_jobs(
+    jobs: list[tuple[Scenario, str]], args: argparse.Namespace
+) -> list[harness.Outcome]:
+    """Run the jobs `--parallel` at a time (similar lengths together); return outcomes."""
+    jobs = sorted(jobs, key=lambda job: -job[0].duration)
+    outcomes: list[harness.Outcome] = []
+    started = time.monotonic()
+    with harness.BackendPool() as backends:
+        for i in range(0, len(jobs), args.parallel):
+            batch = jobs[i : i + args.parallel]
+            outcomes += run_batch(batch, args.url, backends, args.audio_dir, args.verbose)
+            print(f"\r{len(outcomes)}/{len(jobs)} calls, {time.monotonic() - started:.0f} s",
+                  end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return outcomes
+
+
+def issue9(args: argparse.Namespace) -> int:
+    """Place issue 9's calls, print its targets table; return the exit status."""
+    load0 = os.getloadavg()
+    started = time.monotonic()
+    outcomes = run_jobs(issue9_jobs(args.runs), args)
+    rows = [call_row(o) for o in outcomes]
+    took = time.monotonic() - started
+    load1 = os.getloadavg()
+    print(targets_table(rows, list(MODES)))
+    late = [r["tx_late_max_ms"] for r in rows]
+    lag = [x for r in rows for x in r["clear_read_lag_ms"]]
+    print(f"\n{len(rows)} calls ({args.runs} runs per barge-in cell), --parallel "
+          f"{args.parallel}, {took:.0f} s; load average before {load0[0]:.2f}, after "
+          f"{load1[0]:.2f} ({os.cpu_count()} CPUs); emulator send lateness max "
+          f"{max(late):.0f} ms (calls > 10 ms late: {sum(x > 10 for x in late)}); clear read "
+          f"lag after the server's log line p50/max {harness.percentile(lag, 50)}/"
+          f"{max(lag, default=None)} ms")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"calls": rows}, indent=2))
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0 if all(r["connected"] for r in rows) else 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.issue9:
+        return issue9(args)
     catalogue = sc.catalogue()
     if args.list:
         for s in catalogue.values():
-            print(f"{s.name:22s} {s.duration:5.1f} s  modes={','.join(s.modes)}  {s.about}")
+            print(f"{s.name:26s} {s.duration:5.1f} s  modes={','.join(s.modes)}  {s.about}")
         return 0
     names = args.only.split(",") if args.only else DEFAULT
     unknown = [n for n in names if n not in catalogue]
     if unknown:
         raise SystemExit(f"scenarios: unknown scenario(s) {unknown}; see --list")
     modes = ["external"] if args.url else args.modes.split(",")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.url is None:
-        local_backend_url()
     jobs = [
         (catalogue[n], mode)
         for _ in range(args.runs)
@@ -178,20 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode in modes
         if args.url or mode in catalogue[n].modes
     ]
-    jobs.sort(key=lambda job: -job[0].duration)  # batch calls of similar length
-    rows: list[dict[str, Any]] = []
-    started = time.monotonic()
-    try:
-        for i in range(0, len(jobs), args.parallel):
-            batch = jobs[i : i + args.parallel]
-            for o in run_batch(batch, args.url, args.audio_dir, args.verbose):
-                rows.append(row(o))
-            print(f"\r{len(rows)}/{len(jobs)} calls, {time.monotonic() - started:.0f} s",
-                  end="", file=sys.stderr, flush=True)
-    finally:
-        if args.url is None:
-            stop_local_backend()
-    print(file=sys.stderr)
+    rows = [row(o) for o in run_jobs(jobs, args)]
     figures = report(rows, modes)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,33 +1,32 @@
-"""End-to-end helpers: the real app on loopback, the local backend, the emulator, logs.
+"""End-to-end helpers: the real app on loopback, recording Realtime backends, the emulator.
 
-Each e2e module starts the app's built-in backend in a module fixture (so its threads
-exist before the leak detector looks) and stops it afterwards. `run` starts one real
-server per turn mode with the scenario's settings and places the scenario's call on
-each at once: a test of both modes takes as long as one call.
+Each e2e module starts a `BackendPool` in a module fixture (so its backends' threads exist
+before the leak detector looks) and stops it afterwards. `run_all` starts one real
+server per scenario and turn mode, pointed at the pool's backend for that scenario, and
+places all the calls at once: a test of several scenarios takes as long as the longest.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
-from typing import Any
 
-from mediasrv.app import local_backend, local_backend_url, stop_local_backend
-from mediasrv.sim.scenarios import LocalServer, LogCapture, Outcome, Scenario, run_calls
+from mediasrv.sim.harness import BackendPool, LocalServer, LogCapture, Outcome, run_calls
+from mediasrv.sim.scenarios import Scenario
+from mediasrv.sim.truth import ClearTruth
 
-TRUNCATE_TOLERANCE_MS = 60  # truncate point vs. what the emulator heard of the item
-MAX_LATE_MS = 150.0  # emulator pacing slip that voids a call (echo path 160 ms -> 310 ms)
+TRUNCATE_TOLERANCE_MS = 20.0  # one frame: issue 9's target for audio_end_ms vs what played
+MAX_LATE_MS = 150.0  # emulator slip that voids a call (echo path 160 ms -> 310 ms)
 ATTEMPTS = 2
 
 
-def module_backend() -> Iterator[Any]:
-    """Start the built-in backend for a module's tests; stop it (and its threads) after."""
-    local_backend_url()
-    yield local_backend()
-    stop_local_backend()
+def module_backends() -> Iterator[BackendPool]:
+    """Start the recording backends for a module's tests; stop them (and their threads)."""
+    with BackendPool() as pool:
+        yield pool
 
 
-def run_all(scenarios: Sequence[Scenario], backend: Any) -> list[Outcome]:
+def run_all(scenarios: Sequence[Scenario], backends: BackendPool) -> list[Outcome]:
     """Run every scenario in each of its modes at once, each on its own server.
 
     A call during which the emulator itself fell more than MAX_LATE_MS behind real time
@@ -40,7 +39,7 @@ def run_all(scenarios: Sequence[Scenario], backend: Any) -> list[Outcome]:
         todo = [(s, m) for s, m in jobs if _void(outcomes.get((s.name, m)))]
         if not todo:
             break
-        for o in _place(todo, backend):
+        for o in _place(todo, backends):
             outcomes[o.scenario.name, o.mode] = o
     result = [outcomes[s.name, m] for s, m in jobs]
     for o in result:
@@ -55,13 +54,14 @@ def _void(o: Outcome | None) -> bool:
     return o is None or float(o.summary["emulator"]["tx_late_max_ms"]) > MAX_LATE_MS
 
 
-def _place(jobs: Sequence[tuple[Scenario, str]], backend: Any) -> list[Outcome]:
+def _place(jobs: Sequence[tuple[Scenario, str]], backends: BackendPool) -> list[Outcome]:
     with LogCapture() as logs, ExitStack() as stack:
         specs = []
         for scenario, mode in jobs:
-            server = stack.enter_context(LocalServer(scenario.settings(mode)))
+            settings = scenario.settings(mode, backends.url_for(scenario))
+            server = stack.enter_context(LocalServer(settings))
             specs.append((server.base_url, scenario, mode))
-        outcomes = run_calls(specs, logs, backend=backend)
+        outcomes = run_calls(specs, logs, backends)
     for o in outcomes:
         if _void(o):
             late = o.summary["emulator"]["tx_late_max_ms"]
@@ -69,35 +69,49 @@ def _place(jobs: Sequence[tuple[Scenario, str]], backend: Any) -> list[Outcome]:
     return outcomes
 
 
-def run(scenario: Scenario, backend: Any) -> dict[str, Outcome]:
+def run(scenario: Scenario, backends: BackendPool) -> dict[str, Outcome]:
     """Run one scenario in each of its modes at once; return outcomes by mode."""
-    return {o.mode: o for o in run_all([scenario], backend)}
+    return {o.mode: o for o in run_all([scenario], backends)}
 
 
 def answers(o: Outcome) -> list[float]:
     """Return when each answer response was created (call time)."""
-    return [c.t for c in o.created() if c.what == "answer"]
+    return o.answers()
 
 
-def check_barge_in(o: Outcome, clear_index: int = 0) -> dict[str, Any]:
-    """Assert one barge-in was clean; return its clear from the summary.
+def check_barge_in(o: Outcome, clear_index: int = 0) -> ClearTruth:
+    """Assert one barge-in was clean; return the emulator's truth for its clear.
 
-    Clean: the interrupted item was truncated at what the caller heard of it, and none of
-    the interrupted response's audio was heard after the clear. The bridge knows what was
-    heard from mark echoes; the emulator sends them from its paced thread, so they are
-    late by as much as that thread slipped: the tolerance grows by the measured slip.
+    Clean: none of the interrupted response's audio was heard after the clear, and the
+    item it interrupted got exactly one truncate. How exact that truncate is, is the
+    business of the truncation tests (`check_truncations`).
     """
     s, why = o.summary, o.describe()
     clear = s["clears"][clear_index]
     assert clear["heard_after_ms"] == 0.0, why
-    barge = o.barge_ins()[clear_index]
-    rid = barge.detail.split()[0].removeprefix("response=")
-    item = next(m.name.split(":")[1] for m in o.result.server_marks if m.name.startswith(rid))
-    heard = s["heard_ms_per_item"][item]
-    cuts = [c for c in o.truncations if c[0] == item]
-    assert len(cuts) == 1, f"item {item} truncations {o.truncations}\n{why}"
-    tolerance = TRUNCATE_TOLERANCE_MS + float(s["emulator"]["tx_late_max_ms"])
-    assert abs(cuts[0][1] - heard) <= tolerance, (
-        f"truncated at {cuts[0][1]} ms, heard {heard} ms (tolerance {tolerance} ms)\n{why}"
-    )
-    return dict(clear)
+    truth = o.truths()[clear_index]
+    cut = [c for c in truth.items if c.dropped_ms > 0 or c.audio_end_ms is not None]
+    assert len(cut) == 1 and cut[0].audio_end_ms is not None, f"{truth}\n{why}"
+    return truth
+
+
+def check_truncations(o: Outcome) -> list[float]:
+    """Assert every item a clear interrupted was truncated within one frame of what had
+    played when the clear reached Twilio; return the signed errors (ms).
+
+    Mark echoes leave the emulator from its paced thread, so they reach the server late
+    by as much as that thread slipped: the tolerance grows by the measured slip.
+    """
+    why = o.describe()
+    tolerance = TRUNCATE_TOLERANCE_MS + float(o.summary["emulator"]["tx_late_max_ms"])
+    errors = []
+    for truth in o.truths():
+        for cut in truth.items:
+            assert cut.error_ms is not None, f"clear {truth.index}: {cut} never truncated\n{why}"
+            assert abs(cut.error_ms) <= tolerance, (
+                f"clear {truth.index}: item {cut.item_id} truncated at {cut.audio_end_ms} ms, "
+                f"{cut.played_ms} ms had played when the clear reached Twilio "
+                f"(error {cut.error_ms:+.1f} ms, tolerance {tolerance:.1f} ms)\n{why}"
+            )
+            errors.append(cut.error_ms)
+    return errors

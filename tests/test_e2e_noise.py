@@ -8,22 +8,22 @@ for an answer; the greeting and the bridge's own silence prompts are expected.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import e2e_helpers as e2e
 import pytest
 
-from mediasrv.sim import scenarios as sc
+from mediasrv.sim import catalogue as sc
+from mediasrv.sim.harness import BackendPool
 
 
 @pytest.fixture(scope="module")
-def backend() -> Iterator[Any]:
-    yield from e2e.module_backend()
+def backends() -> Iterator[BackendPool]:
+    yield from e2e.module_backends()
 
 
-def test_echo_alone_at_6_10_20_db_erl_never_barges_in_nor_answers(backend: Any) -> None:
+def test_echo_alone_at_6_10_20_db_erl_never_barges_in_nor_answers(backends: BackendPool) -> None:
     # silence_timeout_s = 1: greeting, "are you still there?" and goodbye all echo back
-    outcomes = e2e.run_all([sc.echo_only(erl) for erl in sc.ECHO_ERLS], backend)
+    outcomes = e2e.run_all([sc.echo_only(erl) for erl in sc.ECHO_ERLS], backends)
     assert len(outcomes) == 6
     for o in outcomes:
         why = o.describe()
@@ -32,11 +32,11 @@ def test_echo_alone_at_6_10_20_db_erl_never_barges_in_nor_answers(backend: Any) 
         assert o.summary["hangup"]["by"] == "server", why
 
 
-def test_quiet_room_music_tones_and_noise_bursts_get_no_response(backend: Any) -> None:
+def test_quiet_room_music_tones_and_noise_bursts_get_no_response(backends: BackendPool) -> None:
     # One batch: 30 s of quiet room, and (meanwhile) music on hold, ring-back/DTMF/busy
     # tones and loud noise bursts, all from the greeting on.
     scenarios = [sc.quiet_room(30.0), sc.music_on_hold(), sc.tones(), sc.noise_bursts()]
-    outcomes = e2e.run_all(scenarios, backend)
+    outcomes = e2e.run_all(scenarios, backends)
     assert len(outcomes) == 8
     for o in outcomes:
         why = o.describe()
@@ -48,10 +48,10 @@ def test_quiet_room_music_tones_and_noise_bursts_get_no_response(backend: Any) -
             assert o.summary["frames_sent"] >= 1490, why  # the whole 30 s went through
 
 
-def test_speech_in_pink_noise_at_10_db_snr_gets_one_answer(backend: Any) -> None:
+def test_speech_in_pink_noise_at_10_db_snr_gets_one_answer(backends: BackendPool) -> None:
     scenario = sc.speech_in_noise()
     assert scenario.modes == ("local",)  # server mode: see the scenario (backend VAD)
-    for o in e2e.run(scenario, backend).values():
+    for o in e2e.run(scenario, backends).values():
         why = o.describe()
         assert o.purposes == ["greeting", "answer"], why
         [(_, end)] = o.speech_times()

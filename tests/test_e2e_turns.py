@@ -1,6 +1,6 @@
 """End to end, turn taking: the real app and local backend, the emulator, real sockets.
 
-Every test runs its scenario (mediasrv/sim/scenarios.py) in TURN_DETECTION=local and
+Every test runs its scenario (mediasrv/sim/catalogue.py) in TURN_DETECTION=local and
 server at once, on two servers. Times are call times of the emulator's clock; bounds on
 them are generous (this runs on loaded machines): they check order, not speed.
 """
@@ -8,22 +8,22 @@ them are generous (this runs on loaded machines): they check order, not speed.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import e2e_helpers as e2e
 import pytest
 
-from mediasrv.sim import scenarios as sc
+from mediasrv.sim import catalogue as sc
+from mediasrv.sim.harness import BackendPool
 
 
 @pytest.fixture(scope="module")
-def backend() -> Iterator[Any]:
-    yield from e2e.module_backend()
+def backends() -> Iterator[BackendPool]:
+    yield from e2e.module_backends()
 
 
-def test_silent_caller_is_asked_once_then_told_goodbye_and_hung_up(backend: Any) -> None:
+def test_silent_caller_is_asked_once_then_told_goodbye_and_hung_up(backends: BackendPool) -> None:
     scenario = sc.silent_caller()  # silence_timeout_s = 2
-    for o in e2e.run(scenario, backend).values():
+    for o in e2e.run(scenario, backends).values():
         why = o.describe()
         assert o.purposes == ["greeting", "idle_prompt", "goodbye"], why
         assert o.count("END OF UTTERANCE") == 0 and o.count("TRIGGER_RESPONSE") == 3, why
@@ -43,9 +43,9 @@ def test_silent_caller_is_asked_once_then_told_goodbye_and_hung_up(backend: Any)
 
 
 def test_sentence_after_greeting_gets_one_answer_after_it_ends_and_no_clear(
-    backend: Any,
+    backends: BackendPool,
 ) -> None:
-    for o in e2e.run(sc.answer_after_greeting(), backend).values():
+    for o in e2e.run(sc.answer_after_greeting(), backends).values():
         why = o.describe()
         assert o.purposes == ["greeting", "answer"], why
         [(_, end)] = o.speech_times()
@@ -55,11 +55,11 @@ def test_sentence_after_greeting_gets_one_answer_after_it_ends_and_no_clear(
         assert o.summary["clears"] == [] and o.barge_ins() == [], why
 
 
-def test_talking_over_the_answer_clears_truncates_at_heard_ms_and_answers_once(
-    backend: Any,
+def test_talking_over_the_answer_clears_truncates_and_answers_once(
+    backends: BackendPool,
 ) -> None:
     # The caller's interruption is real speech inside the echo window (10 dB ERL echo).
-    for o in e2e.run(sc.talk_over_answer(), backend).values():
+    for o in e2e.run(sc.talk_over_answer(), backends).values():
         why = o.describe()
         assert o.purposes == ["greeting", "answer", "answer"], why
         [(_, first_end), (second_onset, second_end)] = o.speech_times()
@@ -79,8 +79,8 @@ def test_talking_over_the_answer_clears_truncates_at_heard_ms_and_answers_once(
         assert len(o.summary["barge_in_latency_ms"]) == 1, why
 
 
-def test_barge_in_during_greeting_clears_truncates_and_answers_once(backend: Any) -> None:
-    for o in e2e.run(sc.barge_in_greeting(), backend).values():
+def test_barge_in_during_greeting_clears_truncates_and_answers_once(backends: BackendPool) -> None:
+    for o in e2e.run(sc.barge_in_greeting(), backends).values():
         why = o.describe()
         assert o.purposes == ["greeting", "answer"], why
         assert len(o.barge_ins()) == 1 and len(o.summary["clears"]) == 1, why
@@ -91,9 +91,9 @@ def test_barge_in_during_greeting_clears_truncates_and_answers_once(backend: Any
         assert end < answer < end + 4.0, why
 
 
-def test_pauses_shorter_than_end_silence_keep_one_turn(backend: Any) -> None:
+def test_pauses_shorter_than_end_silence_keep_one_turn(backends: BackendPool) -> None:
     scenario = sc.paused_sentence(gap_s=0.3)
-    for o in e2e.run(scenario, backend).values():
+    for o in e2e.run(scenario, backends).values():
         why = o.describe()
         assert o.purposes == ["greeting", "answer"], why
         parts = o.speech_times()

@@ -1,4 +1,4 @@
-"""The caller's script: placement, resampling, onsets, causal echo."""
+"""The caller's script: placement, resampling, onsets, the signal the line carries."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from mediasrv.audio import FRAME_BYTES, pcm16_to_ulaw, rms_dbfs, to_pcm16, ulaw_to_pcm16
-from mediasrv.sim.playout import PlayoutModel
-from mediasrv.sim.script import CallerScript, EchoPath, Placement, load_8k, resample
+from mediasrv.sim.line import EchoPath
+from mediasrv.sim.script import CallerScript, Placement, load_8k, resample
 
 
 def write_tone(
@@ -98,33 +98,23 @@ def test_background_noise_is_looped_with_gain(tmp_path: Path) -> None:
     assert all(abs(level - expected) < 1.0 for level in levels)
 
 
-def test_echo_returns_heard_audio_delayed_and_attenuated() -> None:
-    p = PlayoutModel()
-    ai = 0.5 * np.sin(2 * np.pi * 400 * np.arange(800) / 8000)  # 100 ms of AI speech
-    p.receive_media(pcm16_to_ulaw(to_pcm16(ai)), 0.200)
-    p.advance(1.0)
-    script = CallerScript(bytes([0xFF]) * 8000, echo=EchoPath(delay_ms=60.0, erl_db=12.0))
-    frames = [script.frame_at(i, p, stream_t0=0.0) for i in range(50)]
-    loud = [i for i, f in enumerate(frames) if f != bytes([0xFF]) * FRAME_BYTES]
-    assert loud == [13, 14, 15, 16, 17]  # heard 200-300 ms, echoed 260-360 ms
-    level = rms_dbfs(ulaw_to_pcm16(frames[14]))
-    assert abs(level - (20 * np.log10(0.5 / np.sqrt(2)) - 12.0)) < 0.5
+def test_mu_law_script_without_a_line_sends_its_bytes_unchanged() -> None:
+    ulaw = bytes(range(256)) * 5  # 1280 bytes: 8 frames
+    script = CallerScript(ulaw)
+    assert script.n_frames == 8 and script.line is None
+    assert b"".join(script.frame(i) for i in range(8)) == ulaw
 
 
-def test_echo_is_causal_for_a_window_not_yet_played() -> None:
-    p = PlayoutModel()
-    p.receive_media(bytes([0x10]) * 1600, 0.0)
-    p.advance(0.010)  # only 10 ms have played so far
-    script = CallerScript(bytes([0xFF]) * 160, echo=EchoPath(delay_ms=0.0, erl_db=0.0))
-    out = script.frame_at(0, p, stream_t0=0.0)
-    assert out[:80] != bytes([0xFF]) * 80
-    assert out[80:] == bytes([0xFF]) * 80
+def test_a_bare_echo_path_becomes_a_line_without_hiss() -> None:
+    script = CallerScript(bytes([0xFF]) * 160, line=EchoPath(delay_ms=60.0, erl_db=12.0))
+    assert script.line is not None and script.line.hiss_dbov is None
+    assert script.line.echo == EchoPath(delay_ms=60.0, erl_db=12.0)
 
 
-def test_echo_adds_to_the_caller_voice() -> None:
-    script = CallerScript(bytes([0xFF]) * 160, echo=EchoPath(delay_ms=0.0, erl_db=0.0))
-    voice = bytes([0x90]) * 160
-    heard = bytes([0x90]) * 160
-    mixed = ulaw_to_pcm16(script.mix_echo(voice, heard)).astype(np.int32)
-    single = ulaw_to_pcm16(voice).astype(np.int32)
-    assert abs(int(mixed[0]) - 2 * int(single[0])) <= abs(int(single[0])) // 16
+def test_float_script_keeps_the_caller_signal_for_the_line() -> None:
+    x = 0.25 * np.sin(2 * np.pi * 300 * np.arange(800) / 8000)
+    script = CallerScript.from_samples(x)
+    assert script.n_frames == 5
+    assert np.allclose(script.mic(2), x[320:480], atol=1e-7)  # float32 storage
+    assert script.frame(2) == pcm16_to_ulaw(to_pcm16(x[320:480]))
+    assert not script.mic(9).any()

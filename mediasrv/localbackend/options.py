@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from mediasrv.errors import ConfigError
 
+from .prompts import PROMPT_TEXTS
+
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
 Fault = Literal["close_mid_response", "stall_mid_response", "no_handshake", "error_on_response"]
@@ -47,6 +49,12 @@ class BackendOptions:
     server_vad_min_speech_ms: int = 100  # energy must last this long to count as speech
     answer_caller_audio_cap_ms: int = 6000  # longest caller audio echoed in an answer
     socket_timeout_s: float = 2.0  # a client that stops reading for this long is dropped
+    # The prompts the greeting says, in order: ("greeting", "long_answer", "apology") makes
+    # a ~20 s bot turn, for echo tests that need the bot to talk that long.
+    greeting_prompts: tuple[str, ...] = ("greeting",)
+    # Keep per session what a judge needs (test and benchmark backends only: it holds
+    # every appended byte): appends with their times, VAD starts, items, truncations.
+    record_sessions: bool = False
 
     def __post_init__(self) -> None:
         if not self.speed > 0:
@@ -59,11 +67,44 @@ class BackendOptions:
             raise ConfigError("fault_after_deltas must be >= 0")
         if self.socket_timeout_s <= 0:
             raise ConfigError("socket_timeout_s must be > 0")
+        unknown = [n for n in self.greeting_prompts if n not in PROMPT_TEXTS]
+        if not self.greeting_prompts or unknown:
+            raise ConfigError(f"greeting_prompts must name prompts of {sorted(PROMPT_TEXTS)}")
 
     @property
     def delta_interval_s(self) -> float:
         """Return the wall-clock gap between two audio deltas of one response."""
         return self.delta_ms / 1000.0 / self.speed
+
+
+@dataclass
+class SessionRecord:
+    """What one session received and did, with the backend's clock times.
+
+    appends: (time, audio) of every `input_audio_buffer.append`; speech_started: (time,
+    audio_start_ms) of every server-VAD start; items: assistant items created;
+    truncations: (time, item, audio_end_ms, item_ms).
+    """
+
+    session_id: str
+    appends: list[tuple[float, bytes]] = field(default_factory=list)
+    speech_started: list[tuple[float, int]] = field(default_factory=list)
+    items: list[str] = field(default_factory=list)
+    truncations: list[tuple[float, str, int, int]] = field(default_factory=list)
+
+    def add(self, now: float, kind: str, value: Any) -> None:
+        if kind == "append":
+            self.appends.append((now, value))
+        elif kind == "speech_started":
+            self.speech_started.append((now, value))
+        elif kind == "item":
+            self.items.append(value)
+        elif kind == "truncation":
+            self.truncations.append((now, *value))
+
+    def copy(self) -> SessionRecord:
+        return SessionRecord(self.session_id, list(self.appends), list(self.speech_started),
+                             list(self.items), list(self.truncations))
 
 
 @dataclass
@@ -79,6 +120,7 @@ class BackendStats:
     commits: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     truncations: list[tuple[str, int, int]] = field(default_factory=list)
+    records: dict[str, SessionRecord] = field(default_factory=dict, repr=False)
     # Guards every field above; held only for a few increments, never while blocking.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -115,6 +157,20 @@ class BackendStats:
     def truncated(self, item_id: str, audio_end_ms: int, item_ms: int) -> None:
         with self._lock:
             self.truncations.append((item_id, audio_end_ms, item_ms))
+
+    def record(self, session_id: str, now: float, kind: str, value: Any) -> None:
+        """Add to a session's record (only called when `record_sessions` is on)."""
+        with self._lock:
+            rec = self.records.setdefault(session_id, SessionRecord(session_id))
+            rec.add(now, kind, value)
+
+    def session_record(self, item_id: str) -> SessionRecord | None:
+        """Return a copy of the record of the session that produced assistant item `item_id`."""
+        with self._lock:
+            for rec in self.records.values():
+                if item_id in rec.items:
+                    return rec.copy()
+        return None
 
     def snapshot(self) -> dict[str, Any]:
         """Return a copy of every counter as plain data."""

@@ -84,8 +84,20 @@ def describe_caller_audio(ulaw: bytes) -> str:
     return f"({speech_span_ms(ulaw) / 1000:.1f} s of caller audio)"
 
 
-def compose(bank: PromptBank, purpose: str | None, caller: bytes | None, cap_ms: int) -> Speech:
-    """Return what a response with this purpose says, echoing `caller` for answers."""
+def compose(
+    bank: PromptBank,
+    purpose: str | None,
+    caller: bytes | None,
+    cap_ms: int,
+    greeting: tuple[str, ...] = ("greeting",),
+) -> Speech:
+    """Return what a response with this purpose says, echoing `caller` for answers.
+
+    `greeting` names the prompts the greeting says, in order (a longer bot turn).
+    """
+    if purpose == "greeting" and greeting != ("greeting",):
+        parts = [bank.speech(name) for name in greeting]
+        return Speech(b"".join(p.audio for p in parts), " ".join(p.transcript for p in parts))
     if purpose in PURPOSE_PROMPTS:
         return bank.speech(PURPOSE_PROMPTS[purpose])
     long_answer = bank.speech("long_answer")

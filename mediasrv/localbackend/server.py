@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from mediasrv.clock import Clock, RealClock
 
 from .connection import Connection, Context
-from .options import BackendOptions, BackendStats
+from .options import BackendOptions, BackendStats, SessionRecord
 from .prompts import PromptBank
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,12 @@ class LocalBackend:
     def stats(self) -> dict[str, Any]:
         """Return a snapshot of the backend's counters."""
         return self._stats.snapshot()
+
+    def session_record(self, item_id: str) -> SessionRecord | None:
+        """Return what the session that produced assistant item `item_id` received
+        (appends, VAD starts, truncations, with this backend's clock); needs
+        `record_sessions`."""
+        return self._stats.session_record(item_id)
 
     def stop(self, timeout: float = 1.0) -> None:
         """Close every connection and the listener; join all threads within `timeout`."""

@@ -148,6 +148,10 @@ class RealtimeSession:
             self._stats.committed()
         self._out.append(ev)
 
+    def _record(self, now: float, kind: str, value: Any) -> None:
+        if self._options.record_sessions:
+            self._stats.record(self.id, now, kind, value)
+
     def _take(self) -> Step:
         step = Step(tuple(self._out), self._close)
         self._out = []
@@ -194,8 +198,10 @@ class RealtimeSession:
             raise ClientEventError(
                 "invalid_value", "Invalid 'audio'. Expected base64-encoded audio data.", "audio"
             ) from exc
+        self._record(now, "append", audio)
         for turn in self._input.append(audio):
             if turn.started_ms is not None:
+                self._record(now, "speech_started", turn.started_ms)
                 self._on_speech_started(turn.item_id, turn.started_ms)
             if turn.stopped_ms is not None:
                 self._on_speech_stopped(turn.item_id, turn.stopped_ms, turn.audio, now)
@@ -285,7 +291,8 @@ class RealtimeSession:
     def _start_response(self, metadata: dict[str, Any] | None, now: float) -> None:
         purpose = metadata.get("purpose") if metadata else None
         speech = compose(self._bank, purpose, self._last_utterance,
-                         self._options.answer_caller_audio_cap_ms)
+                         self._options.answer_caller_audio_cap_ms,
+                         greeting=self._options.greeting_prompts)
         fault = self._options.fault
         stall_after = (self._options.fault_after_deltas
                        if fault in ("stall_mid_response", "close_mid_response") else None)
@@ -296,6 +303,7 @@ class RealtimeSession:
         log.info("session %s: %s response %s purpose=%s audio=%d ms", self.id, tag,
                  stream.response_id, purpose, len(speech.audio) // BYTES_PER_MS)
         self._emit(stream.created())
+        self._record(now, "item", stream.item_id)
         if fault == "error_on_response":
             for ev in stream.fail("The server had an error while processing your request "
                                   "(local backend fault injection: error_on_response)."):
@@ -372,6 +380,7 @@ class RealtimeSession:
         log.info("session %s: item %s truncated at %d of %d ms",
                  self.id, item_id, audio_end_ms, item_ms)
         self._stats.truncated(item_id, audio_end_ms, item_ms)
+        self._record(now, "truncation", (item_id, audio_end_ms, item_ms))
         if self._active is None or self._active.item_id != item_id:
             self._assistant_ms[item_id] = audio_end_ms  # the unheard rest is deleted
         self._emit(event("conversation.item.truncated", item_id=item_id,

@@ -1,25 +1,39 @@
-"""A Twilio Media Streams caller emulator: the phone side of a call, for tests and benchmarks.
+"""A Twilio Media Streams emulator: the phone side of a call, for tests and benchmarks.
 
-    script = CallerScript.build([Placement(Path("hello.wav"), 3.0)], duration=15)
+    script = CallerScript.build([Placement(Path("hello.wav"), 3.0)], duration=15,
+                                echo=Line(echo=HANDSET))
     result = EmulatedCall("http://127.0.0.1:5050", script, CallOptions()).run()
     print(result.summary())
 
-playout.py and metrics.py are pure; call.py is the thread shell (two threads per call).
+Pure parts: line.py (echo, saturation, hiss, mu-law), network.py (transit each way),
+playout.py (Twilio's buffer, marks, clear), phone.py (all of Twilio's end as one event
+machine), metrics.py and truth.py (what happened, judged independently of the server),
+levels.py (P.56 speech levels). call.py is the thread shell (two threads per call).
+scenarios.py, catalogue.py, harness.py and targets.py run named scenarios against the
+real server (tests/test_e2e_*.py, scripts/scenarios.py).
 """
 
 from mediasrv.sim.call import CallOptions, EmulatedCall, Progress
+from mediasrv.sim.line import BAD_LINE, HANDSET, EchoPath, Line, PathChange, Reflection
 from mediasrv.sim.metrics import CallResult, TimelineEvent
+from mediasrv.sim.network import NetworkTiming
 from mediasrv.sim.playout import PlayoutModel
-from mediasrv.sim.script import CallerScript, EchoPath, Placement
+from mediasrv.sim.script import CallerScript, Placement
 
 __all__ = [
+    "BAD_LINE",
+    "HANDSET",
     "CallOptions",
     "CallResult",
     "CallerScript",
     "EchoPath",
     "EmulatedCall",
+    "Line",
+    "NetworkTiming",
+    "PathChange",
     "Placement",
     "PlayoutModel",
     "Progress",
+    "Reflection",
     "TimelineEvent",
 ]

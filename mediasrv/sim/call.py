@@ -1,17 +1,19 @@
 """One emulated Twilio call: voice webhook, then a Media Stream WebSocket. Thread shell.
 
-Two threads per call, both daemons (an interrupted benchmark or CLI must not hang on a
-paced sender; every normal path still ends them through `closing`):
+What happens at Twilio's end is decided by `phone.Phone` (pure: network transit, the
+playout model, the line and its echo, the caller's microphone); this module only moves
+bytes and sleeps. Two threads per call, both daemons (an interrupted benchmark or CLI
+must not hang on a paced sender; every normal path still ends them through `closing`):
 
-- tx (`mediasrv-sim-tx-<sid>`): the only writer after `start`. Sleeps to absolute 20 ms
-  deadlines (or earlier, when the playout model says a mark falls due or rx wakes it),
-  advances the playout model, echoes due marks, sends the caller's frame with its
-  causal echo, and at the end of the script sends `stop` and tears the call down.
-- rx (`mediasrv-sim-rx-<sid>`): the only reader. Feeds media, marks and clears to the
-  playout model, records arrivals, and notices when the server hangs up.
+- tx (`mediasrv-sim-tx-<sid>`): the only writer after `start`. Sleeps until the phone's
+  next deadline (a frame captured, a message arriving either way, a mark falling due)
+  or until rx wakes it, runs the phone up to now and sends what has reached the server
+  by then; at the end of the script it sends `stop` and tears the call down.
+- rx (`mediasrv-sim-rx-<sid>`): the only reader. Hands every server message to the phone
+  with the time it was read (on loopback: when the server sent it) and notices when the
+  server hangs up.
 
-The playout model, the echo backlog and the timeline are shared by both: one lock,
-never held across a socket call.
+The phone and the timeline are shared by both: one lock, never held across a socket call.
 """
 
 from __future__ import annotations
@@ -26,16 +28,17 @@ from dataclasses import dataclass, field
 
 import websocket
 
-from mediasrv.audio import FRAME_MS
+from mediasrv.audio import FRAME_BYTES, FRAME_MS
 from mediasrv.clock import Clock, RealClock
 from mediasrv.sim import wire
 from mediasrv.sim.metrics import CallResult, TimelineEvent
-from mediasrv.sim.playout import PlayoutModel
-from mediasrv.sim.script import FRAME_S, CallerScript
+from mediasrv.sim.network import NetworkTiming
+from mediasrv.sim.phone import Outgoing, Phone
+from mediasrv.sim.script import CallerScript
 
 log = logging.getLogger(__name__)
 
-LATE_S = 0.010  # a frame sent this far past its deadline counts as late (emulator overload)
+LATE_S = 0.010  # a message sent this far past its time counts as late (emulator overload)
 MAX_REDIRECTS = 10  # <Redirect>s followed per call: a server that loops must not hang us
 
 
@@ -54,6 +57,7 @@ class CallOptions:
     custom_parameters: Mapping[str, str] = field(default_factory=dict)  # no-webhook only
     connect_timeout: float = 5.0
     close_grace: float = 1.0  # after our stop, how long the server gets to close
+    network: NetworkTiming = field(default_factory=NetworkTiming)  # server <-> Twilio transit
     clock: Clock = field(default_factory=RealClock)
 
 
@@ -79,19 +83,15 @@ class EmulatedCall:
         self.stream_sid = wire.new_sid("MZ")
         self._clock = self.opts.clock
         self._t0 = self._clock.now()
-        # Guards the playout model, the echo backlog and the timeline (rx and tx).
+        # Guards the phone and the timeline (rx and tx).
         self._lock = threading.Lock()
-        self._wake = threading.Event()  # rx -> tx: a mark or clear may need an echo now
+        self._wake = threading.Event()  # rx -> tx: a message is in flight: new deadline
         self._closing = threading.Event()  # the stream is over: both threads end
         self._stop_sent = threading.Event()  # a close after this is not a server hang-up
         self._hangup_req = threading.Event()
         self._done = threading.Event()
-        self._playout = PlayoutModel()
-        self._backlog: list[str] = []
-        self._echo_idx = 0
+        self._phone = Phone(script, self.opts.network, 0.0)
         self._timeline: list[TimelineEvent] = []
-        self._arrivals: list[tuple[float, int]] = []
-        self._sent = bytearray()
         self._ws: websocket.WebSocket | None = None
         self._rx: threading.Thread | None = None
         self._tx: threading.Thread | None = None
@@ -101,7 +101,6 @@ class EmulatedCall:
         self._error: str | None = None
         self._hangup_by: str | None = None
         self._hangup_at: float | None = None
-        self._media_t0 = 0.0
         self._ended_at = 0.0
         self._frames_sent = 0
         self._late_max = 0.0
@@ -163,9 +162,9 @@ class EmulatedCall:
         return Progress(
             elapsed=self._clock.now() - self._t0,
             frames_sent=self._frames_sent,
-            media_received=len(self._arrivals),
+            media_received=len(self._phone.arrivals),
             marks_echoed=self._marks_echoed,
-            clears=len(self._playout.clears),
+            clears=len(self._phone.clear_timings),
         )
 
     def result(self) -> CallResult:
@@ -210,7 +209,8 @@ class EmulatedCall:
         self._ws.send(
             wire.start_msg(1, self.stream_sid, self.call_sid, o.account_sid, self._params)
         )
-        self._media_t0 = self._now()
+        with self._lock:
+            self._phone = Phone(self.script, o.network, self._now())
         self._event("start", f"{self.stream_sid} params={sorted(self._params)}")
         log.info("call %s connected to %s", self.call_sid, self._ws_url)
 
@@ -260,44 +260,37 @@ class EmulatedCall:
             self._teardown(ws)
 
     def _pace(self, ws: websocket.WebSocket, seq: int) -> int:
-        """Send frames on absolute 20 ms deadlines; echo marks as they fall due."""
-        i = 0
-        deadline = self._t0 + self._media_t0 + FRAME_S  # frame 0 once its 20 ms were spoken
-        while i < self.script.n_frames and not self._closing.is_set():
-            if self._hangup_req.is_set():
-                break
+        """Run the phone on its own deadlines; send what reaches the server, in order."""
+        phone = self._phone
+        while not self._closing.is_set() and not self._hangup_req.is_set():
             with self._lock:
-                due_at = self._playout.next_event_time()
-            wake_at = deadline if due_at is None else min(deadline, self._t0 + due_at)
-            self._clock.sleep_until(wake_at, self._wake)
-            now = self._clock.now()
+                wake_at = phone.next_deadline()
+                if phone.finished():
+                    break
+            if wake_at is not None:
+                self._clock.sleep_until(self._t0 + wake_at, self._wake)
+            else:  # nothing scheduled (cannot happen before the script ends): wait for rx
+                self._wake.wait(0.1)
+            now = self._now()
             with self._lock:
                 self._wake.clear()
-                _, due = self._playout.advance(now - self._t0)
-                echoes, self._backlog = self._backlog + due, []
-                # echo records come in the order names are returned: tag played/flushed
-                recs = self._playout.echoes[self._echo_idx : self._echo_idx + len(echoes)]
-                self._echo_idx += len(echoes)
-                frame = None
-                if now >= deadline:
-                    frame = self.script.frame_at(i, self._playout, self._media_t0)
-            for name, rec in zip(echoes, recs, strict=True):
-                ws.send(wire.mark_msg(seq, self.stream_sid, name))
+                out = phone.run_until(now)
+            for due, msg in out:
+                late = now - due  # > 0 means this process cannot keep up: results suspect
+                self._late_max = max(self._late_max, late)
+                self._late_frames += late > LATE_S
+                ws.send(self._encode(msg, seq))
                 seq += 1
-                self._marks_echoed += 1
-                self._event("echo mark", f"{name} ({'played' if rec.played else 'flushed'})")
-            if frame is None:
-                continue
-            late = now - deadline  # > 0 means this process cannot keep up: results suspect
-            self._late_max = max(self._late_max, late)
-            self._late_frames += late > LATE_S
-            ws.send(wire.media_msg(seq, self.stream_sid, i + 1, i * FRAME_MS, frame))
-            self._sent += frame
-            seq += 1
-            i += 1
-            self._frames_sent = i
-            deadline += FRAME_S
         return seq
+
+    def _encode(self, msg: Outgoing, seq: int) -> str:
+        if msg.kind == "media":
+            self._frames_sent = msg.frame + 1
+            i = msg.frame
+            return wire.media_msg(seq, self.stream_sid, i + 1, i * FRAME_MS, msg.payload)
+        self._marks_echoed += 1
+        self._event("echo mark", f"{msg.name} ({'played' if msg.played else 'flushed'})")
+        return wire.mark_msg(seq, self.stream_sid, msg.name)
 
     def _rx_loop(self) -> None:
         ws = self._ws
@@ -327,20 +320,8 @@ class EmulatedCall:
         if msg.stream_sid != self.stream_sid:
             self._event("bad streamSid", f"{msg.event}: {msg.stream_sid!r}")
         with self._lock:
-            if msg.event == "media":
-                self._playout.receive_media(msg.payload, now)
-                self._arrivals.append((now, len(msg.payload)))
-                return
-            if msg.event == "mark":
-                self._playout.receive_mark(msg.name, now)
-                self._timeline.append(TimelineEvent(now, "recv mark", msg.name))
-            else:
-                flushed = self._playout.receive_clear(now)
-                self._backlog += flushed
-                dropped = self._playout.clears[-1].dropped_bytes // 8
-                detail = f"dropped {dropped} ms, {len(flushed)} marks to echo"
-                self._timeline.append(TimelineEvent(now, "recv clear", detail))
-        self._wake.set()  # a mark may be due now, or sooner than the next frame
+            self._phone.receive(msg, now)
+        self._wake.set()  # its arrival may come before the tx thread's next deadline
 
     # -- ending -----------------------------------------------------------------
 
@@ -373,13 +354,14 @@ class EmulatedCall:
             self._rx.join(timeout=2.0)
         ws.shutdown()
         with self._lock:
-            self._playout.advance(self._now())
+            self._phone.run_until(self._now())  # what reached Twilio before the end plays
         self._finish()
 
     def _finish(self) -> None:
         self._ended_at = self._now()
-        p = self._playout
         with self._lock:
+            phone = self._phone
+            p = phone.playout
             self._result = CallResult(
                 call_sid=self.call_sid,
                 stream_sid=self.stream_sid,
@@ -388,12 +370,12 @@ class EmulatedCall:
                 custom_parameters=dict(self._params),
                 connected=self._ws is not None and self._error is None,
                 error=self._error,
-                media_t0=self._media_t0,
+                media_t0=phone.media_t0,
                 ended_at=self._ended_at,
                 frames_sent=self._frames_sent,
-                sent_ulaw=bytes(self._sent),
-                timeline=tuple(sorted(self._timeline, key=lambda e: e.t)),
-                media_arrivals=tuple(self._arrivals),
+                sent_ulaw=bytes(phone.sent[: self._frames_sent * FRAME_BYTES]),
+                timeline=tuple(sorted(self._timeline + phone.timeline, key=lambda e: e.t)),
+                media_arrivals=tuple(phone.arrivals),
                 heard=p.heard(),
                 server_marks=tuple(p.marks),
                 echoes=tuple(p.echoes),
@@ -403,6 +385,8 @@ class EmulatedCall:
                 hangup_at=self._hangup_at,
                 tx_late_max_ms=round(self._late_max * 1000, 1),
                 tx_late_frames=self._late_frames,
+                clear_sent=tuple(c.sent_at for c in phone.clear_timings),
+                network=phone.network,
             )
         self._done.set()
 

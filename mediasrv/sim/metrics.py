@@ -3,6 +3,11 @@
 All times are seconds of *call time*: 0 is when the emulated call began (before the
 voice webhook). Stream time s of the caller's script is call time `media_t0 + s`.
 
+Two times per `clear`: `clear_sent` is when the emulator read it from the socket (on
+loopback, when the server sent it), `ClearRecord.at` when it reached Twilio's playout
+(after the modelled server -> Twilio transit). Barge-in latency is measured to the
+first (the server's decision plus its own delays); what played is judged at the second.
+
 Server audio is tied to marks through stream offsets (see playout.py): byte x of the
 server's audio belongs to the first mark received after it. When mark names look like
 "<response_id>:<item_id>:<sent_ms>", responses and items are counted from them;
@@ -17,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from mediasrv.sim.network import NetworkTiming
 from mediasrv.sim.playout import RATE, ClearRecord, HeardSegment, MarkEcho, ServerMark
 from mediasrv.sim.script import SpeechSegment
 
@@ -68,6 +74,12 @@ class CallResult:
     hangup_at: float | None
     tx_late_max_ms: float = 0.0  # how far our own pacer slipped: emulator overload
     tx_late_frames: int = 0
+    clear_sent: tuple[float, ...] = ()  # per clear: read from the socket (server send)
+    network: NetworkTiming | None = None
+
+    def clear_sent_at(self, i: int) -> float:
+        """Return when clear i left the server (its arrival if unknown)."""
+        return self.clear_sent[i] if i < len(self.clear_sent) else self.clears[i].at
 
     def bursts(self) -> list[Burst]:
         """Return heard AI audio grouped into bursts (split by clears or long marked gaps)."""
@@ -274,9 +286,10 @@ def speech_report(r: CallResult, bursts: list[Burst]) -> list[dict[str, Any]]:
         if onset is not None:
             row["during_ai_audio"] = any(b.start <= onset < b.end for b in bursts)
             nxt = min((o for o in onsets[i + 1 :] if o is not None), default=float("inf"))
-            clear = next((c for c in r.clears if onset <= c.at < nxt), None)
+            sent = [r.clear_sent_at(k) for k in range(len(r.clears))]
+            clear = next((t for t in sent if onset <= t < nxt), None)
             if row["during_ai_audio"] and clear is not None:
-                row["barge_in_latency_ms"] = round((clear.at - onset) * 1000, 1)
+                row["barge_in_latency_ms"] = round((clear - onset) * 1000, 1)
         rows.append(row)
     return rows
 
@@ -314,11 +327,12 @@ def summarize(r: CallResult) -> dict[str, Any]:
         "clears": [
             {
                 "t_s": _t(c.at),
+                "sent_s": _t(r.clear_sent_at(i)),
                 "dropped_ms": _ms(c.dropped_bytes),
                 "flushed_marks": len(c.flushed),
                 "heard_after_ms": _ms(leaked_after_clear(r, c)),
             }
-            for c in r.clears
+            for i, c in enumerate(r.clears)
         ],
         "bursts": len(bursts),
         "responses": count_responses(r, bursts),
@@ -336,4 +350,5 @@ def summarize(r: CallResult) -> dict[str, Any]:
         "underrun_gaps_ms": gaps[:20],
         "hangup": {"by": r.hangup_by, "t_s": _t(r.hangup_at)},
         "emulator": {"tx_late_max_ms": r.tx_late_max_ms, "tx_late_frames": r.tx_late_frames},
+        "network": None if r.network is None else r.network.describe(),
     }

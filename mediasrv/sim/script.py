@@ -1,15 +1,14 @@
-"""The caller's microphone: WAV files placed in time over a background, as mu-law frames.
+"""The caller's microphone: WAV files placed in time over a background, frame by frame.
 
-Everything is rendered once, up front, into one mu-law byte string, so sending frame i
-costs a slice. WAVs of any rate, width and channel count are mixed down to mono,
-low-pass filtered when downsampling (linear interpolation alone would alias), and
-resampled to 8 kHz by linear interpolation.
+Everything is rendered once, up front, into one float signal (full scale 1.0) kept as
+float32, so building frame i costs a slice. WAVs of any rate, width and channel count
+are mixed down to mono, low-pass filtered when downsampling (linear interpolation alone
+would alias), and resampled to 8 kHz by linear interpolation.
 
-Echo: a real handset plays what the caller hears and its microphone picks some of it
-up. `mix_echo` adds that heard audio, attenuated by the echo return loss, to an
-outgoing frame; the call shell feeds it the audio the playout model actually played,
-`delay` earlier, so the echo is causal. Mixing goes through a 64K table built once per
-ERL with mediasrv.audio's decoder and encoder, so a frame costs one numpy lookup.
+The script is only the caller's side. What the server receives is that signal through
+the call's `Line` (line.py): the echo of what Twilio actually played, loudspeaker
+saturation, hiss, and one mu-law encoding at the end. Without a line, `frame(i)` is
+the caller's signal mu-law encoded as is.
 """
 
 from __future__ import annotations
@@ -17,9 +16,7 @@ from __future__ import annotations
 import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -28,11 +25,12 @@ from mediasrv.audio import (
     FRAME_BYTES,
     FRAME_MS,
     SAMPLE_RATE,
+    ULAW_DECODE,
     ULAW_SILENCE,
     pcm16_to_ulaw,
     to_pcm16,
-    ulaw_to_pcm16,
 )
+from mediasrv.sim.line import EchoPath, Line
 
 Float = npt.NDArray[np.float64]
 
@@ -40,12 +38,6 @@ FRAME_S = FRAME_MS / 1000
 ONSET_DBFS = -45.0  # a 20 ms frame louder than this counts as speech (the brief's threshold)
 DEFAULT_TAIL_S = 2.0  # silence after the last placement when no duration is given
 _LOWPASS_TAPS = 63  # windowed-sinc FIR: ~60 dB stop band, cheap for one-off file loads
-
-
-class HeardAudio(Protocol):
-    def render(self, start: float, nbytes: int) -> bytes:
-        """Return the mu-law the caller heard from `start`, silence where none played."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -64,14 +56,6 @@ class SpeechSegment:
     placed_at: float
     onset: float | None
     end: float | None
-
-
-@dataclass(frozen=True)
-class EchoPath:
-    """Speaker-to-microphone coupling: heard audio returns `delay_ms` later, `erl_db` down."""
-
-    delay_ms: float = 160.0
-    erl_db: float = 10.0
 
 
 def read_wav(path: Path | str) -> tuple[Float, int]:
@@ -126,32 +110,43 @@ def frame_levels_dbfs(x: Float) -> Float:
     return 10.0 * np.log10(np.maximum(power, 1e-12))
 
 
-@lru_cache(maxsize=8)
-def _echo_table(erl_db: float) -> bytes:
-    codes = np.arange(256, dtype=np.uint8).tobytes()
-    pcm = ulaw_to_pcm16(codes).astype(np.int32)
-    gain = 10.0 ** (-erl_db / 20.0)
-    mixed = pcm[:, None] + np.rint(pcm[None, :] * gain).astype(np.int32)
-    return pcm16_to_ulaw(np.clip(mixed, -32768, 32767).ravel())
-
-
 class CallerScript:
-    """The caller's audio for one call, pre-rendered to 8 kHz mu-law."""
+    """The caller's side of one call: the microphone signal and the line it goes out on.
+
+    Built from mu-law (`CallerScript(ulaw)`, the frames sent as they are) or from floats
+    (`CallerScript.from_samples`). `line` may be a bare `EchoPath` (a line without hiss).
+    """
 
     def __init__(
         self,
-        ulaw: bytes,
+        ulaw: bytes = b"",
         segments: Sequence[SpeechSegment] = (),
-        echo: EchoPath | None = None,
+        line: Line | EchoPath | None = None,
+        *,
+        samples: Float | None = None,
     ) -> None:
-        if len(ulaw) % FRAME_BYTES:
-            ulaw += bytes([ULAW_SILENCE]) * (FRAME_BYTES - len(ulaw) % FRAME_BYTES)
-        self.ulaw = ulaw
+        if samples is None:
+            if len(ulaw) % FRAME_BYTES:
+                ulaw += bytes([ULAW_SILENCE]) * (FRAME_BYTES - len(ulaw) % FRAME_BYTES)
+            self.ulaw = ulaw
+            self._mic = (ULAW_DECODE[np.frombuffer(ulaw, np.uint8)] / 32768.0).astype(np.float32)
+        else:
+            mic = np.zeros(-(-samples.size // FRAME_BYTES) * FRAME_BYTES, np.float32)
+            mic[: samples.size] = samples
+            self._mic = mic
+            self.ulaw = pcm16_to_ulaw(to_pcm16(mic.astype(np.float64)))
         self.segments = tuple(segments)
-        self.echo = echo
-        self._echo_lut = (
-            np.frombuffer(_echo_table(echo.erl_db), np.uint8) if echo is not None else None
-        )
+        self.line = Line(echo=line, hiss_dbov=None) if isinstance(line, EchoPath) else line
+
+    @classmethod
+    def from_samples(
+        cls,
+        samples: Float,
+        segments: Sequence[SpeechSegment] = (),
+        line: Line | EchoPath | None = None,
+    ) -> CallerScript:
+        """Return a script over float samples (8 kHz, full scale 1.0)."""
+        return cls(b"", segments, line, samples=np.asarray(samples, np.float64))
 
     @classmethod
     def build(
@@ -161,7 +156,7 @@ class CallerScript:
         duration: float | None = None,
         background: Path | str | None = None,
         background_db: float = 0.0,
-        echo: EchoPath | None = None,
+        echo: Line | EchoPath | None = None,
     ) -> CallerScript:
         """Render placed WAVs over silence or a looped noise WAV (gain in dB)."""
         voices = [(p, load_8k(p.path)) for p in placements]
@@ -184,41 +179,27 @@ class CallerScript:
                 track[lo:hi] = v[: hi - lo]
             mix += track
             segments.append(_locate(p, track))
-        return cls(pcm16_to_ulaw(to_pcm16(mix)), segments, echo)
+        return cls.from_samples(mix, segments, echo)
 
     @property
     def n_frames(self) -> int:
-        return len(self.ulaw) // FRAME_BYTES
+        return self._mic.size // FRAME_BYTES
 
     @property
     def duration(self) -> float:
         return self.n_frames * FRAME_S
 
     def frame(self, i: int) -> bytes:
-        """Return the i-th 160-byte frame (20 ms), silence past the end."""
+        """Return the i-th 160-byte frame (20 ms) of the caller alone, silence past the end."""
         if not 0 <= i < self.n_frames:
             return bytes([ULAW_SILENCE]) * FRAME_BYTES
         return self.ulaw[i * FRAME_BYTES : (i + 1) * FRAME_BYTES]
 
-    def frame_at(self, i: int, heard: HeardAudio, stream_t0: float) -> bytes:
-        """Return frame i with the echo of what was heard `delay` before it, if any.
-
-        Frame i covers [stream_t0 + i * 20 ms, + 20 ms) on the playout model's clock; it
-        must be built once that window has passed, so the echo uses only played audio.
-        """
-        frame = self.frame(i)
-        if self.echo is None:
-            return frame
-        start = stream_t0 + i * FRAME_S - self.echo.delay_ms / 1000.0
-        return self.mix_echo(frame, heard.render(start, FRAME_BYTES))
-
-    def mix_echo(self, frame: bytes, heard: bytes) -> bytes:
-        """Add `heard` (same length, mu-law), attenuated by the ERL, to `frame`."""
-        if self._echo_lut is None or heard.count(ULAW_SILENCE) == len(heard):
-            return frame
-        idx = np.frombuffer(frame, np.uint8).astype(np.uint16) << 8
-        idx |= np.frombuffer(heard, np.uint8)
-        return self._echo_lut[idx].tobytes()
+    def mic(self, i: int) -> Float:
+        """Return frame i of the caller's signal as floats (zeros past the end)."""
+        if not 0 <= i < self.n_frames:
+            return np.zeros(FRAME_BYTES)
+        return self._mic[i * FRAME_BYTES : (i + 1) * FRAME_BYTES].astype(np.float64)
 
 
 def _locate(p: Placement, track: Float) -> SpeechSegment:
