@@ -4,8 +4,9 @@ Shutdown (SIGTERM, e.g. a deploy, or a first Ctrl-C): the worker's handler also 
 mediasrv's drain (mediasrv/shutdown.py): no new calls, active calls go on for up to
 GRACEFUL_TIMEOUT_S, SHUTDOWN_GOODBYE_S before its end they say goodbye and hang up, and
 any call the exiting worker still holds is logged as cut. A second Ctrl-C (or SIGQUIT)
-ends every call at once, each with one line saying so. With LOG_FORMAT=json gunicorn's
-own lines are JSON too.
+ends every call at once, each with one line saying so. SIGUSR2 to a worker starts the
+same drain without stopping it (mediasrv/lifecycle.py: the Kubernetes preStop hook).
+With LOG_FORMAT=json gunicorn's own lines are JSON too.
 """
 
 import math
@@ -92,8 +93,13 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
         if callable(quick):
             quick(signum, frame)
 
+    def on_drain_only(signum, frame):  # type: ignore[no-untyped-def]
+        # SIGUSR2 from `python -m mediasrv.lifecycle drain` (the Kubernetes preStop): stop
+        # taking calls but keep the listener, for reserved streams and probes.
+        shutdown.begin()
+
     for sig, handler in ((signal.SIGTERM, on_drain), (signal.SIGINT, on_drain),
-                         (signal.SIGQUIT, on_force)):
+                         (signal.SIGQUIT, on_force), (signal.SIGUSR2, on_drain_only)):
         signal.signal(sig, handler)
         signal.siginterrupt(sig, False)  # as gunicorn: do not break blocking calls
 

@@ -18,9 +18,9 @@ import simple_websocket
 from flask import Flask, Response, jsonify, request
 from flask_sock import Sock
 from twilio.request_validator import RequestValidator
-from twilio.twiml.voice_response import Connect, VoiceResponse
 
-from . import __version__
+from . import __version__, handoff
+from .admission import Admission
 from .call import Call, CallDeps
 from .clock import Clock, RealClock
 from .errors import PeerClosed
@@ -64,35 +64,6 @@ class TwilioWs:
         return len(self._ws.input_buffer)
 
 
-class CallRegistry:
-    """Active calls of this process, the MAX_CALLS limit and the draining flag."""
-
-    def __init__(self, max_calls: int) -> None:
-        self.max_calls = max_calls
-        self.draining = threading.Event()
-        self._calls: set[Call] = set()
-        self._lock = threading.Lock()  # guards _calls (handler threads add and remove)
-
-    def has_room(self) -> bool:
-        with self._lock:
-            return not self.draining.is_set() and len(self._calls) < self.max_calls
-
-    def add(self, call: Call) -> bool:
-        with self._lock:
-            if self.draining.is_set() or len(self._calls) >= self.max_calls:
-                return False
-            self._calls.add(call)
-            return True
-
-    def remove(self, call: Call) -> None:
-        with self._lock:
-            self._calls.discard(call)
-
-    def active(self) -> list[Call]:
-        with self._lock:
-            return list(self._calls)
-
-
 def stream_token(auth_token: str, call_sid: str) -> str:
     """Return the per-call token (stateless, so any worker can check it)."""
     mac = hmac.new(auth_token.encode(), f"mediasrv-stream:{call_sid}".encode(), hashlib.sha256)
@@ -121,7 +92,7 @@ def create_app(
     sock = Sock(app)
     clock = clock or RealClock()
     metrics = metrics or Metrics()
-    registry = CallRegistry(settings.max_calls)
+    registry = Admission(settings.max_calls, clock)
     backend_health = BackendHealth(clock)
     connect = backend_health.track(connect_realtime or _default_connector(settings))
     validator = None
@@ -146,20 +117,29 @@ def create_app(
         if validator is not None and not _valid_voice(validator, settings):
             log.warning("/voice: bad or missing X-Twilio-Signature: 403")
             return Response("forbidden", status=403)
-        vr = VoiceResponse()
-        if not registry.has_room():
-            log.warning("/voice: at capacity (%d calls) or draining: rejecting busy",
-                        settings.max_calls)
+        answer = voice_answer(request.form.get("CallSid", ""),
+                              request.args.get(handoff.HANDOFF_PARAM))
+        return Response(answer.twiml, mimetype="text/xml")
+
+    def voice_answer(call_sid: str, counter: str | None) -> handoff.VoiceAnswer:
+        why = registry.reserve(call_sid)
+        if why is None:
+            params = {}
+            if validator is not None and call_sid:
+                params["token"] = stream_token(settings.twilio_auth_token, call_sid)
+            return handoff.stream(settings.stream_url(request.host), params)
+        # Handing off needs instance routing: without it the proxy may stream anywhere.
+        answer = handoff.refuse(
+            why, handoffs=handoff.handoffs_so_far(counter),
+            max_handoffs=settings.busy_redirects if settings.instance_path else 0,
+            public_url=settings.public_url)
+        log.warning("/voice %s: %s: %s", call_sid or "(no CallSid)", answer.outcome.value,
+                    answer.detail)
+        if answer.outcome is handoff.Outcome.BUSY:
             metrics.calls_rejected.inc()
-            vr.reject(reason="busy")
-            return Response(str(vr), mimetype="text/xml")
-        connect_verb = Connect()
-        stream = connect_verb.stream(url=settings.stream_url(request.host))
-        call_sid = request.form.get("CallSid", "")
-        if validator is not None and call_sid:
-            stream.parameter(name="token", value=stream_token(settings.twilio_auth_token, call_sid))
-        vr.append(connect_verb)  # nothing after </Connect>: closing the stream hangs up
-        return Response(str(vr), mimetype="text/xml")
+        else:
+            metrics.calls_handed_off.inc()
+        return answer
 
     @app.before_request
     def guard_media() -> Response | None:
@@ -170,8 +150,9 @@ def create_app(
             if not validator.validate(settings.stream_url(request.host), {}, signature):
                 log.warning("/media: bad or missing X-Twilio-Signature on upgrade: 403")
                 return Response("forbidden", status=403)
-        if not registry.has_room():
-            log.warning("/media: at capacity or draining: upgrade refused (503)")
+        why = registry.may_open()
+        if why is not None:
+            log.warning("/media: upgrade refused (503): %s", why)
             metrics.calls_rejected.inc()
             return Response("busy", status=503)
         return None
@@ -187,10 +168,12 @@ def create_app(
 
     @sock.route("/media")
     def media(ws: simple_websocket.Server) -> None:
-        deps = CallDeps(settings, clock, connect, prompts, metrics, check_start, hang_up)
+        def admit(start: Start) -> str | None:  # the call sid is known only from `start`
+            return check_start(start) or registry.claim(call, start.call_sid)
+
+        deps = CallDeps(settings, clock, connect, prompts, metrics, admit, hang_up)
         call = Call(TwilioWs(ws), deps)
         if not registry.add(call):
-            log.warning("/media: at capacity: stream closed")
             return
         try:
             call.run()
@@ -201,8 +184,10 @@ def create_app(
     @app.get("/healthz")
     def healthz() -> Response:
         """Liveness (always 200); with ?ready=1, readiness (503 when it cannot take a call)."""
-        active = len(registry.active())
-        not_ready = readiness(registry.draining.is_set(), active, settings.max_calls)
+        slots = registry.usage()
+        active = slots.calls + slots.opening
+        not_ready = readiness(slots.draining, active, settings.max_calls,
+                              reserved=slots.held - active)
         backend = backend_health.state()
         body = jsonify(
             status="ok",
@@ -210,8 +195,11 @@ def create_app(
             not_ready_because=not_ready,
             version=__version__,
             active_calls=active,
+            reserved_calls=slots.reserved,
+            free_slots=slots.free,
             max_calls=settings.max_calls,
-            draining=registry.draining.is_set(),
+            draining=slots.draining,
+            instance_path=settings.instance_path or None,
             backend="local" if settings.local_backend else "openai",
             backend_reachable=backend.reachable,
             backend_checked_s_ago=None if backend.checked_at is None
@@ -226,6 +214,7 @@ def create_app(
     @app.get("/metrics")
     def metrics_view() -> Response:
         metrics.set_active(registry.active())
+        metrics.reserved_calls.set(registry.usage().reserved)
         body, content_type = metrics.render()
         return Response(body, content_type=content_type)
 

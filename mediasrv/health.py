@@ -58,11 +58,15 @@ class BackendHealth:
             self._state = BackendState(reachable, self._clock.now(), error)
 
 
-def readiness(draining: bool, active: int, max_calls: int) -> list[str]:
-    """Return why the process cannot take another call now (empty: ready)."""
+def readiness(draining: bool, active: int, max_calls: int, reserved: int = 0) -> list[str]:
+    """Return why the process cannot take another call now (empty: ready).
+
+    `reserved`: slots /voice promised to calls whose streams have not arrived yet.
+    """
     reasons = []
     if draining:
         reasons.append("draining: shutting down, no new calls")
-    if active >= max_calls:
-        reasons.append(f"at capacity: {active} of MAX_CALLS={max_calls} calls")
+    if active + reserved >= max_calls:
+        held = f"{active} calls and {reserved} reserved" if reserved else f"{active}"
+        reasons.append(f"at capacity: {held} of MAX_CALLS={max_calls} calls")
     return reasons

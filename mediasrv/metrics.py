@@ -33,6 +33,13 @@ class Metrics:
         self.calls_rejected = Counter(
             "mediasrv_calls_rejected", "Calls refused (capacity or draining)", registry=r
         )
+        self.calls_handed_off = Counter(
+            "mediasrv_calls_handed_off", "Calls this full instance redirected to another",
+            registry=r,
+        )
+        self.reserved_calls = Gauge(
+            "mediasrv_reserved_calls", "Slots reserved at /voice, stream not yet here", registry=r
+        )
         self.barge_ins = Counter("mediasrv_barge_ins", "Barge-ins", registry=r)
         self.barge_in_latency = Histogram(
             "mediasrv_barge_in_trigger_to_clear_ms", "Barge-in trigger to clear sent (ms)",

@@ -9,6 +9,7 @@ checked here and only here.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -64,6 +65,8 @@ class Settings:
     web_concurrency: int = 1
     graceful_timeout_s: float = 30.0
     shutdown_goodbye_s: float = 10.0
+    instance_path: str = ""
+    busy_redirects: int = 2
 
     @property
     def local_backend(self) -> bool:
@@ -83,8 +86,8 @@ class Settings:
         """Return the wss:// URL Twilio should stream to."""
         if self.public_url:
             parts = urlsplit(self.public_url)
-            return f"wss://{parts.netloc}/media"
-        return f"wss://{request_host}/media"
+            return f"wss://{parts.netloc}{self.instance_path}/media"
+        return f"wss://{request_host}{self.instance_path}/media"
 
     @property
     def signatures_enabled(self) -> bool:
@@ -155,6 +158,18 @@ class _Url(_Parser):
         return raw.strip().rstrip("/")
 
 
+class _PathPrefix(_Parser):
+    """A path prefix a proxy routes on, e.g. /i/a: segments of [A-Za-z0-9._~-]."""
+
+    limits = "/NAME or /NAME/NAME..."
+
+    def __call__(self, raw: str) -> str:
+        value = raw.strip()
+        if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
+            raise ValueError("is not a path like /i/a (letters, digits, . _ ~ -)")
+        return value
+
+
 class _Bool(_Parser):
     limits = "true, false"
 
@@ -216,6 +231,10 @@ _SPEC: dict[str, tuple[str, _Parser]] = {
     "WEB_CONCURRENCY": ("web_concurrency", _int(1, 64)),
     "GRACEFUL_TIMEOUT_S": ("graceful_timeout_s", _float(1.0, 3600.0)),
     "SHUTDOWN_GOODBYE_S": ("shutdown_goodbye_s", _float(0.0, 600.0)),
+    # Scale-out (docs/scaling-out.md): this instance's route on the proxy, and how often
+    # a full instance hands a call back to the proxy's /voice before answering busy.
+    "INSTANCE_PATH": ("instance_path", _PathPrefix()),
+    "BUSY_REDIRECTS": ("busy_redirects", _int(0, 10)),
 }
 
 ENV_NAMES = tuple(_SPEC)
@@ -247,7 +266,16 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     values.update(overrides)
     if "log_level" in values:
         values["log_level"] = str(values["log_level"]).upper()
-    return Settings(**values)
+    settings = Settings(**values)
+    if settings.instance_path and settings.web_concurrency > 1:
+        # The kernel hands the stream to any worker; only the one that answered /voice
+        # holds the reservation. One worker per instance; more instances for more cores.
+        raise ConfigError(
+            f"INSTANCE_PATH needs WEB_CONCURRENCY=1 (is {settings.web_concurrency}): the "
+            "worker that reserved a call at /voice must be the one its stream reaches; "
+            "run one instance per core instead (docs/scaling-out.md)"
+        )
+    return settings
 
 
 def _shown(name: str, raw: str) -> str:

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import socket
 import threading
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -38,6 +39,7 @@ from mediasrv.sim.script import CallerScript
 log = logging.getLogger(__name__)
 
 LATE_S = 0.010  # a message sent this far past its time counts as late (emulator overload)
+MAX_REDIRECTS = 10  # <Redirect>s followed per call: a server that loops must not hang us
 
 
 @dataclass(frozen=True)
@@ -182,16 +184,7 @@ class EmulatedCall:
                 "From": o.from_number,
                 "To": o.to_number,
             }
-            signed = (o.public_url or self.base_url).rstrip("/") + o.voice_path
-            twiml = wire.post_voice(
-                self.base_url + o.voice_path,
-                params,
-                signed_url=signed,
-                token=o.auth_token,
-                timeout=o.connect_timeout,
-            )
-            self._event("voice", f"POST {o.voice_path} -> {len(twiml)} bytes of twiml")
-            target = wire.parse_twiml(twiml)
+            target = wire.parse_twiml(self._fetch_twiml(params))
             self._stream_url, self._params = target.url, target.parameters
         else:
             self._stream_url = wire.public_stream_url(o.public_url, self.base_url)
@@ -220,6 +213,28 @@ class EmulatedCall:
             self._phone = Phone(self.script, o.network, self._now())
         self._event("start", f"{self.stream_sid} params={sorted(self._params)}")
         log.info("call %s connected to %s", self.call_sid, self._ws_url)
+
+    def _fetch_twiml(self, params: Mapping[str, str]) -> str:
+        """POST the voice webhook like Twilio; follow `<Redirect>`s with the same call."""
+        o = self.opts
+        url = (o.public_url or self.base_url).rstrip("/") + o.voice_path  # as Twilio signs it
+        for _ in range(MAX_REDIRECTS + 1):
+            twiml = wire.post_voice(
+                wire.local_http_url(url, self.base_url),
+                params,
+                signed_url=url,
+                token=o.auth_token,
+                timeout=o.connect_timeout,
+            )
+            path = urllib.parse.urlsplit(url)
+            where = path.path + (f"?{path.query}" if path.query else "")
+            self._event("voice", f"POST {where} -> {len(twiml)} bytes of twiml")
+            target = wire.parse_redirect(twiml)
+            if target is None:
+                return twiml
+            url = urllib.parse.urljoin(url, target)
+            self._event("redirect", url)
+        raise wire.CallSetupError(f"more than {MAX_REDIRECTS} redirects")
 
     # -- threads ----------------------------------------------------------------
 

@@ -158,6 +158,30 @@ def parse_twiml(xml_text: str) -> StreamTarget:
     return StreamTarget(url, params)
 
 
+def parse_redirect(xml_text: str) -> str | None:
+    """Return the URL of a `<Response><Redirect>` document (None for any other TwiML).
+
+    Only POST redirects are emulated (the method Twilio uses unless told otherwise).
+    """
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError:
+        return None  # parse_twiml says why
+    redirect = root.find("./Redirect")
+    if root.tag != "Response" or redirect is None:
+        return None
+    if redirect.get("method", "POST").upper() != "POST":
+        raise CallSetupError(f"redirect method {redirect.get('method')!r} is not emulated")
+    return (redirect.text or "").strip()
+
+
+def local_http_url(public_url: str, base_url: str) -> str:
+    """Map a public webhook URL onto the server we actually reach (same path and query)."""
+    base = urllib.parse.urlsplit(base_url)
+    public = urllib.parse.urlsplit(public_url)
+    return urllib.parse.urlunsplit((base.scheme, base.netloc, public.path, public.query, ""))
+
+
 def local_ws_url(stream_url: str, base_url: str) -> str:
     """Map the public stream URL onto the server we actually reach (same path)."""
     base = urllib.parse.urlsplit(base_url)
