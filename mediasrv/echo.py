@@ -227,12 +227,12 @@ class EchoGuard:
             return False  # no reference samples to measure the path with: worst case only
         level = over > -self.path.bound_db
         residual = self._residual_says_caller(noise_floor_dbfs)
-        if not (level or residual or (speech and not self.path.learned)):
-            return False
+        if not (level or residual):
+            if not speech or self.trusted:
+                return False  # nothing to hear, or the canceller accounts for it: learn
+            return self._judge_by_coherence()
         if not speech:
             return True
-        if not (level or residual):
-            return self._judge_unlearned()
         if self._explained(weak_caller=residual and not level):
             self.vetoes += 1
             if level:
@@ -242,14 +242,16 @@ class EchoGuard:
         self.evidence = "level" if level else "residual"
         return True
 
-    def _judge_unlearned(self) -> bool:
-        """Judge a speech frame before this call's echo is known, on coherence alone.
+    def _judge_by_coherence(self) -> bool:
+        """Judge a speech frame the canceller cannot vouch for, on coherence alone.
 
         What we sent clearly explains it: our echo, learned from. Clearly not ours (below
-        callers' p95 coherence): the caller, talking early over the greeting. In between,
-        not the caller either -- the conservative start -- but nothing is learned from it:
-        a caller's syllables must not teach the bound or the canceller that our echo is
-        that loud.
+        callers' p95 coherence) while this call's echo is not yet learned: the caller,
+        talking early over the greeting. Anything else is not the caller -- the
+        conservative start -- but nothing is learned from it: a caller's syllables must
+        not teach the bound or the canceller that our echo is that loud (measured: a
+        caller as loud as the echo, learned from, held the bound at 6 dB and the
+        canceller untrusted for the rest of that caller's sentence).
         """
         aec = self.canceller
         assert aec is not None
@@ -257,7 +259,7 @@ class EchoGuard:
         explained = max(self.coherence)
         if explained > _EXPLAINED:
             return False
-        if explained < _NOT_OURS:
+        if explained < _NOT_OURS and not self.path.learned:
             self.evidence = "not our echo"
             return True
         self._unsure = True
