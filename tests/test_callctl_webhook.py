@@ -52,7 +52,7 @@ def hook() -> Iterator[Webhook]:
 @pytest.fixture
 def runner() -> Iterator[tuple[WebhookRunner, queue.Queue[ToolResult]]]:
     results: queue.Queue[ToolResult] = queue.Queue()
-    tool_runner = WebhookRunner(SID, timeout_s=1.0, on_result=results.put)
+    tool_runner = WebhookRunner(SID, timeout_s=WAIT_S, on_result=results.put)
     yield tool_runner, results
     tool_runner.close()
 
@@ -103,13 +103,15 @@ def test_an_oversized_answer_is_refused(hook: Webhook, runner: Any) -> None:
     assert result.outcome == "too_large"
 
 
-def test_a_webhook_slower_than_the_timeout_gives_a_timeout_result(hook: Webhook,
-                                                                 runner: Any) -> None:
+def test_a_webhook_slower_than_the_timeout_gives_a_timeout_result(hook: Webhook) -> None:
+    results: queue.Queue[ToolResult] = queue.Queue()
+    tool_runner = WebhookRunner(SID, timeout_s=0.5, on_result=results.put)
     hook.answer = lambda r: (hook.server.stopping.wait(30), HttpResponse(200))[1]
-    result = run(runner, hook.tool())
+    result = run((tool_runner, results), hook.tool())
+    tool_runner.close()
     assert result.outcome == "timeout"
     assert json.loads(result.output)["error"] == \
-        "the tool look_up_order did not answer within 1 s"
+        "the tool look_up_order did not answer within 0.5 s"
 
 
 def test_an_unreachable_webhook_gives_a_clear_result(runner: Any) -> None:

@@ -35,10 +35,12 @@ END_CALL_DESCRIPTION = (
     "End the phone call. Use it only when the conversation is over: the caller said "
     "goodbye, asked to hang up, or has nothing more to ask. Say a short goodbye; the line "
     "is closed once the caller has heard it.")
-END_CALL_ACCEPTED = {"ok": True, "next": "Say a short goodbye now. The call ends when the "
-                                         "caller has heard it."}
-TRANSFER_ACCEPTED = {"ok": True, "next": "Tell the caller in one short sentence that you "
-                                         "are transferring them now."}
+# What the model is told when the engine carries out an end_call or a transfer_call: the
+# goodbye or handover line it then speaks is the line the exit waits for (exits.py).
+END_CALL_ACCEPTED = json.dumps({"ok": True, "next": "Say a short goodbye now. The call "
+                                                    "ends when the caller has heard it."})
+TRANSFER_ACCEPTED = json.dumps({"ok": True, "next": "Tell the caller in one short sentence "
+                                                    "that you are transferring them now."})
 
 
 @dataclass(frozen=True, slots=True)
