@@ -7,6 +7,7 @@ value objects in and out), plus two thin shells that say so in their docstrings:
     toolcalls.py   tool calls from the wire: Chat Completions deltas, Realtime GA events
     tools.py       the tool registry: end_call, transfer_call(to), TOOLS_FILE webhooks;
                    the JSON-schema `tools` payloads of both APIs
+    tools_file.py  TOOLS_FILE and TRANSFER_NUMBERS, validated at start-up in words
     exits.py       the spoken exits: end-call (goodbye -> heard -> hang up) and transfer
                    (handover line -> heard -> REST update -> stream stopped)
     stereo.py      placing caller and AI frames on the call clock (the stereo recording)
