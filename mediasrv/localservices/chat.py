@@ -13,14 +13,13 @@ event as one HTTP chunk. Faults (`common.Fault`) are applied here, per response.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Self
 
 from mediasrv.clock import Clock, RealClock
@@ -29,6 +28,7 @@ from mediasrv.errors import ConfigError
 from . import chat_wire as wire
 from .chat_stream import ChatStream, Pace, completion, plan_answer
 from .common import GARBAGE, Fault, Stats, short_id
+from .httpserve import TrackedHttpServer, serve_in_thread, stop_server
 
 log = logging.getLogger(__name__)
 
@@ -54,39 +54,11 @@ class ChatOptions:
             raise ConfigError("pace: ttft_s must be >= 0 and tokens_per_s > 0")
 
 
-class _Server(HTTPServer):
-    """An HTTPServer whose connection threads are named, counted and joined."""
+class _Server(TrackedHttpServer):
+    owner: LocalChat
 
     def __init__(self, owner: LocalChat, address: tuple[str, int]) -> None:
-        self.owner = owner
-        self._numbers = itertools.count(1)
-        self.lock = threading.Lock()  # guards threads and socks
-        self.threads: set[threading.Thread] = set()
-        self.socks: set[socket.socket] = set()
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        # Daemon so a never-stopped stand-in cannot hang exit; LocalChat.stop() joins it.
-        thread = threading.Thread(target=self._serve_one, args=(request, client_address),
-                                  name=f"mediasrv-chat-conn-{next(self._numbers)}",
-                                  daemon=True)
-        with self.lock:
-            self.threads.add(thread)
-            self.socks.add(request)
-        thread.start()
-
-    def _serve_one(self, request: Any, client_address: Any) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except OSError as exc:
-            log.debug("chat stand-in: connection ended: %s", exc)
-        except Exception:  # safety net: one broken request must not kill the server
-            log.exception("chat stand-in: unexpected error")
-        finally:
-            self.shutdown_request(request)
-            with self.lock:
-                self.threads.discard(threading.current_thread())
-                self.socks.discard(request)
+        super().__init__("chat", owner, address, _Handler)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -134,10 +106,7 @@ class LocalChat:
     def start(self, host: str = "127.0.0.1", port: int = 0) -> Self:
         """Listen on host:port (0 = any free port) and return self."""
         self._server = _Server(self, (host, port))
-        # Daemon for the same reason as the connection threads; stop() joins it.
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,),
-                                        name="mediasrv-chat-accept", daemon=True)
-        self._thread.start()
+        self._thread = serve_in_thread(self._server)
         log.info("local chat stand-in listening on %s (fault=%s)", self.base_url,
                  self.options.fault)
         return self
@@ -166,18 +135,7 @@ class LocalChat:
         if server is None or thread is None or self._stopping.is_set():
             return
         self._stopping.set()
-        server.shutdown()
-        with server.lock:
-            socks, threads = list(server.socks), list(server.threads)
-        for sock in socks:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes handlers blocked in recv
-            except OSError:
-                pass
-        deadline = self._clock.now() + timeout
-        for t in (thread, *threads):
-            t.join(max(0.0, deadline - self._clock.now()))
-        server.server_close()
+        stop_server(server, thread, timeout, self._clock)
 
     def __enter__(self) -> Self:
         return self
