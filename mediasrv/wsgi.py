@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .app import create_app
-from .settings import load_settings
+from mediasrv.web.app import create_app
+from mediasrv.web.settings import load_settings
 
 app = create_app(load_settings())

@@ -1,4 +1,4 @@
-"""Compare echo cancellers on phone echo: ours (`mediasrv/aec.py`) against installed libraries.
+"""Compare echo cancellers on phone echo: ours (`mediasrv/policy/aec.py`) against libraries.
 
 Signals: `aec_signals` (the bot's ~23 s turn, its echo through each path, hiss, a caller,
 mu-law); candidates: `aec_candidates` (skipped with a message when not installed).
@@ -71,7 +71,7 @@ from aec_signals import (
 )
 
 from mediasrv.audio import pcm16_to_ulaw
-from mediasrv.turns import BargeIn, EndOfUtterance, SpeechStarted, TurnPolicy
+from mediasrv.policy.turns import BargeIn, EndOfUtterance, SpeechStarted, TurnPolicy
 
 ACTIVE = 32768.0**2 * 10 ** (-55 / 10)  # echo frame power that counts as echo
 WINDOW = 25  # frames in an ERLE window (0.5 s)

@@ -11,9 +11,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 
-from mediasrv.sim.harness import BackendPool, LocalServer, LogCapture, Outcome, run_calls
-from mediasrv.sim.scenarios import Scenario
-from mediasrv.sim.truth import ClearTruth
+from mediasrv.emulator.scenarios import Scenario
+from mediasrv.emulator.truth import ClearTruth
+from mediasrv.testing.harness import (
+    BackendPool,
+    LocalServer,
+    LogCapture,
+    Outcome,
+    run_calls,
+    scenario_settings,
+)
 
 TRUNCATE_TOLERANCE_MS = 20.0  # one frame: issue 9's target for audio_end_ms vs what played
 MAX_LATE_MS = 150.0  # emulator slip that voids a call (echo path 160 ms -> 310 ms)
@@ -58,7 +65,7 @@ def _place(jobs: Sequence[tuple[Scenario, str]], backends: BackendPool) -> list[
     with LogCapture() as logs, ExitStack() as stack:
         specs = []
         for scenario, mode in jobs:
-            settings = scenario.settings(mode, backends.url_for(scenario))
+            settings = scenario_settings(scenario, mode, backends.url_for(scenario))
             server = stack.enter_context(LocalServer(settings))
             specs.append((server.base_url, scenario, mode))
         outcomes = run_calls(specs, logs, backends)

@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from mediasrv.call import Call, CallDeps
+from mediasrv.call.observer import NullObserver
 from mediasrv.clock import ManualClock
 from mediasrv.errors import PeerClosed
-from mediasrv.observe import NullObserver
-from mediasrv.settings import load_settings
+from mediasrv.web.settings import load_settings
 
 _CLOSE = object()
 WAIT = 2.0  # bound on every wait in these tests

@@ -1,4 +1,4 @@
-from mediasrv.drain import DrainOutcome, DrainTracker
+from mediasrv.policy.drain import DrainOutcome, DrainTracker
 
 
 def test_empty_queues_end_the_drain_at_once():

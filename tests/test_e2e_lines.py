@@ -16,10 +16,10 @@ from collections.abc import Iterator
 import e2e_helpers as e2e
 import pytest
 
-from mediasrv.sim import catalogue as cat
-from mediasrv.sim.harness import BackendPool, Outcome
-from mediasrv.sim.scenarios import Scenario
-from mediasrv.sim.truth import forwards_as_sent, onset_frame, received_at
+from mediasrv.emulator import catalogue as cat
+from mediasrv.emulator.scenarios import Scenario
+from mediasrv.emulator.truth import forwards_as_sent, onset_frame, received_at
+from mediasrv.testing.harness import BackendPool, Outcome
 
 QUIET_CALLER = cat.barge_in(-10.0, "handset", 0)
 HARD_ECHO = cat.echo_alone("bad line, saturated speaker")

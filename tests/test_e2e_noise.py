@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import e2e_helpers as e2e
 import pytest
 
-from mediasrv.sim import catalogue as sc
-from mediasrv.sim.harness import BackendPool
+from mediasrv.emulator import catalogue as sc
+from mediasrv.testing.harness import BackendPool
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from mediasrv.audio import ULAW_DECODE, Pcm16, pcm16_to_ulaw
-from mediasrv.echo import EchoGuard, ulaw_peak_dbfs
 from mediasrv.errors import ConfigError
-from mediasrv.turns import (
+from mediasrv.policy.echo import EchoGuard, ulaw_peak_dbfs
+from mediasrv.policy.turns import (
     BargeIn,
     EndOfUtterance,
     SpeechStarted,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mediasrv.echo_path import EchoPathBound
 from mediasrv.errors import ConfigError
+from mediasrv.policy.echo_path import EchoPathBound
 
 
 def learned(samples: list[float], sent: float = -3.0) -> EchoPathBound:

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mediasrv.errors import MediasrvError
-from mediasrv.realtime_proto import BETA_ALIASES, parse_realtime
-from mediasrv.twilio_proto import parse_twilio
+from mediasrv.protocol.realtime import BETA_ALIASES, parse_realtime
+from mediasrv.protocol.twilio import parse_twilio
 
 FUZZ = settings(max_examples=300, deadline=None, database=None)
 CALL_FUZZ = settings(max_examples=120, deadline=None, database=None,

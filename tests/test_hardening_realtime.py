@@ -22,10 +22,10 @@ from hardening_live import (
     wait_logged,
 )
 
+from mediasrv.backends.realtime.client import Connector, RealtimeSocket, ws_connector
+from mediasrv.emulator.call import CallOptions, EmulatedCall
+from mediasrv.emulator.script import CallerScript
 from mediasrv.errors import PeerClosed
-from mediasrv.realtime_client import Connector, RealtimeSocket, ws_connector
-from mediasrv.sim.call import CallOptions, EmulatedCall
-from mediasrv.sim.script import CallerScript
 
 # --- fakes -----------------------------------------------------------------------------
 

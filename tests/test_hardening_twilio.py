@@ -22,10 +22,10 @@ from hardening_live import (
     wait_for,
 )
 
-from mediasrv.app import WS_HARD_MAX_BYTES
 from mediasrv.call import Call, CallDeps
 from mediasrv.clock import ManualClock
-from mediasrv.guards import INBOUND_BURST_MS, INBOUND_RATE
+from mediasrv.policy.guards import INBOUND_BURST_MS, INBOUND_RATE
+from mediasrv.web.app import WS_HARD_MAX_BYTES
 
 SID = "CA00000001"
 
@@ -96,7 +96,7 @@ def test_media_before_start_is_dropped_and_the_call_still_starts(
 ) -> None:
     from fakes import FakeRealtime, FakeTwilio
 
-    from mediasrv.settings import load_settings
+    from mediasrv.web.settings import load_settings
 
     caplog.set_level(logging.WARNING, logger="mediasrv.call")
     order: list[tuple[str, str]] = []

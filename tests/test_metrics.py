@@ -26,14 +26,14 @@ from fakes import (
 from hardening_live import backend, connector, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
-from mediasrv.app import create_app
 from mediasrv.audio import FRAME_BYTES, ULAW_SILENCE, pcm16_to_ulaw, to_pcm16
 from mediasrv.call import Call, CallDeps
 from mediasrv.clock import ManualClock
-from mediasrv.logs import configure_logging
-from mediasrv.metrics import Metrics
-from mediasrv.settings import load_settings
-from mediasrv.sim.script import load_8k
+from mediasrv.emulator.script import load_8k
+from mediasrv.web.app import create_app
+from mediasrv.web.logs import configure_logging
+from mediasrv.web.metrics import Metrics
+from mediasrv.web.settings import load_settings
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mediasrv.errors import ConfigError
-from mediasrv.settings import ENV_NAMES, limits, load_settings
+from mediasrv.web.settings import ENV_NAMES, limits, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

@@ -1,4 +1,4 @@
-from mediasrv.timers import GOODBYE_GRACE_S, Action, SilencePolicy
+from mediasrv.policy.silence import GOODBYE_GRACE_S, Action, SilencePolicy
 
 
 def run_until_action(policy, now, busy=False, step=0.02, limit=100.0):

@@ -10,7 +10,7 @@ import pytest
 
 from mediasrv.audio import pcm16_to_ulaw
 from mediasrv.errors import ConfigError
-from mediasrv.turns import (
+from mediasrv.policy.turns import (
     BargeIn,
     EndOfUtterance,
     SpeechStarted,
@@ -75,7 +75,7 @@ def test_speech_started_once_when_vad_confirms() -> None:
 
 
 def test_short_utterance_is_skipped_with_reason(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="mediasrv.turns")
+    caplog.set_level(logging.INFO, logger="mediasrv.policy.turns")
     events, _ = run(make_policy(), [LOUD] * 10 + [SILENT] * 30)
     skipped = [e for _, e in events if isinstance(e, UtteranceSkipped)]
     assert [(s.reason, s.duration_s) for s in skipped] == [("too_short", pytest.approx(0.2))]

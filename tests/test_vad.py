@@ -10,7 +10,7 @@ import pytest
 
 from mediasrv.audio import Pcm16, pcm16_to_ulaw, ulaw_to_pcm16
 from mediasrv.errors import ConfigError
-from mediasrv.vad import SpeechEnd, SpeechStart, Vad, VadConfig, VadEvent
+from mediasrv.policy.vad import SpeechEnd, SpeechStart, Vad, VadConfig, VadEvent
 
 AUDIO = Path(__file__).resolve().parent / "audio"
 TICK = 0.020

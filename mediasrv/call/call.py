@@ -22,19 +22,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import realtime_proto as rp
-from .audio import FRAME_BYTES, ULAW_SILENCE
-from .clock import Clock
-from .drain import DrainOutcome, DrainTracker
-from .errors import PeerClosed, TwilioProtocolError
-from .guards import DeadAirWatch, InboundBudget
-from .logs import CallLog
-from .observe import NULL_OBSERVER, Observer
-from .playback import MarkOutcome, Playback
-from .realtime_client import Connector, RealtimeClient
-from .settings import Settings
-from .timers import Action, SilencePolicy
-from .turns import (
+from mediasrv.audio import FRAME_BYTES, ULAW_SILENCE
+from mediasrv.backends.realtime.client import Connector, RealtimeClient
+from mediasrv.call.observer import NULL_OBSERVER, CallLog, Observer
+from mediasrv.call.tx import Frame, Framer, TwilioWriter, TxLoop
+from mediasrv.clock import Clock
+from mediasrv.errors import PeerClosed, TwilioProtocolError
+from mediasrv.policy.drain import DrainOutcome, DrainTracker
+from mediasrv.policy.guards import DeadAirWatch, InboundBudget
+from mediasrv.policy.playback import MarkOutcome, Playback
+from mediasrv.policy.silence import Action, SilencePolicy
+from mediasrv.policy.turns import (
     BargeIn,
     EndOfUtterance,
     SpeechStarted,
@@ -42,10 +40,11 @@ from .turns import (
     TurnPolicy,
     UtteranceSkipped,
 )
-from .twilio_proto import Dtmf, Mark, Media, Start, Stop, TwilioMessages, parse_twilio
-from .tx import Frame, Framer, TwilioWriter, TxLoop
+from mediasrv.protocol import realtime as rp
+from mediasrv.protocol.twilio import Dtmf, Mark, Media, Start, Stop, TwilioMessages, parse_twilio
+from mediasrv.web.settings import Settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("mediasrv.call")  # one logger for all parts of a call
 
 QUEUE_FRAMES = 150  # 3 s of 20 ms frames: enough to ride out jitter, small enough to flush
 # Audio beyond the queues waits in a per-response backlog; 6000 deltas is far beyond any

@@ -1,8 +1,31 @@
-"""The seam between a call and metrics: calls report, an Observer counts."""
+"""What a call reports, and to whom: log lines stamped with its sid, and an Observer that counts.
+
+Layer: call. The web layer's Metrics implements `Observer`; tests and scripts use
+`NullObserver`.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+import logging
+from collections.abc import MutableMapping
+from typing import Any, Protocol
+
+
+class CallLog(logging.LoggerAdapter[logging.Logger]):
+    """Prefix every line with the call sid; JSON output carries it as a field.
+
+    One adapter per call, handed to everything that logs for the call (turn policy,
+    realtime client); `bind` stamps the sid on all of them once `start` brings it.
+    """
+
+    def bind(self, call_sid: str) -> None:
+        self.extra = {"call_sid": call_sid}
+
+    def process(self, msg: str, kwargs: MutableMapping[str, Any]) -> tuple[str, Any]:
+        extra = self.extra or {}
+        kwargs.setdefault("extra", {})["call_sid"] = extra.get("call_sid", "-")
+        return f"[{extra.get('call_sid', '-')}] {msg}", kwargs
+
 
 
 class Observer(Protocol):

@@ -15,7 +15,7 @@ order, a frame as soon as it arrives unless the one before is still playing. Fra
 max(sent, end of the previous frame) for 20 ms, and what had played when the `clear`
 *reached* Twilio is what this model had played when it was *sent* -- whatever the
 network delay. (Playback that Twilio delays beyond that, e.g. after network jitter,
-shows in how late the mark echoes come back: `mediasrv.playback` corrects for it.)
+shows in how late the mark echoes come back: `mediasrv.policy.playback` corrects for it.)
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from .audio import FRAME_BYTES, FRAME_MS, ULAW_SILENCE
-from .clock import Clock
-from .errors import PeerClosed
-from .playback import ClearPoint, SentFrame
-from .twilio_proto import TwilioMessages
+from mediasrv.audio import FRAME_BYTES, FRAME_MS, ULAW_SILENCE
+from mediasrv.clock import Clock
+from mediasrv.errors import PeerClosed
+from mediasrv.policy.playback import ClearPoint, SentFrame
+from mediasrv.protocol.twilio import TwilioMessages
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ _RESYNC_S = 0.2
 # stay under _RESYNC_S, or the pacer would take it for falling behind.
 _MAX_LEAD_MS = 160
 # Twilio's buffer is surely empty this long after the playout timeline ran out: a mark sent
-# then measures the network round trip alone (see mediasrv.playback).
+# then measures the network round trip alone (see mediasrv.policy.playback).
 _PROBE_QUIET_S = 0.3
 # A burst with nothing to play for this long (and no end marker) is over.
 _BURST_GAP_S = 0.5

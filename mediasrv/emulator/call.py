@@ -29,11 +29,11 @@ import websocket
 
 from mediasrv.audio import FRAME_BYTES, FRAME_MS
 from mediasrv.clock import Clock, RealClock
-from mediasrv.sim import wire
-from mediasrv.sim.metrics import CallResult, TimelineEvent
-from mediasrv.sim.network import NetworkTiming
-from mediasrv.sim.phone import Outgoing, Phone
-from mediasrv.sim.script import CallerScript
+from mediasrv.emulator import wire
+from mediasrv.emulator.metrics import CallResult, TimelineEvent
+from mediasrv.emulator.network import NetworkTiming
+from mediasrv.emulator.phone import Outgoing, Phone
+from mediasrv.emulator.script import CallerScript
 
 log = logging.getLogger(__name__)
 

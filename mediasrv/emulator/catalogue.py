@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mediasrv.sim.line import BAD_LINE, HANDSET, SATURATION_DBFS, EchoPath, Line, PathChange
-from mediasrv.sim.network import NetworkTiming
-from mediasrv.sim.scenarios import Background, Clip, Scenario
+from mediasrv.emulator.line import BAD_LINE, HANDSET, SATURATION_DBFS, EchoPath, Line, PathChange
+from mediasrv.emulator.network import NetworkTiming
+from mediasrv.emulator.scenarios import Background, Clip, Scenario
 
 LINE_NOISE = "silence/white_noise_peak-70dBFS_5s.wav"
 

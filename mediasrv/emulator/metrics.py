@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from mediasrv.sim.network import NetworkTiming
-from mediasrv.sim.playout import RATE, ClearRecord, HeardSegment, MarkEcho, ServerMark
-from mediasrv.sim.script import SpeechSegment
+from mediasrv.emulator.network import NetworkTiming
+from mediasrv.emulator.playout import RATE, ClearRecord, HeardSegment, MarkEcho, ServerMark
+from mediasrv.emulator.script import SpeechSegment
 
 BURST_GAP_S = 0.4  # a silence this long, closed by a mark echo, separates two responses
 LEAK_WINDOW_S = 0.4  # without response ids: audio arriving this soon after a clear is stale

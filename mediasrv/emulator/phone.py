@@ -23,12 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from mediasrv.audio import FRAME_BYTES, ULAW_DECODE
-from mediasrv.sim.line import LineModel
-from mediasrv.sim.metrics import TimelineEvent
-from mediasrv.sim.network import Link, NetworkTiming
-from mediasrv.sim.playout import PlayoutModel
-from mediasrv.sim.script import FRAME_S, CallerScript
-from mediasrv.sim.wire import ServerMessage
+from mediasrv.emulator.line import LineModel
+from mediasrv.emulator.metrics import TimelineEvent
+from mediasrv.emulator.network import Link, NetworkTiming
+from mediasrv.emulator.playout import PlayoutModel
+from mediasrv.emulator.script import FRAME_S, CallerScript
+from mediasrv.emulator.wire import ServerMessage
 
 _NUDGE_S = 1e-7  # a mark that float error left unreleased at its own time is released here
 

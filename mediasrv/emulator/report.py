@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mediasrv.audio import SAMPLE_RATE, ULAW_SILENCE, Pcm16, ulaw_to_pcm16
-from mediasrv.sim.metrics import BURST_GAP_S, CallResult, heard_span, response_id
+from mediasrv.emulator.metrics import BURST_GAP_S, CallResult, heard_span, response_id
 
 _ENVELOPE_MS = 10  # one plotted min/max pair per 10 ms keeps long calls fast to draw
 _LOCAL = "local_"  # the bridge's own prompts: local_<prompt>_<n>

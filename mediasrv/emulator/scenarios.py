@@ -2,7 +2,8 @@
 
 A `Scenario` is a caller script (WAV clips placed in stream time over an optional
 background), the `Line` it goes out on (echo, saturation, hiss: line.py), the network
-between the server and Twilio (network.py), the settings overrides it needs and the
+between the server and Twilio (network.py), the server settings it needs (field names
+of `Settings`, applied by mediasrv.testing.harness) and the
 greeting the backend plays. The named scenarios are in catalogue.py; harness.py runs
 them against the real server (tests/test_e2e_*.py, scripts/scenarios.py).
 
@@ -27,11 +28,10 @@ from typing import Any
 import numpy as np
 
 from mediasrv.audio import FRAME_BYTES, SAMPLE_RATE
-from mediasrv.settings import Settings, load_settings
-from mediasrv.sim.levels import active_level_dbov
-from mediasrv.sim.line import EchoPath, Line
-from mediasrv.sim.network import NetworkTiming
-from mediasrv.sim.script import (
+from mediasrv.emulator.levels import active_level_dbov
+from mediasrv.emulator.line import EchoPath, Line
+from mediasrv.emulator.network import NetworkTiming
+from mediasrv.emulator.script import (
     FRAME_S,
     ONSET_DBFS,
     CallerScript,
@@ -111,15 +111,6 @@ class Scenario:
     def timeout_s(self) -> float:
         """Return how long a call of this scenario may take before it is hung up."""
         return self.duration + 10.0
-
-    def settings(
-        self, mode: str, backend_url: str = "", env: Mapping[str, str] | None = None
-    ) -> Settings:
-        """Return the server settings for this scenario in turn mode `mode`."""
-        extra = {"openai_realtime_url": backend_url} if backend_url else {}
-        return load_settings(
-            {} if env is None else env, turn_detection=mode, **extra, **self.overrides
-        )
 
     def caller_level_dbov(self, audio_dir: Path = AUDIO_DIR) -> float | None:
         """Return the P.56 active level of the caller's voice as placed (None: no voice)."""

@@ -30,7 +30,7 @@ from mediasrv.audio import (
     pcm16_to_ulaw,
     to_pcm16,
 )
-from mediasrv.sim.line import EchoPath, Line
+from mediasrv.emulator.line import EchoPath, Line
 
 Float = npt.NDArray[np.float64]
 

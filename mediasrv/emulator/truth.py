@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mediasrv.audio import FRAME_BYTES
-from mediasrv.sim.metrics import CallResult
-from mediasrv.sim.playout import RATE, HeardSegment, ServerMark
+from mediasrv.emulator.metrics import CallResult
+from mediasrv.emulator.playout import RATE, HeardSegment, ServerMark
 
 UNMARKED = "(unmarked)"
 

@@ -23,7 +23,7 @@ from mediasrv.audio import BYTES_PER_MS, FRAME_BYTES, FRAME_MS, rms_dbfs, ulaw_t
 FLOOR_MIN_DB = -70.0  # below any real line noise; digital silence is clamped up to this
 FLOOR_START_DB = -60.0  # a typical quiet phone line before the first frame is measured
 FLOOR_RISE_DB = 0.05  # per 20 ms frame = 2.5 dB/s: adapts to noise, not to a sentence
-SPEECH_MIN_DBFS = -45.0  # quieter frames never count in a turn's length (mediasrv.sim too)
+SPEECH_MIN_DBFS = -45.0  # quieter frames never count in a turn's length (mediasrv.emulator too)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from mediasrv.resample import Floats
+from mediasrv.models.resample import Floats
 
 SAMPLE_RATE = 16000
 WINDOW_S = 8

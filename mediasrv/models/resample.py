@@ -1,6 +1,6 @@
 """8 kHz <-> 16 kHz resampling with a band-limiting FIR (numpy only).
 
-The Smart Turn model (see `mediasrv.turn_model`) hears 16 kHz audio; a phone line gives
+The Smart Turn model (see `mediasrv.models.turn_model`) hears 16 kHz audio; a phone line gives
 8 kHz. Doubling the rate puts a mirror image of the 0-4 kHz band at 4-8 kHz (a 3 kHz
 tone gets a 5 kHz twin); linear interpolation only dents those images by ~10-20 dB. The
 model would hear speech with fake high-frequency energy that no 16 kHz training recording

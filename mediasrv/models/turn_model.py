@@ -11,9 +11,9 @@ the probability that the speaker has finished their turn.
 
 The model only knows 16 kHz audio. Fed 8 kHz samples as if they were 16 kHz (pipecat
 #3844) it hears speech at double speed and an octave up, and answers with confident
-nonsense. Here every check upsamples the 8 kHz audio through `mediasrv.resample` (band-
+nonsense. Here every check upsamples the 8 kHz audio through `mediasrv.models.resample` (band-
 limited, so the model hears the phone band and no aliases) before the features of
-`mediasrv.melspec`.
+`mediasrv.models.melspec`.
 
 Cost is per check, not per frame: the features are always those of an 8 s window and the
 model always runs on (80, 800), so 1 s of speech costs what 8 s costs (see
@@ -28,11 +28,11 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from mediasrv import vad_silero
-from mediasrv.melspec import WINDOW_S, log_mel
-from mediasrv.resample import upsample_8k_to_16k
+from mediasrv.models import vad_silero
+from mediasrv.models.melspec import WINDOW_S, log_mel
+from mediasrv.models.resample import upsample_8k_to_16k
 
-MODEL_PATH = Path(__file__).with_name("models") / "smart-turn-v3.2-cpu.onnx"
+MODEL_PATH = Path(__file__).with_name("smart-turn-v3.2-cpu.onnx")
 MAX_SAMPLES_8K = 8000 * WINDOW_S  # what the model can see: the last 8 s
 
 

@@ -1,4 +1,4 @@
-"""Silero VAD (ONNX) as a speech classifier for `mediasrv.vad.Vad`: numpy + onnxruntime.
+"""Silero VAD (ONNX) as a speech classifier for `mediasrv.policy.vad.Vad`: numpy + onnxruntime.
 
 The model (silero-vad 6.2.3, `silero_vad/data/silero_vad.onnx`, MIT, see
 `models/silero_vad.LICENSE`) takes at 8 kHz a window of 256 new samples preceded by the
@@ -25,7 +25,7 @@ import onnxruntime as ort
 
 log = logging.getLogger(__name__)
 
-MODEL_PATH = Path(__file__).with_name("models") / "silero_vad.onnx"
+MODEL_PATH = Path(__file__).with_name("silero_vad.onnx")
 WINDOW = 256  # samples the 8 kHz model scores per run (32 ms)
 CONTEXT = 32  # samples of the previous window the 8 kHz model expects in front
 # After this many skipped (quiet) windows the LSTM state is cleared: 8 x 32 ms = 256 ms

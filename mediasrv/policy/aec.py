@@ -21,7 +21,7 @@ and pure (time comes in as `now`):
    averages are still frozen while the caller is judged present (`commit(caller=True)`),
    so the noise they add stays out.
 
-It reports what the double-talk decision in `mediasrv.echo` needs, and decides nothing
+It reports what the double-talk decision in `mediasrv.policy.echo` needs, and decides nothing
 itself: the achieved echo return loss enhancement (ERLE: echo estimate power over residual
 power on frames judged echo), whether this frame's estimate matched an echo that was there
 (`estimate_fits`), and how much of the recent residual and inbound what we sent explains

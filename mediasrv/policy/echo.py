@@ -7,10 +7,10 @@ after the last sent frame); outside it every frame may be the caller:
 
 1. **Level** (Geigel's double-talk test, with a measured loss): the inbound peak is above the
    loudest sent peak of the echo path minus this call's echo return loss bound
-   (`mediasrv.echo_path`: `erl_db` until about a second of the bot was heard, then measured).
+   (`mediasrv.policy.echo_path`: `erl_db` until about a second of the bot was heard, then measured).
    Above the *conservative* bound (`erl_db`) it is the caller, full stop: no echo we
    guarantee to survive is that loud.
-2. **Residual** (with `cancel=True`): once the canceller (`mediasrv.aec`) is trusted (a delay
+2. **Residual** (with `cancel=True`): once the canceller (`mediasrv.policy.aec`) is trusted (a delay
    found, 0.5 s of the bot learned, >= 10 dB of ERLE), the residual is above what the
    canceller is known to leave of our echo (echo estimate / ERLE, plus a margin).
 3. **Coherence veto**, asked only of speech frames that 1 or 2 call caller below the
@@ -32,10 +32,10 @@ from collections import deque
 import numpy as np
 import numpy.typing as npt
 
-from mediasrv.aec import EchoCanceller
 from mediasrv.audio import ULAW_DECODE
-from mediasrv.echo_path import EchoPathBound
 from mediasrv.errors import ConfigError
+from mediasrv.policy.aec import EchoCanceller
+from mediasrv.policy.echo_path import EchoPathBound
 
 SILENT_DBFS = -120.0
 
@@ -59,7 +59,7 @@ _RESIDUAL_FLOOR = 10 ** (-65 / 10)  # power: below this a residual is line noise
 # ... and so is a residual within this much of the line's noise floor (the VAD's): the
 # canceller's own estimate of what it leaves falls below the noise in quiet echo frames.
 _OVER_NOISE_DB = 6.0
-# Coherence with what we sent above which a signal is our echo (see mediasrv.aec: callers
+# Coherence with what we sent above which a signal is our echo (see mediasrv.policy.aec: callers
 # measured <= 0.3, echo through dispersive paths >= 0.7).
 _EXPLAINED = 0.5
 _NOT_OURS = 0.3  # with no other evidence, only coherence under this (callers' p95 0.25)

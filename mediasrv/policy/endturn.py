@@ -13,7 +13,7 @@ speech, and the silence that ends a turn depends on *how* the speech ended:
     any but IDLE --max_silence_ms of silence-->                   TurnEnd("silence")
 
 Pure: no threads and no clock; `now` only stamps events, durations are counted in audio
-(20 ms per frame, gaps by their length) like `mediasrv.vad`. The policy never runs the
+(20 ms per frame, gaps by their length) like `mediasrv.policy.vad`. The policy never runs the
 model itself: it *asks* (`CheckRequest`, carrying the utterance audio) and is told the
 answer (`on_result`), so the shell can run the model inline or on another thread. A result
 for audio that is no longer the latest (speech came back meanwhile) is ignored, and a

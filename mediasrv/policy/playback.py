@@ -9,7 +9,7 @@ Where a barge-in cuts an item, marks alone are late: an echo reaches us a networ
 transit after its audio played, and the next one is up to a mark interval away (the
 estimate "last echo plus time since, capped at the next pending mark" came out 60-140 ms
 short on an independent emulator). The truncation point is therefore read off the
-playout timeline the writer keeps (`mediasrv.tx`: each frame plays from max(sent, end
+playout timeline the writer keeps (`mediasrv.call.tx`: each frame plays from max(sent, end
 of the previous one) on the sender's clock; frames and `clear` travel the same path, so
 what had played when `clear` reached Twilio is what that timeline had played when it was
 sent). Twilio can play later than that: network jitter may drain its buffer, or delay the
@@ -26,7 +26,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from enum import Enum
 
-from .audio import BYTES_PER_MS, FRAME_MS
+from mediasrv.audio import BYTES_PER_MS, FRAME_MS
 
 # How many finished items to remember (for late truncation look-ups); older ones go.
 _KEEP_ITEMS = 16

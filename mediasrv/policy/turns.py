@@ -6,7 +6,7 @@ one. Pure: time comes in as `now`; it returns a `TurnStep` and does nothing itse
 Rules, per inbound frame:
 
 - the VAD always sees the frame (its noise floor and hangover must never skip audio);
-- outside the echo window (see `mediasrv.echo`) the frame is forwarded;
+- outside the echo window (see `mediasrv.policy.echo`) the frame is forwarded;
 - inside it, frames are held back in a `prefix_ms` ring until the VAD hears speech the echo
   guard says can be the caller; then the ring is forwarded (the first syllable is not
   lost) and so is the rest of that utterance, even its quieter frames under the bot;
@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from mediasrv.audio import FRAME_MS, ULAW_DECODE
-from mediasrv.echo import EchoGuard, ulaw_peak_dbfs
 from mediasrv.errors import ConfigError
-from mediasrv.vad import SpeechClassifier, SpeechEnd, SpeechStart, Vad, VadConfig, VadState
+from mediasrv.policy.echo import EchoGuard, ulaw_peak_dbfs
+from mediasrv.policy.vad import SpeechClassifier, SpeechEnd, SpeechStart, Vad, VadConfig, VadState
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ class TurnConfig:
     # issue's 300 ms paths plus a 30 ms tail plus the network round trip (~60 ms) already
     # reach ~390 ms, past the 400 ms this was.
     echo_path_ms: int = 500
-    # Cancel our own echo (see mediasrv.aec) and measure this call's echo path (see
-    # mediasrv.echo): off, the guard falls back to the fixed worst case `erl_db`.
+    # Cancel our own echo (see mediasrv.policy.aec) and measure this call's echo path (see
+    # mediasrv.policy.echo): off, the guard falls back to the fixed worst case `erl_db`.
     echo_cancel: bool = True
     prefix_ms: int = 300  # audio before detection forwarded with it: the first syllable
     vad_onset_ms: int = 100  # see VadConfig.onset_ms

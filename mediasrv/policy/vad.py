@@ -118,7 +118,7 @@ class Vad:
     ) -> None:
         self.config = cfg = config if config is not None else VadConfig()
         if classifier is None:
-            from mediasrv.vad_silero import SileroClassifier  # loads onnxruntime lazily
+            from mediasrv.models.vad_silero import SileroClassifier  # loads onnxruntime lazily
 
             classifier = SileroClassifier()
         self._classifier = classifier

@@ -14,7 +14,7 @@ from base64 import b64decode, b64encode
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import RealtimeProtocolError
+from mediasrv.errors import RealtimeProtocolError
 
 
 @dataclass(frozen=True, slots=True)

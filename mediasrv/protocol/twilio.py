@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .audio import FRAME_BYTES
-from .errors import TwilioProtocolError
+from mediasrv.audio import FRAME_BYTES
+from mediasrv.errors import TwilioProtocolError
 
 # Far larger than any real frame (Twilio sends 20 ms); 1 s of audio is a hostile size.
 MAX_MEDIA_BYTES = 8000

@@ -1,7 +1,8 @@
 """Running scenario calls for real: the server, the Realtime backend, logs, outcomes.
 
     with BackendPool() as backends, LogCapture() as logs:
-        with LocalServer(scenario.settings("local", backends.url_for(scenario))) as server:
+        settings = scenario_settings(scenario, "local", backends.url_for(scenario))
+        with LocalServer(settings) as server:
             [outcome] = run_calls([(server.base_url, scenario, "local")], logs, backends)
         outcome.purposes      # ["greeting", "answer"]: responses created, by purpose
         outcome.truths()      # per clear: what had played vs the server's truncate point
@@ -19,7 +20,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,14 @@ from typing import Any
 import numpy as np
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from mediasrv.app import create_app
+from mediasrv.emulator.call import CallOptions, EmulatedCall
+from mediasrv.emulator.metrics import CallResult
+from mediasrv.emulator.scenarios import AUDIO_DIR, Scenario
+from mediasrv.emulator.truth import ClearTruth, clear_truths, item_of
 from mediasrv.localbackend import BackendOptions, LocalBackend
 from mediasrv.localbackend.options import SessionRecord
-from mediasrv.settings import Settings
-from mediasrv.sim.call import CallOptions, EmulatedCall
-from mediasrv.sim.metrics import CallResult
-from mediasrv.sim.scenarios import AUDIO_DIR, Scenario
-from mediasrv.sim.truth import ClearTruth, clear_truths, item_of
+from mediasrv.web.app import create_app
+from mediasrv.web.settings import Settings, load_settings
 
 END_WAIT_S = 5.0  # after the emulated call ends, how long the server side may take to end
 
@@ -92,6 +93,17 @@ class BackendPool:
 
 
 # --- the server --------------------------------------------------------------------
+
+
+def scenario_settings(
+    scenario: Scenario, mode: str, backend_url: str = "", env: Mapping[str, str] | None = None
+) -> Settings:
+    """Return the server settings for `scenario` in turn mode `mode`."""
+    extra = {"openai_realtime_url": backend_url} if backend_url else {}
+    return load_settings(
+        {} if env is None else env, turn_detection=mode, **extra, **scenario.overrides
+    )
+
 
 
 class LocalServer:

@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from mediasrv.sim import catalogue as cat
-from mediasrv.sim.harness import Outcome, percentile
-from mediasrv.sim.scenarios import MODES, Scenario
-from mediasrv.sim.truth import forwards_as_sent, onset_frame, received_at
+from mediasrv.emulator import catalogue as cat
+from mediasrv.emulator.scenarios import MODES, Scenario
+from mediasrv.emulator.truth import forwards_as_sent, onset_frame, received_at
+from mediasrv.testing.harness import Outcome, percentile
 
 DETECT_SLACK_S = 0.5  # a clear this long after the caller stopped still counts as theirs
 NON_SPEECH = ("music_on_hold", "tones", "noise_bursts", "quiet_room")

@@ -20,20 +20,20 @@ from flask_sock import Sock
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
-from . import __version__
-from .call import Call, CallDeps
-from .clock import Clock, RealClock
-from .errors import PeerClosed
-from .health import BackendHealth, readiness
-from .logs import configure_logging
-from .metrics import Metrics
-from .realtime_client import Connector, ws_connector
-from .settings import Settings
-from .shutdown import Shutdown
-from .twilio_proto import Start
+from mediasrv import __version__
+from mediasrv.backends.realtime.client import Connector, ws_connector
+from mediasrv.call import Call, CallDeps
+from mediasrv.clock import Clock, RealClock
+from mediasrv.errors import PeerClosed
+from mediasrv.protocol.twilio import Start
+from mediasrv.web.health import BackendHealth, readiness
+from mediasrv.web.logs import configure_logging
+from mediasrv.web.metrics import Metrics
+from mediasrv.web.settings import Settings
+from mediasrv.web.shutdown import Shutdown
 
 log = logging.getLogger(__name__)
-PROMPTS_DIR = Path(__file__).parent / "prompts"
+PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 # Message size caps. Above WS_MAX_MESSAGE_BYTES the call drops the message with a logged
 # reason and goes on (parse_twilio); simple-websocket's own cap *closes* the socket
 # (1009), so it is set far higher, only to bound the memory one message can take.
@@ -293,7 +293,7 @@ def local_backend_url() -> str:
     global _backend
     with _backend_lock:
         if _backend is None:
-            from .localbackend import BackendOptions, LocalBackend
+            from mediasrv.localbackend import BackendOptions, LocalBackend
 
             _backend = LocalBackend(BackendOptions()).start(host="127.0.0.1", port=0)
         return str(_backend.url)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from .clock import Clock
-from .errors import PeerClosed
-from .realtime_client import Connector, RealtimeSocket
+from mediasrv.backends.realtime.client import Connector, RealtimeSocket
+from mediasrv.clock import Clock
+from mediasrv.errors import PeerClosed
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Logging set-up: text or JSON lines, and a per-call adapter stamping the call sid.
+"""Logging set-up: text or JSON lines (each call's lines carry its sid: mediasrv.call.observer).
 
 Every formatted line passes through `_scrub`: the configured secrets (API key, auth
 token) are replaced by `***` whatever logged them -- our code, a library, a traceback.
@@ -9,26 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable, MutableMapping
-from typing import IO, Any
+from collections.abc import Iterable
+from typing import IO
 
 REDACTED = "***"
-
-
-class CallLog(logging.LoggerAdapter[logging.Logger]):
-    """Prefix every line with the call sid; JSON output carries it as a field.
-
-    One adapter per call, handed to everything that logs for the call (turn policy,
-    realtime client); `bind` stamps the sid on all of them once `start` brings it.
-    """
-
-    def bind(self, call_sid: str) -> None:
-        self.extra = {"call_sid": call_sid}
-
-    def process(self, msg: str, kwargs: MutableMapping[str, Any]) -> tuple[str, Any]:
-        extra = self.extra or {}
-        kwargs.setdefault("extra", {})["call_sid"] = extra.get("call_sid", "-")
-        return f"[{extra.get('call_sid', '-')}] {msg}", kwargs
 
 
 class _Scrubbing(logging.Formatter):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from .errors import ConfigError
+from mediasrv.errors import ConfigError
 
 DEFAULT_INSTRUCTIONS = (
     "You are a friendly, concise voice assistant on a phone call. Keep answers short. "

@@ -21,7 +21,7 @@ import threading
 from enum import Enum
 from typing import Any, Protocol
 
-from .clock import Clock
+from mediasrv.clock import Clock
 
 log = logging.getLogger(__name__)
 

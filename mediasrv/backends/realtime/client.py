@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import websocket
 
-from .errors import ConnectFailed, PeerClosed, ProtocolError
-from .realtime_proto import RealtimeEvent, parse_realtime
+from mediasrv.errors import ConnectFailed, PeerClosed, ProtocolError
+from mediasrv.protocol.realtime import RealtimeEvent, parse_realtime
 
 log = logging.getLogger(__name__)
 
