@@ -66,7 +66,3 @@ def rms_dbfs(samples: Pcm16) -> float:
         return -120.0
     return max(-120.0, 10.0 * np.log10(power / (32768.0 * 32768.0)))
 
-
-def ms_of_ulaw(nbytes: int) -> float:
-    """Return the duration in ms of `nbytes` of 8 kHz mu-law."""
-    return nbytes / BYTES_PER_MS

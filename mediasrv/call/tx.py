@@ -139,10 +139,6 @@ class TwilioWriter:
             self._play_end = at  # Twilio's buffer is empty: the next frame plays on arrival
             return point
 
-    def send_text(self, text: str) -> None:
-        with self._lock:
-            self._send(text)
-
     def _send(self, text: str) -> None:
         try:
             self._ws.send(text)
@@ -221,7 +217,6 @@ class Framer:
 class TxStats:
     underruns: int = 0
     late_frames: int = 0
-    bursts: int = 0
 
 
 class TxLoop:
@@ -281,7 +276,6 @@ class TxLoop:
 
     def _burst(self, first: Frame) -> None:
         """Play one burst of audio at real time, the prebuffer sent ahead at once."""
-        self.stats.bursts += 1
         self._prebuffer()
         # Paced at exactly real time, every frame would reach Twilio just as the one before
         # ends: any network jitter would stop its playback and every stop would add up

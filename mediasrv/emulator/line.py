@@ -190,10 +190,6 @@ class LineModel:
         self._n = 0  # stream sample index of the next frame's first sample
         self._rng = np.random.default_rng(line.seed)
 
-    @property
-    def samples_done(self) -> int:
-        return self._n
-
     def process(self, mic: Float, speaker: Float) -> bytes:
         """Return the mu-law the server receives for one frame: mic + echo + hiss.
 

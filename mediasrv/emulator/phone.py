@@ -102,10 +102,6 @@ class Phone:
         times = [self._next_internal(), self._up.next_due()]
         return min((t for t in times if t is not None), default=None)
 
-    @property
-    def frames_made(self) -> int:
-        return self._next_frame
-
     def finished(self) -> bool:
         """True once every frame of the script was captured and has left for the server."""
         return self._next_frame >= self.script.n_frames and len(self._up) == 0

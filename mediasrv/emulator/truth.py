@@ -119,11 +119,6 @@ def clear_truths(r: CallResult, truncations: Mapping[str, int]) -> list[ClearTru
     return out
 
 
-def truncation_errors(truths: Sequence[ClearTruth]) -> list[float | None]:
-    """Return every item's signed truncation error (None: interrupted, never truncated)."""
-    return [cut.error_ms for t in truths for cut in t.items]
-
-
 def onset_frame(r: CallResult, segment: int) -> int | None:
     """Return the inbound frame index of a placed clip's first speech frame."""
     onset = r.speech[segment].onset

@@ -275,4 +275,3 @@ def truncate(item_id: str, content_index: int, audio_end_ms: int) -> str:
 
 
 COMMIT = '{"type":"input_audio_buffer.commit"}'
-CLEAR_INPUT = '{"type":"input_audio_buffer.clear"}'

@@ -305,10 +305,3 @@ def local_backend() -> Any:
         return _backend
 
 
-def stop_local_backend() -> None:
-    global _backend
-    with _backend_lock:
-        if _backend is not None:
-            _backend.stop()
-            _backend = None
-

@@ -218,7 +218,6 @@ _SPEC: dict[str, tuple[str, _Parser]] = {
     "SHUTDOWN_GOODBYE_S": ("shutdown_goodbye_s", _float(0.0, 600.0)),
 }
 
-ENV_NAMES = tuple(_SPEC)
 # Set but empty keeps the default, except for these, where empty turns the feature off.
 EMPTY_MEANS_OFF = ("greeting", "input_transcription_model")
 

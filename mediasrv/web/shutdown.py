@@ -63,13 +63,6 @@ class ShutdownPlan:
         return None
 
 
-class CallLike(Protocol):
-    log: Any
-
-    def say_goodbye(self, reason: str) -> bool: ...
-    def end(self, reason: str) -> None: ...
-
-
 class Registry(Protocol):
     draining: threading.Event
 
