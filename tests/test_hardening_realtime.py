@@ -84,7 +84,7 @@ def test_dead_air_over_2_s_is_logged_once_with_its_reason(
     caplog.set_level(logging.WARNING, logger="mediasrv.call")
     with running_call(openai_stall_timeout_s=60.0) as h:  # no reconnect within this test
         assert h.call.request_response("answer")
-        wait_for(lambda: h.call._dead_air._since is not None, "the rx tick saw the wait")
+        wait_for(lambda: h.call._dead_air._waiting_since is not None, "the rx tick saw the wait")
         h.clock.advance(1.5)
         time.sleep(0.3)  # rx ticks every 0.1 s
         assert "[DEAD_AIR]" not in caplog.text

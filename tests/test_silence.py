@@ -56,3 +56,14 @@ def test_unconfirmed_goodbye_hangs_up_after_the_grace():
     assert policy.tick(1.0 + GOODBYE_GRACE_S - 0.1, ai_busy=False) is None
     decision = policy.tick(1.0 + GOODBYE_GRACE_S, ai_busy=False)
     assert decision.action is Action.HANG_UP and "not confirmed" in decision.reason
+
+
+def test_next_deadline_is_the_silence_timeout_then_the_goodbye_grace():
+    policy = SilencePolicy(15.0, 1800.0, started=0.0)
+    assert policy.next_deadline() == 15.0  # idle from the start
+    policy.tick(1.0, ai_busy=True)
+    assert policy.next_deadline() == 1800.0  # busy: only the call's length is due
+    policy.tick(2.0, ai_busy=False)
+    assert policy.next_deadline() == 17.0
+    policy.goodbye(3.0, "shutdown")
+    assert policy.next_deadline() == 3.0 + GOODBYE_GRACE_S

@@ -435,8 +435,8 @@ class Call:
             )
             waiting = self._owes_audio_locked()
             why = self._dead_air_reason_locked() if waiting else ""
-            silent = self._dead_air.step(now, waiting=waiting, frames_sent=self._frames_sent(),
-                                         reason=why)
+            last_sent = self.writer.last_sent_at if self.writer is not None else None
+            silent = self._dead_air.step(now, reason=why, last_sent_at=last_sent)
         if silent is not None:
             self.dead_air_events += 1
             self.log.warning("[DEAD_AIR] caller waiting in silence for %.1f s: %s", silent, why)

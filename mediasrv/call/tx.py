@@ -77,6 +77,7 @@ class TwilioWriter:
         self._lock = threading.Lock()
         self.gen = 0
         self.frames_sent = 0
+        self.last_sent_at: float | None = None  # when the last frame left
         self._play_end = 0.0  # when the last frame sent finishes playing (sender's clock)
         self._played: deque[SentFrame] = deque(maxlen=_PLAYOUT_LOG)
 
@@ -93,6 +94,7 @@ class TwilioWriter:
                 return None
             now = self._clock.now()
             self._send(text)
+            self.last_sent_at = now
             start = max(now, self._play_end)
             self._play_end = start + TICK
             self._played.append(SentFrame(item_id, item_ms, self._play_end))

@@ -42,27 +42,40 @@ class DeadAirWatch:
     """Report when the AI owes the caller audio and none has left for `limit_s`.
 
     Once per silence, and again if the reason changes while it lasts (e.g. the request
-    was answered with `response.created` but no audio follows).
+    was answered with `response.created` but no audio follows). A silence starts when
+    the wait begins or when the last frame left, whichever is later.
     """
 
     def __init__(self, limit_s: float = DEAD_AIR_LIMIT_S) -> None:
         self.limit_s = limit_s
-        self._since: float | None = None
-        self._progress = -1
+        self._waiting_since: float | None = None
+        self._silence_from: float | None = None
         self._reported = ""
 
-    def step(self, now: float, *, waiting: bool, frames_sent: int, reason: str) -> float | None:
-        """Return the silence so far when it is (newly) worth a log line, else None."""
-        if not waiting or frames_sent != self._progress:
-            self._progress = frames_sent
-            self._since = now if waiting else None
+    def step(self, now: float, *, reason: str, last_sent_at: float | None) -> float | None:
+        """Return the silence so far when it is (newly) worth a log line, else None.
+
+        `reason`: why the caller waits for audio ("" when nothing is owed).
+        """
+        if not reason:
+            self._waiting_since = self._silence_from = None
             self._reported = ""
             return None
-        if self._since is None:
-            self._since = now
-            return None
-        silent = now - self._since
+        if self._waiting_since is None:
+            self._waiting_since = now
+        since = self._waiting_since if last_sent_at is None else max(
+            self._waiting_since, last_sent_at)
+        if since != self._silence_from:  # audio flowed: a new silence
+            self._silence_from = since
+            self._reported = ""
+        silent = now - since
         if silent < self.limit_s or reason == self._reported:
             return None
         self._reported = reason
         return silent
+
+    def next_deadline(self) -> float | None:
+        """Return when the current silence is worth a line (None: not waiting, or said)."""
+        if self._silence_from is None or self._reported:
+            return None
+        return self._silence_from + self.limit_s

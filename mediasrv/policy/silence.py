@@ -1,5 +1,7 @@
 """When to prompt an idle caller, say goodbye and hang up. Pure: time comes in as `now`.
 
+Layer: policy.
+
 Silence is timed from *confirmed playback*: the clock starts when the AI has nothing
 queued, nothing unheard at Twilio and no response in flight -- not at `response.done`,
 after which Twilio may still play seconds of audio.
@@ -85,6 +87,17 @@ class SilencePolicy:
             self.phase = Phase.PROMPTED
             return Decision(Action.ASK_STILL_THERE, "caller silent")
         return self.goodbye(now, "silence_timeout")
+
+    def next_deadline(self) -> float | None:
+        """Return when `tick` may decide something next, if nothing else changes first."""
+        if self.phase is Phase.ENDED:
+            return None
+        if self.phase is Phase.GOODBYE:
+            return self._goodbye_at + GOODBYE_GRACE_S
+        deadline = self.started + self.max_call_s
+        if self._idle_since is not None:
+            deadline = min(deadline, self._idle_since + self.silence_timeout_s)
+        return deadline
 
     def _tick_goodbye(self, now: float, ai_busy: bool) -> Decision | None:
         if ai_busy:
