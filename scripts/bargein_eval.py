@@ -44,7 +44,7 @@ from mediasrv.audio import ULAW_DECODE
 from mediasrv.emulator import catalogue as cat
 from mediasrv.emulator.line import HANDSET, Line, LineModel
 from mediasrv.emulator.script import ONSET_DBFS, frame_levels_dbfs, load_8k
-from mediasrv.policy.turns import BargeIn, EndOfUtterance, SpeechStarted, TurnConfig, TurnPolicy
+from mediasrv.policy.turns import BargeIn, EndOfUtterance, TurnConfig, TurnPolicy, UtteranceStarted
 
 AUDIO = Path(__file__).resolve().parents[1] / "tests" / "audio"
 PROMPTS = Path(__file__).resolve().parents[1] / "mediasrv" / "prompts"
@@ -122,7 +122,7 @@ def simulate(
                     stop_at = int((now + net.down_ms / 1000.0) * 8000)  # ... or played
                     if stop_at_barge_in:
                         return run
-                elif isinstance(event, SpeechStarted):
+                elif isinstance(event, UtteranceStarted):
                     run.starts += 1
                 elif isinstance(event, EndOfUtterance):
                     run.turns += 1

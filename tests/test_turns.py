@@ -13,11 +13,11 @@ from mediasrv.errors import ConfigError
 from mediasrv.policy.turns import (
     BargeIn,
     EndOfUtterance,
-    SpeechStarted,
     TurnConfig,
     TurnEvent,
     TurnPolicy,
     UtteranceSkipped,
+    UtteranceStarted,
 )
 
 TICK = 0.020
@@ -71,7 +71,7 @@ def test_end_of_utterance_fires_once_after_trailing_silence() -> None:
 
 def test_speech_started_once_when_vad_confirms() -> None:
     events, _ = run(make_policy(), [LOUD] * 20)
-    assert [(i, type(e)) for i, e in events] == [(4, SpeechStarted)]  # 100 ms onset
+    assert [(i, type(e)) for i, e in events] == [(4, UtteranceStarted)]  # 100 ms onset
 
 
 def test_short_utterance_is_skipped_with_reason(caplog: pytest.LogCaptureFixture) -> None:

@@ -35,10 +35,10 @@ from mediasrv.policy.silence import Action, SilencePolicy
 from mediasrv.policy.turns import (
     BargeIn,
     EndOfUtterance,
-    SpeechStarted,
     TurnConfig,
     TurnPolicy,
     UtteranceSkipped,
+    UtteranceStarted,
 )
 from mediasrv.protocol import realtime as rp
 from mediasrv.protocol.twilio import Dtmf, Mark, Media, Start, Stop, TwilioMessages, parse_twilio
@@ -385,7 +385,7 @@ class Call:
             self._appended += len(audio)
 
     def _on_turn_event(self, event: object, now: float) -> None:
-        if isinstance(event, SpeechStarted):
+        if isinstance(event, UtteranceStarted):
             with self._lock:
                 self.silence.on_caller_speech(now)
                 self._speech_seen = True
@@ -566,10 +566,10 @@ class Call:
             self._on_audio_done(ev.response_id, ev.item_id)
         elif isinstance(ev, rp.ResponseDone):
             self._on_response_done(ev)
-        elif isinstance(ev, rp.SpeechStarted):
+        elif isinstance(ev, rp.InputSpeechStarted):
             if self.s.turn_detection == "server":
                 self.barge_in("server_vad", self.clock.now())
-        elif isinstance(ev, rp.Committed):
+        elif isinstance(ev, rp.InputCommitted):
             self._on_committed()
         elif isinstance(ev, rp.ErrorEvent):
             self._on_error(ev)

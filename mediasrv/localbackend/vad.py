@@ -27,7 +27,7 @@ SPEECH_MIN_DBFS = -45.0  # quieter frames never count in a turn's length (medias
 
 
 @dataclass(frozen=True)
-class VadConfig:
+class EnergyVadConfig:
     """Detector settings; the timing fields come from the session's turn_detection."""
 
     threshold_db: float = 15.0
@@ -37,22 +37,22 @@ class VadConfig:
 
 
 @dataclass(frozen=True)
-class SpeechStarted:
+class VoiceStarted:
     audio_start_ms: int
 
 
 @dataclass(frozen=True)
-class SpeechStopped:
+class VoiceStopped:
     audio_end_ms: int
 
 
-VadEvent = SpeechStarted | SpeechStopped
+VadEvent = VoiceStarted | VoiceStopped
 
 
 class EnergyVad:
     """Speech/silence state machine over 20 ms frames of appended mu-law."""
 
-    def __init__(self, config: VadConfig, position_ms: int = 0) -> None:
+    def __init__(self, config: EnergyVadConfig, position_ms: int = 0) -> None:
         self._config = config
         self._position_ms = position_ms  # input clock at the end of the last whole frame
         self._carry = b""  # bytes of an incomplete frame, kept for the next feed
@@ -98,18 +98,18 @@ class EnergyVad:
             return self._stop()
         return None
 
-    def _start(self) -> SpeechStarted:
+    def _start(self) -> VoiceStarted:
         onset = self._position_ms - self._run_ms
         start = max(self._last_stop_ms, onset - self._config.prefix_padding_ms, 0)
         self._speaking = True
         self._run_ms = 0
-        return SpeechStarted(start)
+        return VoiceStarted(start)
 
-    def _stop(self) -> SpeechStopped:
+    def _stop(self) -> VoiceStopped:
         self._speaking = False
         self._run_ms = 0
         self._last_stop_ms = self._position_ms
-        return SpeechStopped(self._position_ms)
+        return VoiceStopped(self._position_ms)
 
     def _track_floor(self, level: float) -> None:
         if level < self._floor_db:
@@ -118,7 +118,7 @@ class EnergyVad:
             self._floor_db = min(self._floor_db + FLOOR_RISE_DB, level)
 
 
-def speech_span_ms(ulaw: bytes, threshold_db: float = VadConfig.threshold_db) -> int:
+def speech_span_ms(ulaw: bytes, threshold_db: float = EnergyVadConfig.threshold_db) -> int:
     """Return ms from the first to the last loud 20 ms frame of `ulaw` (all of it if none is).
 
     What the backend reports as the length of a caller's turn: the speech, not the silence

@@ -10,7 +10,7 @@ Rules, per inbound frame:
 - inside it, frames are held back in a `prefix_ms` ring until the VAD hears speech the echo
   guard says can be the caller; then the ring is forwarded (the first syllable is not
   lost) and so is the rest of that utterance, even its quieter frames under the bot;
-- `SpeechStarted` once per utterance, when the VAD has confirmed speech and some of it
+- `UtteranceStarted` once per utterance, when the VAD has confirmed speech and some of it
   can be the caller;
 - `BargeIn` once per utterance, when `barge_in_min_ms` of caller speech (not echo) has been
   heard while AI audio plays;
@@ -72,7 +72,7 @@ def _check(name: str, value: float, low: float, high: float) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class SpeechStarted:
+class UtteranceStarted:
     at: float
 
 
@@ -96,7 +96,7 @@ class UtteranceSkipped:
     duration_s: float
 
 
-TurnEvent = SpeechStarted | BargeIn | EndOfUtterance | UtteranceSkipped
+TurnEvent = UtteranceStarted | BargeIn | EndOfUtterance | UtteranceSkipped
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +134,7 @@ class TurnPolicy:
         self._caller_ms = 0
         self._blocked = False  # frames of this utterance were withheld as echo
         self._barged = False
-        self._started = False  # SpeechStarted sent for this utterance
+        self._started = False  # UtteranceStarted sent for this utterance
         # Audio time (ms), so an utterance is measured from its first caller frame: echo
         # heard before the caller spoke must not lengthen the caller's turn.
         self._audio_ms = 0
@@ -197,7 +197,7 @@ class TurnPolicy:
                 events.append(BargeIn(now, self._caller_ms))
         if self._caller and not self._started and vad.state is VadState.SPEECH:
             self._started = True
-            events.insert(0, SpeechStarted(now))
+            events.insert(0, UtteranceStarted(now))
         forward = self._forward(frame_ulaw, in_window)
         if event is not None:
             self._on_vad_event(event, now, closing, events)

@@ -49,19 +49,19 @@ class ResponseDone:
 
 
 @dataclass(frozen=True, slots=True)
-class SpeechStarted:
+class InputSpeechStarted:
     item_id: str
     audio_start_ms: int
 
 
 @dataclass(frozen=True, slots=True)
-class SpeechStopped:
+class InputSpeechStopped:
     item_id: str
     audio_end_ms: int
 
 
 @dataclass(frozen=True, slots=True)
-class Committed:
+class InputCommitted:
     item_id: str
 
 
@@ -97,9 +97,9 @@ class Ignored:
 
 
 RealtimeEvent = (
-    SessionEvent | ResponseCreated | AudioDelta | AudioDone | ResponseDone | SpeechStarted
-    | SpeechStopped | Committed | Truncated | ErrorEvent | InputTranscript | OutputTranscript
-    | Ignored
+    SessionEvent | ResponseCreated | AudioDelta | AudioDone | ResponseDone
+    | InputSpeechStarted | InputSpeechStopped | InputCommitted | Truncated | ErrorEvent
+    | InputTranscript | OutputTranscript | Ignored
 )
 
 BETA_ALIASES = {
@@ -183,13 +183,13 @@ _PARSERS: dict[str, Any] = {
     "response.output_audio.delta": _delta,
     "response.output_audio.done": lambda m: AudioDone(_s(m, "response_id"), _s(m, "item_id")),
     "response.done": _response_done,
-    "input_audio_buffer.speech_started": lambda m: SpeechStarted(
+    "input_audio_buffer.speech_started": lambda m: InputSpeechStarted(
         str(m.get("item_id", "")), _i(m, "audio_start_ms")
     ),
-    "input_audio_buffer.speech_stopped": lambda m: SpeechStopped(
+    "input_audio_buffer.speech_stopped": lambda m: InputSpeechStopped(
         str(m.get("item_id", "")), _i(m, "audio_end_ms")
     ),
-    "input_audio_buffer.committed": lambda m: Committed(str(m.get("item_id", ""))),
+    "input_audio_buffer.committed": lambda m: InputCommitted(str(m.get("item_id", ""))),
     "conversation.item.truncated": lambda m: Truncated(_s(m, "item_id"), _i(m, "audio_end_ms")),
     "error": _error,
     "conversation.item.input_audio_transcription.completed": lambda m: InputTranscript(
