@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from timing import bound
 
 SHARED_AUDIO = Path(__file__).resolve().parent / "audio"  # copied from ../shared/audio
 
@@ -21,7 +22,7 @@ def no_thread_left() -> Iterator[None]:
     """Fail a test that leaves a `mediasrv-` thread running (fixtures' threads excepted)."""
     before = _ours()
     yield
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + bound(2.0)
     left = _ours() - before
     while left and time.monotonic() < deadline:
         for thread in left:

@@ -18,6 +18,7 @@ from typing import Any
 
 import websocket
 from flask import Flask
+from timing import bound
 from werkzeug.serving import make_server
 
 from mediasrv.backends.realtime.client import Connector, ws_connector
@@ -26,7 +27,7 @@ from mediasrv.web.app import create_app
 from mediasrv.web.metrics import Metrics
 from mediasrv.web.settings import Settings, load_settings
 
-BOUND = 5.0  # bound on every wait in these tests
+BOUND = bound(5.0)  # bound on every wait in these tests
 
 
 def settings(**overrides: Any) -> Settings:

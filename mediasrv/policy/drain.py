@@ -11,7 +11,7 @@ the overflow into the queue changes sizes without bringing the end any closer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -44,31 +44,3 @@ class DrainWatch:
     def elapsed_ms(self, now: float) -> int:
         return int((now - self.started) * 1000)
 
-
-@dataclass
-class DrainTracker:
-    response_id: str
-    started: float
-    timeout_s: float
-    _last_sent: int | None = field(default=None, init=False)
-    _last_progress: float = field(default=0.0, init=False)
-
-    def __post_init__(self) -> None:
-        self._last_progress = self.started
-
-    def step(self, queued: int, sent: int, now: float) -> DrainOutcome | None:
-        """Feed what is still queued and the running count of frames sent."""
-        if queued <= 0:
-            return DrainOutcome.EMPTY
-        if self._last_sent is None:
-            self._last_sent = sent  # the baseline; the no-progress clock runs from `started`
-        elif sent > self._last_sent:
-            self._last_sent = sent
-            self._last_progress = now
-            return None
-        if now - self._last_progress >= self.timeout_s:
-            return DrainOutcome.TIMEOUT
-        return None
-
-    def elapsed_ms(self, now: float) -> int:
-        return int((now - self.started) * 1000)

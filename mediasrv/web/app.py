@@ -31,6 +31,7 @@ from mediasrv.web.logs import configure_logging
 from mediasrv.web.metrics import Metrics
 from mediasrv.web.settings import Settings
 from mediasrv.web.shutdown import Shutdown
+from mediasrv.web.wiring import call_config, realtime_backend
 
 log = logging.getLogger(__name__)
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
@@ -124,6 +125,7 @@ def create_app(
     registry = CallRegistry(settings.max_calls)
     backend_health = BackendHealth(clock)
     connect = backend_health.track(connect_realtime or _default_connector(settings))
+    config, open_backend = call_config(settings), realtime_backend(connect, settings)
     validator = None
     if settings.signatures_enabled:
         validator = RequestValidator(settings.twilio_auth_token)
@@ -187,7 +189,7 @@ def create_app(
 
     @sock.route("/media")
     def media(ws: simple_websocket.Server) -> None:
-        deps = CallDeps(settings, clock, connect, prompts, metrics, check_start, hang_up)
+        deps = CallDeps(config, clock, open_backend, prompts, metrics, check_start, hang_up)
         call = Call(TwilioWs(ws), deps)
         if not registry.add(call):
             log.warning("/media: at capacity: stream closed")

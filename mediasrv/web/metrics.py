@@ -1,9 +1,11 @@
-"""Prometheus metrics (prometheus-client), one registry per app; implements Observer."""
+"""Prometheus metrics (prometheus-client), one registry per app; implements Observer.
+
+Layer: web.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -14,6 +16,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from mediasrv.call import Call
 
 # `*_created` samples (the time each series was first made) were a third of the page and
 # say nothing an operator uses: counters are read as rates. The switch is process-wide
@@ -102,24 +106,23 @@ class Metrics:
     def response_latency(self, ms: float) -> None:
         self.response_latency_ms.observe(ms)
 
-    def set_active(self, calls: Iterable[Any]) -> None:
+    def set_active(self, calls: Iterable[Call]) -> None:
         """Refresh the gauges from the live calls (at scrape time, not per frame)."""
-        calls = list(calls)
-        self.active_calls.set(len(calls))
-        self.tx_late.set(sum(c.tx.stats.late_frames for c in calls if c.tx is not None))
-        self.tx_underruns.set(sum(c.tx.stats.underruns for c in calls if c.tx is not None))
-        self.queue_depth.labels(queue="audio_out").set(sum(c.audio_out_q.qsize() for c in calls))
-        self.queue_depth.labels(queue="tx").set(sum(c.tx_q.qsize() for c in calls))
-        self.queue_depth.labels(queue="backlog").set(sum(c.backlog_len() for c in calls))
-        self.queue_depth.labels(queue="twilio_in").set(sum(c.inbound_backlog() for c in calls))
+        stats = [c.stats() for c in calls]
+        self.active_calls.set(len(stats))
+        self.tx_late.set(sum(s.tx_late_frames for s in stats))
+        self.tx_underruns.set(sum(s.tx_underruns for s in stats))
+        self.queue_depth.labels(queue="tx").set(sum(s.queued_frames for s in stats))
+        self.queue_depth.labels(queue="backlog").set(sum(s.overflow_frames for s in stats))
+        self.queue_depth.labels(queue="twilio_in").set(sum(s.twilio_backlog for s in stats))
 
-    def call_finished(self, call: Any) -> None:
+    def call_finished(self, call: Call) -> None:
         """Fold an ended call's own counters into the process totals."""
-        if call.tx is not None:
-            self.tx_late_total.inc(call.tx.stats.late_frames)
-            self.tx_underruns_total.inc(call.tx.stats.underruns)
-        self.dead_air.inc(call.dead_air_events)
-        self.inbound_flood_dropped.inc(call.flood_dropped)
+        s = call.stats()
+        self.tx_late_total.inc(s.tx_late_frames)
+        self.tx_underruns_total.inc(s.tx_underruns)
+        self.dead_air.inc(s.dead_air_events)
+        self.inbound_flood_dropped.inc(s.flood_dropped)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,8 +1,9 @@
 """The Realtime API socket (websocket-client) and its reader thread.
 
-The reader never blocks on anything but the socket: every event is parsed and handed
-to the call's dispatcher, which only takes the call lock briefly and never waits on a
-full queue. A read timeout lets the thread notice the call closing.
+Layer: backends. The reader never blocks on anything but the socket: every event is
+parsed and handed on (to the adapter, `backend.py`, and from there to the call), and
+nothing it hands to waits on Twilio or on a full queue. A read timeout lets the thread
+notice the call closing.
 """
 
 from __future__ import annotations
@@ -123,9 +124,9 @@ class RealtimeClient:
         connect: Connector,
         *,
         name: str,
-        on_open: Callable[[], None],
+        on_open: Callable[[RealtimeClient], None],
         on_event: Callable[[RealtimeEvent], None],
-        on_lost: Callable[[str], None],
+        on_lost: Callable[[RealtimeClient, str], None],
         closing: threading.Event,
         logger: logging.LoggerAdapter[logging.Logger] | logging.Logger = log,
     ) -> None:
@@ -178,7 +179,7 @@ class RealtimeClient:
             sock.close()
             return
         self.connected.set()
-        self._on_open()
+        self._on_open(self)
         while not self._closing.is_set() and not self._stopped.is_set():
             try:
                 data = sock.recv()
@@ -202,4 +203,4 @@ class RealtimeClient:
             return
         self._stopped.set()
         self.connected.clear()
-        self._on_lost(reason)
+        self._on_lost(self, reason)

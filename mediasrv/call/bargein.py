@@ -1,0 +1,59 @@
+"""Barge-in: the caller talks over the AI, and the AI stops at once.
+
+Layer: call.
+
+Two halves on two threads. `trigger` runs on whichever thread heard the caller (the rx
+loop with our VAD, the backend's reader with the server's) and only decides: under the
+call lock the response ledger cuts the playing response off (`BargeInPlan`), the
+playout buffer drops its audio and puts a `ClearRequest` first in line, and speaking
+state ends. Nothing there waits on a socket, so the backend's reader goes straight back
+to reading. The tx thread, woken, sends `clear` to Twilio and calls `after_clear`: the
+cut is taken where the `clear` found playback (the playout timeline, corrected by the
+mark echoes), then `truncate` at the heard ms and `cancel` go to the backend, in that
+order: clear, truncate, cancel.
+"""
+
+from __future__ import annotations
+
+from mediasrv.call.core import CallCore
+from mediasrv.call.playout import ClearRequest
+from mediasrv.policy.playback import ClearPoint
+
+
+class BargeIn:
+    def __init__(self, core: CallCore) -> None:
+        self._core = core
+
+    def trigger(self, trigger: str, now: float, speech_ms: int = 0) -> bool:
+        """Cut off the AI if any of its audio is still to be heard; False if none is."""
+        core = self._core
+        with core.lock:
+            plan = core.ledger.barge_in(core.ai_playing_locked())
+            if plan is None:
+                return False
+            core.playout.clear_locked(ClearRequest(plan, trigger, now, speech_ms))
+            core.ai_speaking.clear()
+        core.wake()  # its drain watch is over
+        return True
+
+    def before_clear(self) -> None:
+        """(tx thread) Marks not echoed by now come back from the `clear`, unplayed."""
+        with self._core.lock:
+            self._core.playback.on_clear()
+
+    def after_clear(self, request: ClearRequest, point: ClearPoint) -> None:
+        """(tx thread) Truncate at what was heard, cancel if still generating; report."""
+        core, plan = self._core, request.plan
+        with core.lock:  # cut where the clear found playback, not where the trigger did
+            cuts = core.playback.truncations(plan.response_id, point)
+        if not plan.local:
+            for cut in cuts:
+                core.backend.truncate(cut.item_id, cut.content_index, cut.audio_end_ms)
+            if plan.cancel:
+                core.backend.cancel(plan.response_id)
+        latency_ms = (point.at - request.triggered_at) * 1000.0
+        core.observer.barge_in(latency_ms)
+        core.log.info("[BARGE-IN] trigger=%s speech_ms=%d response=%s heard_ms=%s "
+                      "trigger_to_clear_ms=%.1f cancel=%s", request.trigger, request.speech_ms,
+                      plan.response_id, [c.audio_end_ms for c in cuts], latency_ms, plan.cancel)
+        core.wake()  # the marks the clear echoes no longer count as unheard
