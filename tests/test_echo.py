@@ -130,8 +130,8 @@ def test_inbound_must_beat_loudest_sent_minus_erl() -> None:
 
 
 def test_guard_config_error_names_the_setting() -> None:
-    with pytest.raises(ConfigError, match="erl_db"):
-        EchoGuard(erl_db=-3.0)
+    with pytest.raises(ConfigError, match="echo_path_ms"):
+        EchoGuard(echo_path_ms=5)
 
 
 @pytest.mark.parametrize("echo_loss_db", [6.0, 10.0, 20.0])

@@ -123,7 +123,7 @@ def test_every_frame_is_forwarded_outside_echo_window() -> None:
 
 @pytest.mark.parametrize(
     "setting,value",
-    [("min_utterance_ms", 700), ("end_silence_ms", 50), ("barge_in_min_ms", 0), ("erl_db", -1)],
+    [("prefix_ms", 2000), ("echo_path_ms", 10), ("vad_onset_ms", 0)],
 )
 def test_config_error_names_the_setting(setting: str, value: int) -> None:
     with pytest.raises(ConfigError, match=setting):

@@ -114,5 +114,5 @@ def test_gap_counts_as_silence() -> None:
 
 
 def test_config_error_names_the_setting() -> None:
-    with pytest.raises(ConfigError, match="end_silence_ms"):
-        VadConfig(end_silence_ms=0)
+    with pytest.raises(ConfigError, match="onset_ms"):
+        VadConfig(onset_ms=0)

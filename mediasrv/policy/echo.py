@@ -85,8 +85,6 @@ class EchoGuard:
         cancel: bool = False,
         residual_margin_db: float = 10.0,
     ) -> None:
-        if not 0 <= echo_window_ms <= 5000:
-            raise ConfigError(f"echo_window_ms={echo_window_ms}: must be between 0 and 5000")
         if not 20 <= echo_path_ms <= 1000:
             raise ConfigError(f"echo_path_ms={echo_path_ms}: must be between 20 and 1000")
         if not 0.0 <= margin_db <= 20.0:

@@ -20,8 +20,6 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections import deque
 
-from mediasrv.errors import ConfigError
-
 _ACTIVE_SENT_DBFS = -40.0  # the bot was talking in the window: a frame is evidence
 _MAX_BOUND_DB = 60.0  # beyond this the inbound is line noise whatever we send
 # 50 frames: one second of the bot (the greeting's first second). 150 kept: 3 s, so a path
@@ -36,8 +34,6 @@ class EchoPathBound:
     """Per-call lower bound on the echo return loss, learned from echo-only frames."""
 
     def __init__(self, conservative_db: float = 6.0) -> None:
-        if not 0.0 <= conservative_db <= _MAX_BOUND_DB:
-            raise ConfigError(f"erl_db={conservative_db}: must be between 0 and 60")
         self.conservative_db = conservative_db
         # The last _KEEP samples in arrival order, and the same kept sorted: the quantile is
         # read every frame, and numpy's percentile of 150 values cost ~180 us a call.

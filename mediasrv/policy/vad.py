@@ -95,7 +95,7 @@ class VadConfig:
     floor_rise_db_per_s: float = 10.0  # absorbs a new noise/music bed in a few seconds
 
     def __post_init__(self) -> None:
-        for name in ("end_silence_ms", "onset_ms", "onset_hangover_ms"):
+        for name in ("onset_ms", "onset_hangover_ms"):  # (end_silence_ms: a setting)
             value = getattr(self, name)
             if value < FRAME_MS or value > 5000:
                 raise ConfigError(f"{name}={value}: must be between {FRAME_MS} and 5000 ms")
