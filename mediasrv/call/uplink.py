@@ -29,7 +29,7 @@ class Uplink:
         self._core = core
         self._echo = echo
         self._on_turn = on_turn  # acts on each event at once: before the next frame is fed
-        self.turns = TurnPolicy(core.config.turn, logger=core.log)
+        self.turn_policy = TurnPolicy(core.config.turn, logger=core.log)
         self._budget = InboundBudget(core.started_at)
         self.flood_dropped = 0  # caller frames beyond the inbound budget
         self._batch: list[bytes] = []
@@ -49,10 +49,10 @@ class Uplink:
         core = self._core
         ai_playing = core.ai_playing()
         for sent_at, frame in self._echo.take():
-            self.turns.on_sent(frame, sent_at)
+            self.turn_policy.on_sent(frame, sent_at)
         closing = core.closing.is_set()
         for start in range(0, len(msg.payload), FRAME_BYTES):
-            step = self.turns.feed(msg.payload[start : start + FRAME_BYTES], now,
+            step = self.turn_policy.feed(msg.payload[start : start + FRAME_BYTES], now,
                                    ai_playing=ai_playing, closing=closing)
             if step.forward:
                 self._forward(step.forward)
@@ -75,7 +75,7 @@ class Uplink:
         """Twilio may omit silent frames: the VAD hears silence, the server VAD too."""
         core = self._core
         core.log.debug("inbound gap of %d ms treated as silence", gap_ms)
-        step = self.turns.feed_gap(gap_ms, now, closing=core.closing.is_set())
+        step = self.turn_policy.feed_gap(gap_ms, now, closing=core.closing.is_set())
         for event in step.events:
             self._on_turn(event, now)
         pad_ms = min(gap_ms, MAX_GAP_PAD_MS)

@@ -90,7 +90,7 @@ class ResponseLedger:
     def __init__(self) -> None:
         self.active_id: str | None = None  # created at the backend, not done
         self.playing_id: str | None = None  # whose audio plays (the last created or prompt)
-        self._pending: Send | None = None  # asked for, not created yet
+        self._awaiting: Send | None = None  # a request the backend has not created yet
         self._deferred: str | None = None
         self._cancelled: set[str] = set()
         self._purposes: dict[str, str] = {}
@@ -110,25 +110,25 @@ class ResponseLedger:
         """Decide whether to ask for a response now, later, or not at all (closing)."""
         if closing:
             return None
-        if self._pending is not None or self.active_id is not None:
+        if self._awaiting is not None or self.active_id is not None:
             if self._deferred is None or _RANK.get(purpose, 0) >= _RANK.get(self._deferred, 0):
                 self._deferred = purpose
             return Defer(purpose)
         self._requests += 1
         if purpose == "answer":
             self.answers += 1
-        self._pending = Send(f"mediasrv_req_{self._requests}", purpose, self.answers)
-        return self._pending
+        self._awaiting = Send(f"mediasrv_req_{self._requests}", purpose, self.answers)
+        return self._awaiting
 
     def request_failed(self, request_id: str) -> None:
         """The request was not sent, or the backend refused it: it will not be created."""
-        if self._pending is not None and self._pending.request_id == request_id:
-            self._pending = None
+        if self._awaiting is not None and self._awaiting.request_id == request_id:
+            self._awaiting = None
 
     def on_created(self, response_id: str) -> str:
         """Record a response the backend created; return its purpose."""
-        purpose = self._pending.purpose if self._pending is not None else "unsolicited"
-        self._pending = None
+        purpose = self._awaiting.purpose if self._awaiting is not None else "unsolicited"
+        self._awaiting = None
         self.active_id = self.playing_id = response_id
         self._purposes[response_id] = purpose
         return purpose
@@ -180,10 +180,10 @@ class ResponseLedger:
 
     def on_lost(self) -> None:
         """The backend went away: nothing is in flight any more; remember what was owed."""
-        owed = self._pending.purpose if self._pending is not None else None
+        owed = self._awaiting.purpose if self._awaiting is not None else None
         owed = owed or self._purposes.get(self.active_id or "")
         self._resume = owed if owed in RESUMABLE else None
-        self._pending = None
+        self._awaiting = None
         self.active_id = None
 
     def on_session_ready(self) -> SessionStart:
@@ -216,14 +216,14 @@ class ResponseLedger:
 
     def in_flight(self) -> bool:
         """Tell whether a request or a response is in flight at the backend."""
-        return self._pending is not None or self.active_id is not None
+        return self._awaiting is not None or self.active_id is not None
 
     def wait_reason(self, connected: bool) -> str:
         """Say why the caller is owed audio from the backend ("" when nothing is owed)."""
         if not connected:
             return "backend not connected (connecting, reconnecting or gone)"
-        if self._pending is not None:
-            return f"response.create for {self._pending.purpose} not answered by the backend yet"
+        if self._awaiting is not None:
+            return f"response.create for {self._awaiting.purpose} not answered by the backend yet"
         if self.active_id is not None:
             return f"response {self.active_id} active but no audio from the backend yet"
         return ""

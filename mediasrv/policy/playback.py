@@ -100,7 +100,7 @@ class Playback:
 
     def __init__(self) -> None:
         self.items: OrderedDict[str, ItemPlayback] = OrderedDict()
-        self._pending: OrderedDict[str, PendingMark] = OrderedDict()
+        self._marks_out: OrderedDict[str, PendingMark] = OrderedDict()
         self._cleared: set[str] = set()
         self._round_trip: float | None = None  # least echo lateness seen: network alone
         self._recent: deque[float] = deque(maxlen=_RECENT_ECHOES)
@@ -125,7 +125,7 @@ class Playback:
         self, name: str, item_id: str, ms: float, is_end: bool, play_end: float | None = None
     ) -> None:
         """Record a mark sent after `ms` of the item's audio (timeline end `play_end`)."""
-        self._pending[name] = PendingMark(item_id, ms, is_end, play_end)
+        self._marks_out[name] = PendingMark(item_id, ms, is_end, play_end)
 
     def on_probe_sent(self, name: str, at: float) -> None:
         """Record a mark sent while nothing played: its echo times the round trip alone."""
@@ -142,7 +142,7 @@ class Playback:
         if name in self._cleared:
             self._cleared.discard(name)
             return Echo(MarkOutcome.CLEARED)
-        mark = self._pending.pop(name, None)
+        mark = self._marks_out.pop(name, None)
         if mark is None:
             return Echo(MarkOutcome.UNKNOWN)
         if mark.play_end is not None:
@@ -161,9 +161,9 @@ class Playback:
 
     def on_clear(self) -> int:
         """Record that `clear` was sent: pending echoes will not be playback."""
-        count = len(self._pending)
-        self._cleared.update(self._pending)
-        self._pending.clear()
+        count = len(self._marks_out)
+        self._cleared.update(self._marks_out)
+        self._marks_out.clear()
         return count
 
     def _lateness(self, late: float) -> None:
@@ -178,7 +178,7 @@ class Playback:
 
     def has_unheard(self) -> bool:
         """True while any sent audio has not been confirmed played."""
-        return bool(self._pending)
+        return bool(self._marks_out)
 
     def truncations(self, response_id: str, clear: ClearPoint) -> list[Truncation]:
         """Plan `conversation.item.truncate` for the response's partly heard items."""

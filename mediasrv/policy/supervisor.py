@@ -101,7 +101,7 @@ class Supervisor:
         self._stall_due: float | None = None
         self._tx_failure: tuple[float, str] | None = None
         self._drains: dict[str, DrainWatch] = {}
-        self._watched: set[str] = set()  # responses whose drain was ever watched
+        self._ever_watched: set[str] = set()  # responses whose drain was ever watched
         self._drain_due: float | None = None
 
     # --- what happened -------------------------------------------------------------------
@@ -127,9 +127,9 @@ class Supervisor:
 
     def watch_drain(self, response_id: str, now: float) -> bool:
         """Start watching a response's drain; False if it was already watched (once each)."""
-        if response_id in self._watched:
+        if response_id in self._ever_watched:
             return False
-        self._watched.add(response_id)
+        self._ever_watched.add(response_id)
         self._drains[response_id] = DrainWatch(response_id, now, self.config.drain_timeout_s)
         return True
 
