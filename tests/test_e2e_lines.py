@@ -11,8 +11,6 @@ caller's first syllable reached it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import e2e_helpers as e2e
 import pytest
 
@@ -27,10 +25,9 @@ THREE = cat.three_interruptions()
 
 
 @pytest.fixture(scope="module")
-def outcomes() -> Iterator[dict[tuple[str, str], Outcome]]:
-    with BackendPool() as backends:
-        done = e2e.run_all([QUIET_CALLER, HARD_ECHO, THREE], backends)
-        yield {(o.scenario.name, o.mode): o for o in done}
+def outcomes(backends: BackendPool) -> dict[tuple[str, str], Outcome]:
+    done = e2e.run_all([QUIET_CALLER, HARD_ECHO, THREE], backends)
+    return {(o.scenario.name, o.mode): o for o in done}
 
 
 def of(outcomes: dict[tuple[str, str], Outcome], scenario: Scenario) -> list[Outcome]:

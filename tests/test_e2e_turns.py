@@ -7,18 +7,10 @@ them are generous (this runs on loaded machines): they check order, not speed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import e2e_helpers as e2e
-import pytest
 
 from mediasrv.emulator import catalogue as sc
 from mediasrv.testing.harness import BackendPool
-
-
-@pytest.fixture(scope="module")
-def backends() -> Iterator[BackendPool]:
-    yield from e2e.module_backends()
 
 
 def test_silent_caller_is_asked_once_then_told_goodbye_and_hung_up(backends: BackendPool) -> None:
