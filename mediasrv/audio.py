@@ -1,5 +1,7 @@
 """G.711 mu-law and PCM helpers. `bytes` <-> numpy only here, at the edges.
 
+Layer: base.
+
 The encoder follows ITU-T G.711 (bias 0x84, clip 32635) bit for bit; decoding goes
 through a 256-entry table. Arithmetic widens to int32 and clips before narrowing.
 """

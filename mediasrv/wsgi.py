@@ -1,4 +1,7 @@
-"""WSGI entry point: `wsgi_app = "mediasrv.wsgi:app"` in gunicorn.conf.py."""
+"""WSGI entry point: `wsgi_app = "mediasrv.wsgi:app"` in gunicorn.conf.py.
+
+Layer: entry point.
+"""
 
 from __future__ import annotations
 

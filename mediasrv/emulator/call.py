@@ -1,5 +1,7 @@
 """One emulated Twilio call: voice webhook, then a Media Stream WebSocket. Thread shell.
 
+Layer: emulator.
+
 What happens at Twilio's end is decided by `phone.Phone` (pure: network transit, the
 playout model, the line and its echo, the caller's microphone); this module only moves
 bytes and sleeps. Two threads per call, both daemons (an interrupted benchmark or CLI

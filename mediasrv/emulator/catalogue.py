@@ -1,5 +1,7 @@
 """The named scenarios: today's behaviours, and the line matrix of issue 9.
 
+Layer: emulator.
+
 Today's (the e2e tests' and the figures of scripts/scenarios.py): a silent caller, an
 answer after the greeting, barge-ins, echo alone, music, tones, noise, a quiet room.
 

@@ -1,5 +1,7 @@
 """Speech levels as the telephone standards measure them. Pure numpy.
 
+Layer: emulator.
+
 dBov: dB relative to the overload point of the digital system (ITU-T G.100.1): a
 full-scale square wave is 0 dBov, a full-scale sine -3 dBov. Samples here are floats
 with full scale 1.0 (int16 / 32768), so a level is 10 log10(mean square).

@@ -1,5 +1,7 @@
 """The phone line behind Twilio, as the server hears it back. Pure, causal, stateful.
 
+Layer: emulator.
+
 Per 20 ms inbound frame, `LineModel.process` does what a real call does, in order:
 
 1. speaker: the audio Twilio *played* toward the caller during that frame (the playout

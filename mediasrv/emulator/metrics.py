@@ -1,5 +1,7 @@
 """What an emulated call recorded, and the numbers drawn from it. Pure: no I/O.
 
+Layer: emulator.
+
 All times are seconds of *call time*: 0 is when the emulated call began (before the
 voice webhook). Stream time s of the caller's script is call time `media_t0 + s`.
 

@@ -1,5 +1,7 @@
 """Transit between the server and Twilio's media edge, one way at a time. Pure.
 
+Layer: emulator.
+
 A Media Stream is one WebSocket over TCP, so each direction delivers messages in the
 order sent, each `delay + jitter` after it left; a late message holds back the ones
 behind it (head-of-line blocking), it never overtakes them. `Link` models one

@@ -1,5 +1,7 @@
 """Twilio's end of one call, as a pure event machine: network, playout, line, microphone.
 
+Layer: emulator.
+
 The shell (call.py) feeds it what the server sent, as read from the socket
 (`receive(msg, now)`), sleeps until `next_deadline()` and calls `run_until(now)`, which
 returns the messages that have reached the server's side of the network by then.

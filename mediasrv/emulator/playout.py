@@ -1,5 +1,7 @@
 """Twilio's playout of server audio at the caller, as a pure model.
 
+Layer: emulator.
+
 Rules (PROTOCOLS.md section 1.4), as this model applies them:
 
 - Audio is played in the order received, in real time: 8 mu-law bytes per ms.

@@ -1,5 +1,7 @@
 """Outputs of an emulated call: a turn-by-turn summary, WAVs, a timeline, JSON, a plot.
 
+Layer: emulator.
+
 Every output is aligned on call time (0 = the call began). The heard WAV has silence
 where nothing played; the stereo WAV puts the caller as sent on the left and the AI as
 heard on the right, so a listener hears the call as the handset did.

@@ -1,5 +1,7 @@
 """End-to-end call scenarios: what the caller says, on which line, over which network.
 
+Layer: emulator.
+
 A `Scenario` is a caller script (WAV clips placed in stream time over an optional
 background), the `Line` it goes out on (echo, saturation, hiss: line.py), the network
 between the server and Twilio (network.py), the server settings it needs (field names

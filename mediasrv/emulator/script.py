@@ -1,5 +1,7 @@
 """The caller's microphone: WAV files placed in time over a background, frame by frame.
 
+Layer: emulator.
+
 Everything is rendered once, up front, into one float signal (full scale 1.0) kept as
 float32, so building frame i costs a slice. WAVs of any rate, width and channel count
 are mixed down to mono, low-pass filtered when downsampling (linear interpolation alone

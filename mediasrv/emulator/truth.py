@@ -1,5 +1,7 @@
 """What really happened at Twilio's end, to judge the server by. Pure.
 
+Layer: emulator.
+
 Truncation truth: for every `clear`, how many ms of each interrupted assistant item the
 emulated phone had played when the `clear` *reached* Twilio, from the playout model's
 own byte accounting, set against the `audio_end_ms` the server sent in

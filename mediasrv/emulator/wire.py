@@ -1,5 +1,7 @@
 """Twilio's side of the wire, as the emulator speaks it (PROTOCOLS.md sections 1.2-1.8).
 
+Layer: emulator.
+
 Builders return `str` exactly shaped like Twilio's messages (numeric-looking fields are
 strings); `parse_server_message` turns a server frame into a `ServerMessage` or an
 `Ignored` with the reason. The voice webhook (`post_voice`) is the only I/O here.

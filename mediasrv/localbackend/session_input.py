@@ -1,5 +1,7 @@
 """The session's input audio buffer and server VAD turns. Pure, no I/O, no time.
 
+Layer: stand-ins.
+
 Positions are on the input-audio clock (bytes appended this session; 8 bytes = 1 ms).
 With server VAD on, the buffer between turns is trimmed to what a coming speech start
 may still reach back to (prefix padding), so an idle caller costs no memory; a speech

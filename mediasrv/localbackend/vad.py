@@ -1,5 +1,7 @@
 """Energy voice-activity detector for the backend's server VAD. Pure, no I/O, no time.
 
+Layer: stand-ins.
+
 Time here is the *input-audio clock*: ms of audio appended to the session so far (8 mu-law
 bytes per ms), exactly what the Realtime API reports in `audio_start_ms`/`audio_end_ms`.
 Audio is cut into 20 ms frames; a frame is "loud" when its RMS level is

@@ -1,5 +1,7 @@
 """One Deepgram live connection as a pure state machine: audio in, Results out.
 
+Layer: stand-ins.
+
 Time has two clocks here. The *audio clock* (seconds of audio received on this
 connection, 8 mu-law bytes per ms) stamps every message, as Deepgram's do. The *wall
 clock* (`now`) only drives the no-audio timeout: 10 s without audio or a text message

@@ -1,5 +1,7 @@
 """Whisper-style log-mel features for the Smart Turn model (numpy only).
 
+Layer: models.
+
 Smart Turn v3 is Whisper-tiny's encoder plus a classifier, trained on features made by
 Hugging Face's `WhisperFeatureExtractor(chunk_length=8)` with `do_normalize=True` (the
 smart-turn repository's training script; the model card's "notes on input format"). That

@@ -1,5 +1,7 @@
 """8 kHz <-> 16 kHz resampling with a band-limiting FIR (numpy only).
 
+Layer: models.
+
 The Smart Turn model (see `mediasrv.models.turn_model`) hears 16 kHz audio; a phone line gives
 8 kHz. Doubling the rate puts a mirror image of the 0-4 kHz band at 4-8 kHz (a 3 kHz
 tone gets a 5 kHz twin); linear interpolation only dents those images by ~10-20 dB. The

@@ -1,5 +1,7 @@
 """Smart Turn v3.2 (ONNX) end-of-turn model over 8 kHz phone audio: numpy + onnxruntime.
 
+Layer: models.
+
 The model (`models/smart-turn-v3.2-cpu.onnx`, int8-quantised, BSD-2-Clause, taken from
 the pipecat-ai 1.14.0 wheel; source, version and sha256 in
 `models/smart-turn-v3.2-cpu.SOURCE`) is Whisper-tiny's encoder with a classifier:

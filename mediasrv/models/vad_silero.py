@@ -1,5 +1,7 @@
 """Silero VAD (ONNX) as a speech classifier for `mediasrv.policy.vad.Vad`: numpy + onnxruntime.
 
+Layer: models.
+
 The model (silero-vad 6.2.3, `silero_vad/data/silero_vad.onnx`, MIT, see
 `models/silero_vad.LICENSE`) takes at 8 kHz a window of 256 new samples preceded by the
 last 32 samples of the previous window, an LSTM state of shape (2, 1, 128) and the rate:

@@ -1,5 +1,7 @@
 """Echo canceller on the exact outbound reference: inbound minus an estimate of our own echo.
 
+Layer: policy.
+
 The server knows every sample it sent, so the echo in the inbound audio is (close to) a
 delayed, filtered copy of it: y = h * x(t - d) + caller + noise. Three parts, all per frame
 and pure (time comes in as `now`):

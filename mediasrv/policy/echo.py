@@ -1,5 +1,7 @@
 """Echo guard: is an inbound frame possibly the caller, or only the echo of our own voice?
 
+Layer: policy.
+
 The server knows exactly what it sent, so it measures *this* call's echo and decides from
 that, instead of assuming the worst echo on every call. Three pieces of evidence, cheapest
 first, each on the frames inside the echo window (AI audio playing, and `echo_window_ms`

@@ -1,5 +1,7 @@
 """What this call's echo path is: how far below what we sent our own echo comes back.
 
+Layer: policy.
+
 A fixed worst case (the bot's peak minus 6 dB) is deaf to every caller quieter than the bot,
 while most real lines return far less: handsets and mobile networks cancel echo (3GPP TS
 26.131 asks a handset for >= 46 dB of terminal coupling loss), a network hybrid without a

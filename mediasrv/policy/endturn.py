@@ -1,5 +1,7 @@
 """End-of-turn policy: a short silence, then ask a model if the caller has finished.
 
+Layer: policy.
+
 A fixed silence is both too slow and too fast: every finished sentence waits for it, and a
 caller who pauses to think longer than it is cut off. Here the VAD still decides what is
 speech, and the silence that ends a turn depends on *how* the speech ended:

@@ -1,5 +1,7 @@
 """Guards of one call against hostile or failing peers. Pure: time comes in as `now`.
 
+Layer: policy.
+
 - `InboundBudget`: Twilio sends caller audio in real time. A peer sending faster (a
   flood) is cut off at the budget so the caller audio path -- VAD, echo guard, appends
   to the backend -- costs at most real time plus a burst, whatever arrives.

@@ -1,5 +1,7 @@
 """Playback accounting: what the caller has actually heard. Pure.
 
+Layer: policy.
+
 For every assistant item we count the ms received from the backend and, from mark
 echoes, the ms the caller has certainly heard. Twilio echoes a mark when the audio before
 it has played, or, after a `clear`, at once and unplayed (PROTOCOLS.md 1.4): names that

@@ -1,5 +1,7 @@
 """Turn policy: what to forward to OpenAI and which turn events an inbound frame makes.
 
+Layer: policy.
+
 The bridge calls `TurnPolicy.feed` on every inbound frame and `on_sent` on every outbound
 one. Pure: time comes in as `now`; it returns a `TurnStep` and does nothing itself.
 

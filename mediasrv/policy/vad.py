@@ -1,5 +1,7 @@
 """Local voice activity detection over 20 ms frames. Pure: time comes in as `now`.
 
+Layer: policy.
+
 Two stages, both run on every frame:
 
 1. a cheap level stage: RMS dBFS against an adaptive noise floor. A frame is *active* when

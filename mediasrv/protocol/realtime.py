@@ -1,5 +1,7 @@
 """OpenAI Realtime GA events (PROTOCOLS.md section 2): data in, data out.
 
+Layer: protocol.
+
 Receiving accepts the beta event names as aliases (some compatible servers still emit
 them); sending always uses GA shapes. `parse_realtime` returns a frozen dataclass, or
 `Ignored` for events the bridge does not act on, and raises RealtimeProtocolError for

@@ -1,5 +1,7 @@
 """Twilio Media Streams messages (PROTOCOLS.md section 1): data in, data out.
 
+Layer: protocol.
+
 `parse_twilio` turns one text frame into a frozen dataclass or raises
 TwilioProtocolError with a lowercase reason; the rx loop logs the reason and drops
 the message. Builders return `str` from templates computed once per stream, so a

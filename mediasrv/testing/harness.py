@@ -1,5 +1,7 @@
 """Running scenario calls for real: the server, the Realtime backend, logs, outcomes.
 
+Layer: testing.
+
     with BackendPool() as backends, LogCapture() as logs:
         settings = scenario_settings(scenario, "local", backends.url_for(scenario))
         with LocalServer(settings) as server:

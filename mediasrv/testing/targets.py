@@ -1,5 +1,7 @@
 """Issue 9's targets: which calls to place, what each call shows, the table they make.
 
+Layer: testing.
+
 `issue9_jobs(runs)` lists the scenarios (catalogue.py) with their turn modes;
 `call_row(outcome)` reduces one finished call to plain figures (JSON-able), judged by the
 emulator, never by the server's own accounting; `targets_table(rows)` prints the table of

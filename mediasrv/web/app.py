@@ -1,5 +1,7 @@
 """The Flask app: POST /voice (TwiML), WS /media (the call), GET /healthz, GET /metrics.
 
+Layer: web.
+
 `/healthz` is liveness (200 while the process serves); `/healthz?ready=1` is readiness
 (503 while draining or at MAX_CALLS). See health.py.
 """

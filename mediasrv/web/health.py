@@ -1,5 +1,7 @@
 """What /healthz reports: is the backend reachable, and is this process ready for a call.
 
+Layer: web.
+
 Liveness and readiness are different questions. A process that answers HTTP is alive
 (`/healthz`, always 200: restarting it would not help). It is *ready* for another call
 only when it is not draining and has room under MAX_CALLS (`/healthz?ready=1`, 503 when

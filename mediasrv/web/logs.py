@@ -1,5 +1,7 @@
 """Logging set-up: text or JSON lines (each call's lines carry its sid: mediasrv.call.observer).
 
+Layer: web.
+
 Every formatted line passes through `_scrub`: the configured secrets (API key, auth
 token) are replaced by `***` whatever logged them -- our code, a library, a traceback.
 """

@@ -1,5 +1,7 @@
 """Settings, read from the environment once and validated at start-up.
 
+Layer: web.
+
 Every variable is documented in README.md ("Configuration"); keep that table and
 `_SPEC` below in step (tests/test_settings.py checks the ranges). A bad value raises
 ConfigError in words: "PORT: 'abc' is not a whole number". Each variable's range is

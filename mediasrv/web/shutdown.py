@@ -1,5 +1,7 @@
 """Shutdown: stop taking calls, let them finish, then say goodbye; or, forced, end them now.
 
+Layer: web.
+
     t0                     SIGTERM or a first Ctrl-C (SIGINT): the registry drains
                            (/voice busy, /media refused); one line says how long calls
                            may go on and that a second Ctrl-C ends them
