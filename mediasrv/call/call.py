@@ -5,9 +5,7 @@ Layer: call.
 `Call.run` is the rx loop (the flask-sock handler thread): it waits for `start`, builds
 the parts of the call and starts its threads (see core.py for all of them and the lock
 rule), then reads Twilio until the call ends: caller audio to the uplink, mark echoes to
-the playback ledger, `stop` to the end. It also receives what the tx thread reports
-(marks and probes about to go out, a response's first frame, a barge-in's `clear`)
-and hands it on. Other threads end a call with `end(reason)`.
+the playback ledger, `stop` to the end. Other threads end a call with `end(reason)`.
 """
 
 from __future__ import annotations
@@ -16,16 +14,16 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from mediasrv.call.bargein import BargeIn
 from mediasrv.call.core import CallConfig, CallCore, CallDeps, TwilioSocket
 from mediasrv.call.observer import CallLog
-from mediasrv.call.playout import ClearRequest, EchoReference
+from mediasrv.call.outbound import BargeIn, TxReports
+from mediasrv.call.playout import EchoReference
 from mediasrv.call.responses import Responses
 from mediasrv.call.tx import TwilioWriter, TxLoop
 from mediasrv.call.uplink import Uplink
 from mediasrv.call.watcher import Watcher
 from mediasrv.errors import PeerClosed, TwilioProtocolError
-from mediasrv.policy.playback import ClearPoint, MarkOutcome
+from mediasrv.policy.playback import MarkOutcome
 from mediasrv.policy.turns import BargeIn as BargeInEvent
 from mediasrv.policy.turns import EndOfUtterance, TurnEvent, UtteranceSkipped, UtteranceStarted
 from mediasrv.protocol.twilio import Dtmf, Mark, Media, Start, Stop, TwilioMessages, parse_twilio
@@ -150,7 +148,8 @@ class Call:
         core.backend = self.deps.open_backend(self._responses.on_event, closing=core.closing,
                                               name=f"mediasrv-rt-{sid}", logger=self.log)
         writer = TwilioWriter(self.ws, TwilioMessages(start.stream_sid), core.clock)
-        self._tx = TxLoop(core.playout, writer, core.clock, core.closing, self, self._echo,
+        self._tx = TxLoop(core.playout, writer, core.clock, core.closing,
+                          TxReports(core, self._barge_in), self._echo,
                           prebuffer_ms=self.config.prebuffer_ms,
                           mark_interval_ms=self.config.mark_interval_ms)
         self._watcher = Watcher(core, writer, self._responses, self._end_from)
@@ -273,32 +272,6 @@ class Call:
             with core.lock:
                 core.supervisor.caller_stopped(now, turn=False)
         core.wake()
-
-    # --- what the tx thread reports (TxListener) ----------------------------------------
-
-    def before_mark(self, name: str, item_id: str, ms: float, is_end: bool,
-                    play_end: float) -> None:
-        with self._core.lock:
-            self._core.playback.on_mark_sent(name, item_id, ms, is_end, play_end)
-
-    def before_probe(self, name: str, sent_at: float) -> None:
-        with self._core.lock:
-            self._core.playback.on_probe_sent(name, sent_at)
-
-    def first_frame(self, response_id: str, now: float) -> None:
-        with self._core.lock:
-            received = self._core.ledger.first_delta_at(response_id)
-        if received is not None:
-            self._core.observer.response_latency((now - received) * 1000.0)
-
-    def item_sent(self, response_id: str) -> None:
-        self._core.wake()  # its drain may be complete
-
-    def before_clear(self) -> None:
-        self._barge_in.before_clear()
-
-    def after_clear(self, request: ClearRequest, point: ClearPoint) -> None:
-        self._barge_in.after_clear(request, point)
 
     # --- looking in --------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ when it is gone for good.
 from __future__ import annotations
 
 from mediasrv.backends import base
-from mediasrv.call.bargein import BargeIn
 from mediasrv.call.core import CallCore
+from mediasrv.call.outbound import BargeIn
 from mediasrv.policy.ledger import Defer
 
 BACKEND_UNAVAILABLE = "backend unavailable"
