@@ -16,18 +16,22 @@ Threads of a call (all end when `closing` is set; every blocking wait has a boun
 The lock rule. State that must change together -- the response ledger, the playback
 ledger, the supervisor, the playout buffer's overflow and generation -- lives behind
 `lock`, the one call lock. A thread decides under it (a pure call returning a plan),
-flips the `threading.Event` flags that must change with that decision, and releases
-it; then it sends, logs and starts threads. Nothing blocks while holding it: no socket,
-no full queue (queue operations under it are `*_nowait`), no other lock except a
-`queue.Queue`'s own mutex for an instant. The backend's own lock (backends/realtime)
-is never taken with this one held: commands go out after release. There is no lock
-around Twilio: only the tx thread writes to it, so the backend's reader never waits on
-Twilio (a barge-in it triggers is handed to the tx thread through the playout buffer).
+flips the `threading.Event` flags that must change with that decision, and releases it;
+then it sends, logs and starts threads. Nothing blocks while holding it: no socket, no
+full queue (queue operations under it are `*_nowait`; a `queue.Queue`'s own mutex is
+taken inside it for an instant, never the other way round). Both halves are asserted:
+helpers named `*_locked` assert that their thread holds the lock (`CallLock.held`), and
+`backend` asserts that a command goes out with it released. The backend's own lock
+(backends/realtime) is a leaf: it is never held while calling out, and the call never
+holds its lock when it calls the backend, so the two are never nested. There is no lock
+around Twilio: only the tx thread writes to it, so nothing else ever waits on Twilio,
+and the backend's reader hands a barge-in to the tx thread through the playout buffer.
 
 Read without the lock, on purpose: the Events (`closing`, `ai_speaking`); the playout
 buffer's generation (an int written under the lock; a stale read lets at most the
 frame in the tx thread's hand out, before the `clear` it sends next); the writer's
-`last_sent_at` (written by the tx thread alone; at most one frame stale); `backend`,
+`last_sent_at` (written by the tx thread alone; at most one frame stale); counters with
+one writer that `Call.stats()` reports (bad inputs, flood drops, tx stats); `backend`,
 set once before any other thread of the call starts.
 """
 
@@ -39,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mediasrv.backends.base import Backend, EventSink
+from mediasrv.call.lock import CallLock
 from mediasrv.call.observer import NULL_OBSERVER, CallLog, Observer
 from mediasrv.call.playout import PlayoutBuffer
 from mediasrv.clock import Clock
@@ -141,7 +146,7 @@ class CallCore:
         self.observer = deps.observer
         self.prompts = deps.prompts
         self.started_at = deps.clock.now()
-        self.lock = threading.Lock()  # the one call lock: guards the four below
+        self.lock = CallLock()  # the one call lock: guards the four below
         self.ledger = ResponseLedger()
         self.playback = Playback()
         self.supervisor = Supervisor(
@@ -153,7 +158,21 @@ class CallCore:
         self.closing = threading.Event()
         self.ai_speaking = threading.Event()  # set with a response's audio; cleared by its drain
         self.watcher_wake = threading.Event()
-        self.backend: Backend = NO_BACKEND  # set once, before the call's other threads start
+        self._backend: Backend = NO_BACKEND
+
+    @property
+    def backend(self) -> Backend:
+        """The call's backend, for commands: sent with the call lock released (asserted)."""
+        assert not self.lock.held(), "a backend command under the call lock"
+        return self._backend
+
+    @backend.setter
+    def backend(self, backend: Backend) -> None:
+        self._backend = backend  # once, before the call's other threads start
+
+    def connected_locked(self) -> bool:
+        """Tell whether the backend is connected (a flag read; no backend lock is taken)."""
+        return self._backend.connected
 
     def wake(self) -> None:
         """Ask the watcher to look again now (something its supervisor judges changed)."""
@@ -173,6 +192,6 @@ class CallCore:
             return self.playout.queued_locked() > 0 or self.playback.has_unheard()
 
     def ai_playing_locked(self) -> bool:
-        assert self.lock.locked()
+        assert self.lock.held()
         return (self.ai_speaking.is_set() or self.playout.queued_locked() > 0
                 or self.playback.has_unheard())

@@ -24,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from mediasrv.audio import FRAME_BYTES, ULAW_SILENCE
+from mediasrv.call.lock import CallLock
 from mediasrv.policy.ledger import BargeInPlan
 
 QUEUE_FRAMES = 150  # 3 s of 20 ms frames: enough to ride out jitter, small enough to flush
@@ -64,7 +65,7 @@ Entry = Frame | ClearRequest | Sync
 class PlayoutBuffer:
     """Frames waiting for the tx thread: a bounded queue plus an overflow, never blocking."""
 
-    def __init__(self, lock: threading.Lock, capacity: int = QUEUE_FRAMES) -> None:
+    def __init__(self, lock: CallLock, capacity: int = QUEUE_FRAMES) -> None:
         self._lock = lock  # the call lock
         self._queue: queue.Queue[Entry] = queue.Queue(capacity)
         self._overflow: deque[Entry] = deque()
@@ -76,7 +77,7 @@ class PlayoutBuffer:
 
     def put_audio_locked(self, response_id: str, item_id: str, audio: bytes) -> bool:
         """Queue audio of an item in whole frames; False if the overflow is full (dropped)."""
-        assert self._lock.locked()
+        assert self._lock.held()
         data = self._partial.pop(item_id, b"") + audio
         whole = len(data) - len(data) % FRAME_BYTES
         if len(self._overflow) + whole // FRAME_BYTES > OVERFLOW_FRAMES:
@@ -90,7 +91,7 @@ class PlayoutBuffer:
 
     def end_item_locked(self, response_id: str, item_id: str) -> None:
         """Queue the item's last partial frame (padded with silence) and its end marker."""
-        assert self._lock.locked()
+        assert self._lock.held()
         rest = self._partial.pop(item_id, b"")
         if rest:
             padded = rest + bytes([ULAW_SILENCE]) * (FRAME_BYTES - len(rest))
@@ -99,7 +100,7 @@ class PlayoutBuffer:
 
     def clear_locked(self, request: ClearRequest) -> None:
         """Drop everything queued, start a new generation, put `request` first in line."""
-        assert self._lock.locked()
+        assert self._lock.held()
         self.generation += 1
         self._partial.clear()
         while self._overflow:
@@ -121,7 +122,7 @@ class PlayoutBuffer:
 
     def queued_locked(self) -> int:
         """Return the entries waiting (frames, and the odd end marker or control entry)."""
-        assert self._lock.locked()
+        assert self._lock.held()
         return self._queue.qsize() + len(self._overflow)
 
     def overflow_len(self) -> int:

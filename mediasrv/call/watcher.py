@@ -76,7 +76,7 @@ class Watcher:
         core = self._core
         ledger = core.ledger
         playing = ledger.playing_id
-        connected = core.backend.connected
+        connected = core.connected_locked()
         queued = core.playout.queued_locked()
         in_flight = ledger.in_flight()
         return sup.Snapshot(

@@ -12,7 +12,9 @@ that a new Realtime session has not heard the caller. The call only decides what
 caller hears meanwhile.
 
 `_lock` guards which client is current, the retry budget and the threads started; it is
-a leaf lock: nothing is sent, logged or called back while it is held.
+a leaf lock: nothing is sent, logged or called back while it is held. Commands read the
+current client without it (one reference read): a command racing a loss reaches the
+old client, whose closed socket makes it return False.
 """
 
 from __future__ import annotations
