@@ -134,6 +134,13 @@ class CallerSpeechStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class CallerSpeechStopped:
+    """The backend's own voice detector heard the caller stop (server turn detection)."""
+
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class CallerTurnCommitted:
     """The backend ended the caller's turn itself (server turn detection)."""
 
@@ -169,8 +176,8 @@ class BackendError:
 
 BackendEvent = (
     SessionReady | ConnectionLost | ResponseCreated | AudioDelta | AudioDone | ResponseDone
-    | CallerSpeechStarted | CallerTurnCommitted | Truncated | CallerTranscript
-    | AgentTranscript | BackendError
+    | CallerSpeechStarted | CallerSpeechStopped | CallerTurnCommitted | Truncated
+    | CallerTranscript | AgentTranscript | BackendError
 )
 
 EventSink = Callable[[BackendEvent], None]

@@ -174,6 +174,8 @@ class RealtimeBackend:
             return base.ResponseDone(ev.response_id, ev.status, ev.reason)
         if isinstance(ev, wire.InputSpeechStarted):
             return base.CallerSpeechStarted(ev.item_id)
+        if isinstance(ev, wire.InputSpeechStopped):
+            return base.CallerSpeechStopped(ev.item_id)
         if isinstance(ev, wire.InputCommitted):
             return base.CallerTurnCommitted(ev.item_id)
         if isinstance(ev, wire.ErrorEvent):
@@ -186,7 +188,7 @@ class RealtimeBackend:
             return base.AgentTranscript(ev.response_id, ev.item_id, ev.transcript)
         if isinstance(ev, wire.SessionEvent):
             self._log.info("realtime %s", ev.type)
-        return None  # speech stopped, and events the call does not act on
+        return None  # events the call does not act on
 
     def _error(self, ev: wire.ErrorEvent) -> base.BackendError:
         harmless = ev.code in _HARMLESS
