@@ -1,7 +1,7 @@
 """gunicorn settings: `gunicorn -c gunicorn.conf.py` from the project root starts mediasrv.
 
 Shutdown (SIGTERM, e.g. a deploy, or a first Ctrl-C): the worker's handler also starts
-mediasrv's drain (mediasrv/shutdown.py): no new calls, active calls go on for up to
+mediasrv's drain (mediasrv/web/shutdown.py): no new calls, active calls go on for up to
 GRACEFUL_TIMEOUT_S, SHUTDOWN_GOODBYE_S before its end they say goodbye and hang up, and
 any call the exiting worker still holds is logged as cut. A second Ctrl-C (or SIGQUIT)
 ends every call at once, each with one line saying so. SIGUSR2 to a worker starts the
@@ -19,8 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gunicorn.glogging import Logger  # noqa: E402
 
 from mediasrv.errors import ConfigError  # noqa: E402
-from mediasrv.logs import JsonFormatter  # noqa: E402
-from mediasrv.settings import load_settings  # noqa: E402
+from mediasrv.web.logs import JsonFormatter  # noqa: E402
+from mediasrv.web.settings import load_settings  # noqa: E402
 
 try:
     _settings = load_settings()

@@ -1,5 +1,7 @@
 """G.711 mu-law and PCM helpers. `bytes` <-> numpy only here, at the edges.
 
+Layer: base.
+
 The encoder follows ITU-T G.711 (bias 0x84, clip 32635) bit for bit; decoding goes
 through a 256-entry table. Arithmetic widens to int32 and clips before narrowing.
 """
@@ -66,7 +68,3 @@ def rms_dbfs(samples: Pcm16) -> float:
         return -120.0
     return max(-120.0, 10.0 * np.log10(power / (32768.0 * 32768.0)))
 
-
-def ms_of_ulaw(nbytes: int) -> float:
-    """Return the duration in ms of `nbytes` of 8 kHz mu-law."""
-    return nbytes / BYTES_PER_MS

@@ -1,4 +1,7 @@
-"""Time, injected: one `Clock` protocol, a real clock and a fake one for tests."""
+"""Time, injected: one `Clock` protocol, a real clock and a fake one for tests.
+
+Layer: base.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """The project's error types.
 
+Layer: base.
+
     MediasrvError                 base of everything we raise on purpose
     +-- ConfigError               a bad setting; names the variable (start-up only)
     +-- ProtocolError             a peer sent something we cannot use (message dropped)

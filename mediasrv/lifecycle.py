@@ -15,6 +15,8 @@ GRACEFUL_TIMEOUT_S plus a margin has passed); the runtime's SIGTERM then finds a
 server, which exits at once.
 
 Standard library only, and nothing heavy imported: a probe runs every few seconds.
+
+Layer: entry (command-line hooks for containers).
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .settings import Settings, load_settings
+from mediasrv.errors import ConfigError
+from mediasrv.web.settings import Settings, load_settings
 
 PROBE_TIMEOUT_S = 3.0
 POLL_S = 0.5

@@ -1,8 +1,11 @@
-"""WSGI entry point: `wsgi_app = "mediasrv.wsgi:app"` in gunicorn.conf.py."""
+"""WSGI entry point: `wsgi_app = "mediasrv.wsgi:app"` in gunicorn.conf.py.
+
+Layer: entry point.
+"""
 
 from __future__ import annotations
 
-from .app import create_app
-from .settings import load_settings
+from mediasrv.web.app import create_app
+from mediasrv.web.settings import load_settings
 
 app = create_app(load_settings())

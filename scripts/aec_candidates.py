@@ -6,7 +6,8 @@ frame (`near`, mu-law decoded), both as floats on the int16 scale; it returns th
 the VAD would hear. Libraries are imported only if installed (see `available`), so the
 script runs with whatever subset is there; none of them is a project dependency.
 
-- `ours`: `mediasrv.aec.EchoCanceller` driven exactly as `mediasrv.echo.EchoGuard` does
+- `ours`: `mediasrv.policy.aec.EchoCanceller` driven exactly as
+  `mediasrv.policy.echo.EchoGuard` does
   with `cancel=True`: it learns only from frames the guard judges echo.
 - `webrtc`: WebRTC AEC3 through `pywebrtc-audio` (`AudioProcessor`, 8 kHz in, 16 kHz
   inside, 10 ms frames, its own delay estimator: no delay hint given).
@@ -31,10 +32,10 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from mediasrv.aec import EchoCanceller
 from mediasrv.audio import ULAW_DECODE
-from mediasrv.echo import SILENT_DBFS, EchoGuard, ulaw_peak_dbfs
-from mediasrv.turns import TurnConfig, TurnPolicy
+from mediasrv.policy.aec import EchoCanceller
+from mediasrv.policy.echo import SILENT_DBFS, EchoGuard, ulaw_peak_dbfs
+from mediasrv.policy.turns import TurnConfig, TurnPolicy
 
 Floats = npt.NDArray[np.float64]
 FRAME = 160
@@ -71,7 +72,7 @@ class Ours:
 class Variant(EchoCanceller):
     """Our canceller with another filter length and a wider delay hysteresis (diagnosis).
 
-    `mediasrv.aec` re-aligns (and so resets its filter) whenever the delay estimate moves
+    `mediasrv.policy.aec` re-aligns (and so resets its filter) whenever the delay estimate moves
     by more than 16 samples; here it must move by more than `hop` samples.
     """
 
@@ -263,7 +264,7 @@ class LibraryGuard(EchoGuard):
         if caller or self._judged_at is None or self._in_p < _ACTIVE:
             return
         frame_db = 10 * np.log10(self._in_p / max(self._out_p, 1e-3))
-        self._erle += 0.1 * min(max(frame_db - self._erle, -6.0), 6.0)  # as mediasrv.aec
+        self._erle += 0.1 * min(max(frame_db - self._erle, -6.0), 6.0)  # as mediasrv.policy.aec
         self._learned += 1
 
     def masked_dbfs(self) -> float:

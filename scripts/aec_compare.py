@@ -1,4 +1,4 @@
-"""Compare echo cancellers on phone echo: ours (`mediasrv/aec.py`) against installed libraries.
+"""Compare echo cancellers on phone echo: ours (`mediasrv/policy/aec.py`) against libraries.
 
 Signals: `aec_signals` (the bot's ~23 s turn, its echo through each path, hiss, a caller,
 mu-law); candidates: `aec_candidates` (skipped with a message when not installed).
@@ -71,7 +71,7 @@ from aec_signals import (
 )
 
 from mediasrv.audio import pcm16_to_ulaw
-from mediasrv.turns import BargeIn, EndOfUtterance, SpeechStarted, TurnPolicy
+from mediasrv.policy.turns import BargeIn, EndOfUtterance, TurnPolicy, UtteranceStarted
 
 ACTIVE = 32768.0**2 * 10 ** (-55 / 10)  # echo frame power that counts as echo
 WINDOW = 25  # frames in an ERLE window (0.5 s)
@@ -255,7 +255,7 @@ def run_policy(policy: TurnPolicy, line: Line, bot_frames: int, stop: int) -> li
         frame = ulaw[i * FRAME : (i + 1) * FRAME]
         step = policy.feed(frame, now, ai_playing=playing, closing=False)
         for e in step.events:
-            kind = {BargeIn: "b", SpeechStarted: "s", EndOfUtterance: "t"}.get(type(e))
+            kind = {BargeIn: "b", UtteranceStarted: "s", EndOfUtterance: "t"}.get(type(e))
             if kind is not None:
                 events.append((kind, i))
     return events

@@ -26,7 +26,7 @@ from mediasrv.audio import ULAW_DECODE, pcm16_to_ulaw
 
 Floats = npt.NDArray[np.float64]
 # The study's signals, as bargein_eval.py built them when it was made (that harness now
-# uses the emulator's line model, mediasrv/sim/line.py): kept here so it stays as measured.
+# uses the emulator's line model, mediasrv/emulator/line.py): kept here so it stays as measured.
 AUDIO = Path(__file__).resolve().parents[1] / "tests" / "audio"
 PROMPTS = Path(__file__).resolve().parent.parent / "mediasrv" / "prompts"
 HISS_DBFS = -70.0  # line hiss on every inbound frame: real lines are never digital zero

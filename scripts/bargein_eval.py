@@ -1,8 +1,8 @@
 """Measure barge-in and echo safety of `TurnPolicy` frame by frame, on issue 9's lines.
 
 No server, no threads: the real policy is driven directly, in seconds. The phone side is
-the emulator's own line model (mediasrv/sim/line.py) and the same lines, callers and
-gains as the end-to-end matrix (mediasrv/sim/catalogue.py), so both describe the same
+the emulator's own line model (mediasrv/emulator/line.py) and the same lines, callers and
+gains as the end-to-end matrix (mediasrv/emulator/catalogue.py), so both describe the same
 calls:
 
 - the server sends the bot's prompt one 20 ms frame per tick (`on_sent`); each frame
@@ -41,10 +41,10 @@ import numpy as np
 import numpy.typing as npt
 
 from mediasrv.audio import ULAW_DECODE
-from mediasrv.sim import catalogue as cat
-from mediasrv.sim.line import HANDSET, Line, LineModel
-from mediasrv.sim.script import ONSET_DBFS, frame_levels_dbfs, load_8k
-from mediasrv.turns import BargeIn, EndOfUtterance, SpeechStarted, TurnConfig, TurnPolicy
+from mediasrv.emulator import catalogue as cat
+from mediasrv.emulator.line import HANDSET, Line, LineModel
+from mediasrv.emulator.script import ONSET_DBFS, frame_levels_dbfs, load_8k
+from mediasrv.policy.turns import BargeIn, EndOfUtterance, TurnConfig, TurnPolicy, UtteranceStarted
 
 AUDIO = Path(__file__).resolve().parents[1] / "tests" / "audio"
 PROMPTS = Path(__file__).resolve().parents[1] / "mediasrv" / "prompts"
@@ -122,7 +122,7 @@ def simulate(
                     stop_at = int((now + net.down_ms / 1000.0) * 8000)  # ... or played
                     if stop_at_barge_in:
                         return run
-                elif isinstance(event, SpeechStarted):
+                elif isinstance(event, UtteranceStarted):
                     run.starts += 1
                 elif isinstance(event, EndOfUtterance):
                     run.turns += 1

@@ -23,9 +23,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
+from mediasrv.emulator.call import CallOptions, EmulatedCall  # noqa: E402
+from mediasrv.emulator.script import CallerScript, EchoPath, Placement  # noqa: E402
 from mediasrv.localbackend import BackendOptions, LocalBackend  # noqa: E402
-from mediasrv.sim.call import CallOptions, EmulatedCall  # noqa: E402
-from mediasrv.sim.script import CallerScript, EchoPath, Placement  # noqa: E402
 
 
 def run_backend(speed: float, delta_ms: int) -> int:

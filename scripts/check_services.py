@@ -40,7 +40,7 @@ from mediasrv.localservices import (  # noqa: E402
     LocalDeepgram,
     LocalElevenLabs,
 )
-from mediasrv.settings import load_settings  # noqa: E402
+from mediasrv.web.settings import load_settings  # noqa: E402
 
 TIMEOUT_S = 10.0
 DEFAULT_CHAT_MODEL = "gpt-4.1-mini"  # until settings.py carries OPENAI_CHAT_MODEL

@@ -31,8 +31,8 @@ import numpy as np
 import numpy.typing as npt
 
 from mediasrv.audio import pcm16_to_ulaw, to_pcm16, ulaw_to_pcm16
-from mediasrv.melspec import log_mel
-from mediasrv.resample import downsample_16k_to_8k, upsample_8k_to_16k
+from mediasrv.models.melspec import log_mel
+from mediasrv.models.resample import downsample_16k_to_8k, upsample_8k_to_16k
 
 Floats = npt.NDArray[np.float32]
 AUDIO = Path(__file__).resolve().parents[1] / "tests" / "audio"
@@ -137,7 +137,7 @@ def check_audio(x: Floats, seconds: float, rate: int) -> Floats:
 
 def probe() -> None:
     """Print P(complete) for each sentence whole and cut mid-phrase, 16 kHz vs 8 kHz."""
-    from mediasrv.turn_model import SmartTurn
+    from mediasrv.models.turn_model import SmartTurn
 
     model = SmartTurn()
     print("P(complete): whole sentence / cut at the '|'   (threshold 0.5)")
@@ -174,9 +174,9 @@ class Run:
 
 def drive(x8: Floats, use_model: bool, threshold: float = 0.5) -> Run:
     """Feed x8 as 20 ms mu-law frames to the VAD and one end-of-turn rule."""
-    from mediasrv.endturn import CheckRequest, EndTurnConfig, EndTurnPolicy, TurnEnd
-    from mediasrv.turn_model import SmartTurn
-    from mediasrv.vad import SpeechEnd, Vad
+    from mediasrv.models.turn_model import SmartTurn
+    from mediasrv.policy.endturn import CheckRequest, EndTurnConfig, EndTurnPolicy, TurnEnd
+    from mediasrv.policy.vad import SpeechEnd, Vad
 
     model = SmartTurn() if use_model else None
     vad, policy = Vad(), EndTurnPolicy(EndTurnConfig(threshold=threshold))
@@ -248,7 +248,7 @@ def eval_conversation(use_model: bool, threshold: float) -> tuple[int, int]:
 
 
 def table(thresholds: list[float]) -> None:
-    from mediasrv.endturn import EndTurnConfig
+    from mediasrv.policy.endturn import EndTurnConfig
 
     n = len(SENTENCES)
     band = "300-3850 Hz" if HIGHPASS else "0-3850 Hz"
@@ -276,7 +276,7 @@ def table(thresholds: list[float]) -> None:
 
 def bench(runs: int = 60) -> None:
     """Print the cost of one check (upsample + features + model) for 1, 4 and 8 s."""
-    from mediasrv.turn_model import SmartTurn, load_session
+    from mediasrv.models.turn_model import SmartTurn, load_session
 
     model, session = SmartTurn(), load_session()
     _, x = read_wav("speech/en_asterisk_allison_demo-congrats.wav")

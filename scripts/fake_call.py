@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from mediasrv.sim.call import CallOptions, EmulatedCall  # noqa: E402
-from mediasrv.sim.metrics import CallResult  # noqa: E402
-from mediasrv.sim.report import format_summary, format_timeline, write_outputs  # noqa: E402
-from mediasrv.sim.script import CallerScript, EchoPath, Placement, load_8k  # noqa: E402
+from mediasrv.emulator.call import CallOptions, EmulatedCall  # noqa: E402
+from mediasrv.emulator.metrics import CallResult  # noqa: E402
+from mediasrv.emulator.report import format_summary, format_timeline, write_outputs  # noqa: E402
+from mediasrv.emulator.script import CallerScript, EchoPath, Placement, load_8k  # noqa: E402
 
 DEFAULT_GAP_S = 1.0
 # Without --duration: the caller hangs up once the AI has been quiet this long after the

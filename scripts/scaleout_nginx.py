@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from soak import ServerProcess, free_port  # noqa: E402
 
-from mediasrv.sim.call import CallOptions, EmulatedCall  # noqa: E402
-from mediasrv.sim.script import CallerScript  # noqa: E402
+from mediasrv.emulator.call import CallOptions, EmulatedCall  # noqa: E402
+from mediasrv.emulator.script import CallerScript  # noqa: E402
 
 PUBLIC_URL = "https://bridge.test"
 TOKEN = "manual-check-token"  # a test value, not a credential

@@ -5,7 +5,7 @@
         [--only repeated_barge_in,echo_only_6dB,...] [--url http://127.0.0.1:5050]
         [--out out/scenarios.json] [--list]
 
---issue9 places every call of issue 9's targets (mediasrv/sim/targets.py: callers at
+--issue9 places every call of issue 9's targets (mediasrv/testing/targets.py: callers at
 0/-10/-20 dB on three lines, `--runs` onsets and networks each, echo alone on nine hard
 paths, three interruptions, a paused sentence, music/tones/noise/quiet room), in both
 turn modes, and prints the targets table with the machine's load and the run time.
@@ -41,10 +41,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from mediasrv.sim import catalogue as sc  # noqa: E402
-from mediasrv.sim import harness  # noqa: E402
-from mediasrv.sim.scenarios import AUDIO_DIR, MODES, Scenario  # noqa: E402
-from mediasrv.sim.targets import call_row, issue9_jobs, targets_table  # noqa: E402
+from mediasrv.emulator import catalogue as sc  # noqa: E402
+from mediasrv.emulator.scenarios import AUDIO_DIR, MODES, Scenario  # noqa: E402
+from mediasrv.testing import harness  # noqa: E402
+from mediasrv.testing.targets import call_row, issue9_jobs, targets_table  # noqa: E402
 
 LATENCY = ["repeated_barge_in"]
 ECHO = [f"echo_only_{erl:g}dB" for erl in sc.ECHO_ERLS]
@@ -80,7 +80,7 @@ def run_batch(
         for scenario, mode in jobs:
             base = url
             if base is None:
-                settings = scenario.settings(mode, backends.url_for(scenario))
+                settings = harness.scenario_settings(scenario, mode, backends.url_for(scenario))
                 base = stack.enter_context(harness.LocalServer(settings)).base_url
             specs.append((base, scenario, mode))
         if not verbose:  # create_app logs INFO to stderr; the capture still gets INFO

@@ -37,8 +37,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout
 
-from mediasrv.sim.call import CallOptions, EmulatedCall  # noqa: E402
-from mediasrv.sim.script import CallerScript  # noqa: E402
+from mediasrv.emulator.call import CallOptions, EmulatedCall  # noqa: E402
+from mediasrv.emulator.script import CallerScript  # noqa: E402
 
 RSS_GROWTH_LIMIT = 0.05
 SECRET_ENV = ("OPENAI_API_KEY", "OPENAI_REALTIME_URL", "TWILIO_AUTH_TOKEN",

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from vad_spectral import SpectralClassifier
 
 from mediasrv.audio import FRAME_BYTES, Pcm16, pcm16_to_ulaw, ulaw_to_pcm16
-from mediasrv.turns import TurnConfig, TurnPolicy
-from mediasrv.vad import SpeechClassifier, SpeechEnd, Vad
-from mediasrv.vad_silero import SileroClassifier
-from mediasrv.vad_spectral import SpectralClassifier
+from mediasrv.models.vad_silero import SileroClassifier
+from mediasrv.policy.turns import TurnConfig, TurnPolicy
+from mediasrv.policy.vad import SpeechClassifier, SpeechEnd, Vad
 
 AUDIO_DIR = Path(__file__).resolve().parents[1] / "tests" / "audio"
 MIN_TURN_S = 0.3

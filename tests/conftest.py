@@ -1,4 +1,4 @@
-"""Shared fixtures: the thread-leak detector every test runs under."""
+"""Shared fixtures: the thread-leak detector every test runs under, the e2e backends."""
 
 from __future__ import annotations
 
@@ -6,8 +6,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from timing import bound
+
+if TYPE_CHECKING:
+    from mediasrv.testing.harness import BackendPool
 
 SHARED_AUDIO = Path(__file__).resolve().parent / "audio"  # copied from ../shared/audio
 
@@ -21,10 +26,23 @@ def no_thread_left() -> Iterator[None]:
     """Fail a test that leaves a `mediasrv-` thread running (fixtures' threads excepted)."""
     before = _ours()
     yield
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + bound(2.0)
     left = _ours() - before
     while left and time.monotonic() < deadline:
         for thread in left:
             thread.join(timeout=0.05)
         left = {t for t in _ours() - before if t.is_alive()}
     assert not left, f"threads left running: {sorted(t.name for t in left)}"
+
+
+@pytest.fixture(scope="module")
+def backends() -> Iterator[BackendPool]:
+    """The recording local Realtime backends of a module's end-to-end tests.
+
+    Module-scoped, so their threads exist before the leak detector looks at each test,
+    and end with the module.
+    """
+    from mediasrv.testing.harness import BackendPool  # the e2e tests' only: import late
+
+    with BackendPool() as pool:
+        yield pool

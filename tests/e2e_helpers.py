@@ -1,29 +1,30 @@
 """End-to-end helpers: the real app on loopback, recording Realtime backends, the emulator.
 
-Each e2e module starts a `BackendPool` in a module fixture (so its backends' threads exist
-before the leak detector looks) and stops it afterwards. `run_all` starts one real
-server per scenario and turn mode, pointed at the pool's backend for that scenario, and
-places all the calls at once: a test of several scenarios takes as long as the longest.
+Each e2e module gets a `BackendPool` from the `backends` fixture (conftest.py). `run_all`
+starts one real server per scenario and turn mode, pointed at the pool's backend for that
+scenario, and places all the calls at once: a test of several scenarios takes as long as
+the longest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 
-from mediasrv.sim.harness import BackendPool, LocalServer, LogCapture, Outcome, run_calls
-from mediasrv.sim.scenarios import Scenario
-from mediasrv.sim.truth import ClearTruth
+from mediasrv.emulator.scenarios import Scenario
+from mediasrv.emulator.truth import ClearTruth
+from mediasrv.testing.harness import (
+    BackendPool,
+    LocalServer,
+    LogCapture,
+    Outcome,
+    run_calls,
+    scenario_settings,
+)
 
 TRUNCATE_TOLERANCE_MS = 20.0  # one frame: issue 9's target for audio_end_ms vs what played
 MAX_LATE_MS = 150.0  # emulator slip that voids a call (echo path 160 ms -> 310 ms)
 ATTEMPTS = 2
-
-
-def module_backends() -> Iterator[BackendPool]:
-    """Start the recording backends for a module's tests; stop them (and their threads)."""
-    with BackendPool() as pool:
-        yield pool
 
 
 def run_all(scenarios: Sequence[Scenario], backends: BackendPool) -> list[Outcome]:
@@ -58,7 +59,7 @@ def _place(jobs: Sequence[tuple[Scenario, str]], backends: BackendPool) -> list[
     with LogCapture() as logs, ExitStack() as stack:
         specs = []
         for scenario, mode in jobs:
-            settings = scenario.settings(mode, backends.url_for(scenario))
+            settings = scenario_settings(scenario, mode, backends.url_for(scenario))
             server = stack.enter_context(LocalServer(settings))
             specs.append((server.base_url, scenario, mode))
         outcomes = run_calls(specs, logs, backends)

@@ -1,4 +1,10 @@
-"""Hand-written fakes for thread-level call tests: Twilio socket, Realtime socket."""
+"""Hand-written fakes for thread-level call tests: Twilio socket, Realtime socket.
+
+Absence is proved with barriers, never by waiting out a quiet window: `Harness.sync()`
+returns once the Realtime reader has handled every event emitted so far, the tx thread
+everything queued before it, and the watcher has ticked after both. What has not been
+sent by then was not going to be sent.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +12,23 @@ import json
 import logging
 import queue
 import threading
+import time
 from base64 import b64encode
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from timing import bound
+
 from mediasrv.call import Call, CallDeps
-from mediasrv.clock import ManualClock
+from mediasrv.call.observer import NullObserver, Observer
+from mediasrv.clock import Clock, ManualClock
 from mediasrv.errors import PeerClosed
-from mediasrv.observe import NullObserver
-from mediasrv.settings import load_settings
+from mediasrv.web.settings import Settings, load_settings
+from mediasrv.web.wiring import call_config, realtime_backend
 
 _CLOSE = object()
-WAIT = 2.0  # bound on every wait in these tests
+WAIT = bound(2.0)  # bound on every wait in these tests
 
 
 class FakeTwilio:
@@ -30,6 +40,8 @@ class FakeTwilio:
         self._changed = threading.Condition()
         self.closed = threading.Event()
         self.stall_media = threading.Event()  # set: media sends block (a stalled socket)
+        self.stall_all = threading.Event()  # set: every send blocks (a socket gone quiet)
+        self.blocked = threading.Event()  # a send is blocked on a stall right now
 
     def receive(self, timeout: float) -> str | None:
         try:
@@ -39,13 +51,24 @@ class FakeTwilio:
         if item is _CLOSE:
             self.closed.set()
             raise PeerClosed("fake twilio closed")
+        if isinstance(item, threading.Event):
+            item.set()  # the rx loop is sequential: every earlier message has been handled
+            return None
         return item  # type: ignore[no-any-return]
+
+    def sync(self) -> None:
+        """Wait until the call's rx loop has handled every message pushed so far."""
+        done = threading.Event()
+        self.inbound.put(done)
+        assert done.wait(WAIT), "rx loop did not catch up"
 
     def send(self, text: str) -> None:
         doc = json.loads(text)
-        if doc["event"] == "media":
-            while self.stall_media.is_set() and not self.closed.is_set():
-                self.closed.wait(0.01)
+        while (self.stall_all.is_set() or (doc["event"] == "media" and self.stall_media.is_set())
+               ) and not self.closed.is_set():
+            self.blocked.set()
+            self.closed.wait(0.01)
+        self.blocked.clear()
         self.order.append(("twilio", doc["event"]))
         with self._changed:
             self.history.append(doc)
@@ -70,16 +93,10 @@ class FakeTwilio:
                 if not self._changed.wait(timeout):
                     raise queue.Empty(f"no {event} sent within {timeout} s")
 
-    def count(self, event: str) -> int:
+    def events_since(self, position: int) -> list[str]:
+        """Return the event types sent after `position` in history (after a barrier)."""
         with self._changed:
-            return sum(1 for doc in self.history if doc["event"] == event)
-
-    def since(self, position: int, quiet: float = 0.3) -> list[dict[str, Any]]:
-        """Messages sent after `position` in history, after `quiet` s without any."""
-        with self._changed:
-            while self._changed.wait(quiet):
-                pass
-            return self.history[position:]
+            return [doc["event"] for doc in self.history[position:]]
 
     def position(self) -> int:
         with self._changed:
@@ -127,11 +144,12 @@ class FakeRealtime:
             if doc["type"] == etype:
                 return doc
 
-    def sent_types(self, quiet: float = 0.2) -> list[str]:
+    def sent_types(self) -> list[str]:
+        """Return the types of what the call sent since the last look (after a barrier)."""
         out = []
         while True:
             try:
-                out.append(self.from_client.get(timeout=quiet)["type"])
+                out.append(self.from_client.get_nowait()["type"])
             except queue.Empty:
                 return out
 
@@ -150,6 +168,24 @@ class Harness:
         self.call, self.twilio, self.rt, self.clock, self.obs, self.order = (
             call, twilio, rt, clock, obs, order)
 
+    def sync(self) -> None:
+        """Barrier: the rx loop, the reader and then the watcher have caught up with now."""
+        self.twilio.sync()
+        self.rt.sync()
+        assert self.call.watcher_synced(WAIT), "the watcher did not tick"
+
+    def sync_tx(self) -> None:
+        """Barrier: the tx thread has handled everything queued so far (nothing paced may
+        be queued: the manual clock would have to release it first)."""
+        assert self.call.tx_synced(WAIT), "the tx thread did not catch up"
+
+    def drains(self) -> list[str]:
+        """Return the drain outcomes reported so far (after a barrier)."""
+        out = []
+        while not self.obs.drains.empty():
+            out.append(self.obs.drains.get_nowait())
+        return out
+
     def tick(self, frames: int = 1) -> list[dict[str, Any]]:
         """Release `frames` 20 ms ticks of the tx loop; return the media sent."""
         sent = []
@@ -157,6 +193,17 @@ class Harness:
             self.clock.advance(0.02)
             sent.append(self.twilio.expect("media"))
         return sent
+
+    def play(self, ticks: int) -> list[str]:
+        """Release `ticks` 20 ms ticks of the tx loop, each once it has been used (a frame
+        sent or an underrun counted); return the events sent meanwhile."""
+        position = self.twilio.position()
+        for _ in range(ticks):
+            before = (self.twilio.position(), self.call.stats().tx_underruns)
+            self.clock.advance(0.02)
+            wait_for(lambda b=before: (self.twilio.position(), self.call.stats().tx_underruns)
+                     != b, "the tx loop used the tick")
+        return self.twilio.events_since(position)
 
     def respond(self, rid: str = "resp_1", item: str = "item_1", ms: int = 1000,
                 done: bool = True) -> None:
@@ -180,6 +227,14 @@ class Harness:
         self.twilio.push({"event": "mark", "streamSid": "MZ1", "mark": {"name": name}})
 
 
+def wait_for(done: Callable[[], bool], what: str, bound: float = WAIT) -> None:
+    """Wait until `done()` (a positive wait, bounded; polls every 5 ms)."""
+    deadline = time.monotonic() + bound
+    while not done():
+        assert time.monotonic() < deadline, f"not within {bound} s: {what}"
+        time.sleep(0.005)
+
+
 def start_msg(call_sid: str = "CA00000001") -> dict[str, Any]:
     return {"event": "start", "sequenceNumber": "1", "streamSid": "MZ1",
             "start": {"streamSid": "MZ1", "accountSid": "AC1", "callSid": call_sid,
@@ -188,15 +243,24 @@ def start_msg(call_sid: str = "CA00000001") -> dict[str, Any]:
                                       "channels": 1}}}
 
 
+def call_deps(settings: Settings, clock: Clock, rt: FakeRealtime,
+              observer: Observer | None = None) -> CallDeps:
+    """Return a call's dependencies as the app builds them, with `rt` as its backend socket."""
+    return CallDeps(call_config(settings), clock, realtime_backend(lambda: rt, settings),
+                    observer=observer or NullObserver())
+
+
+def call_settings(**overrides: Any) -> Settings:
+    return load_settings({}, **{"greeting": "", "prebuffer_ms": 0, "silence_timeout_s": 3600.0,
+                                "turn_detection": "server", **overrides})
+
+
 @contextmanager
 def running_call(**overrides: Any):  # type: ignore[no-untyped-def]
-    settings = load_settings({}, **{"greeting": "", "prebuffer_ms": 0,
-                                    "silence_timeout_s": 3600.0, "turn_detection": "server",
-                                    **overrides})
     order: list[tuple[str, str]] = []
     clock = ManualClock()
     twilio, rt, obs = FakeTwilio(order), FakeRealtime(order), RecordingObserver()
-    call = Call(twilio, CallDeps(settings, clock, lambda: rt, observer=obs))
+    call = Call(twilio, call_deps(call_settings(**overrides), clock, rt, obs))
     rx = threading.Thread(target=call.run, name="mediasrv-test-rx")
     rx.start()
     twilio.push({"event": "connected", "protocol": "Call", "version": "1.0.0"})
@@ -206,6 +270,7 @@ def running_call(**overrides: Any):  # type: ignore[no-untyped-def]
         yield Harness(call, twilio, rt, clock, obs, order)
     finally:
         twilio.stall_media.clear()
+        twilio.stall_all.clear()
         twilio.hang_up()
         rx.join(timeout=WAIT)
 

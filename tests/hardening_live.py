@@ -18,15 +18,16 @@ from typing import Any
 
 import websocket
 from flask import Flask
+from timing import bound
 from werkzeug.serving import make_server
 
-from mediasrv.app import create_app
+from mediasrv.backends.realtime.client import Connector, ws_connector
 from mediasrv.localbackend import BackendOptions, LocalBackend
-from mediasrv.metrics import Metrics
-from mediasrv.realtime_client import Connector, ws_connector
-from mediasrv.settings import Settings, load_settings
+from mediasrv.web.app import create_app
+from mediasrv.web.metrics import Metrics
+from mediasrv.web.settings import Settings, load_settings
 
-BOUND = 5.0  # bound on every wait in these tests
+BOUND = bound(5.0)  # bound on every wait in these tests
 
 
 def settings(**overrides: Any) -> Settings:

@@ -3,7 +3,7 @@ promised twice, and a reservation nobody claims lapses."""
 
 from __future__ import annotations
 
-from mediasrv.admission import Ledger
+from mediasrv.web.admission import Ledger
 
 TTL = 10.0
 

@@ -11,11 +11,11 @@ import pytest
 from hardening_live import RawTwilio, backend, connector, live_server, settings, wait_for
 from twilio.request_validator import RequestValidator
 
-from mediasrv.admission import RESERVATION_TTL_S
-from mediasrv.app import create_app
+from mediasrv.backends.realtime.client import RealtimeSocket
 from mediasrv.clock import FakeClock
 from mediasrv.errors import PeerClosed
-from mediasrv.realtime_client import RealtimeSocket
+from mediasrv.web.admission import RESERVATION_TTL_S
+from mediasrv.web.app import create_app
 
 TOKEN = "test-auth-token"  # a test value, not a credential
 PUBLIC = "https://bridge.example.com"
@@ -65,7 +65,7 @@ def test_a_reservation_whose_stream_never_comes_frees_the_slot(
     voice(app, "CA1")
     assert ready(app)[0] == 503
     clock.advance(RESERVATION_TTL_S)
-    with caplog.at_level(logging.INFO, logger="mediasrv.admission"):
+    with caplog.at_level(logging.INFO, logger="mediasrv.web.admission"):
         status, body = ready(app)
     assert status == 200 and body["reserved_calls"] == 0
     assert "reservation for CA1 expired: no stream came within 10 s" in caplog.text

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mediasrv.aec import EchoCanceller
 from mediasrv.audio import ULAW_DECODE, pcm16_to_ulaw
+from mediasrv.policy.aec import EchoCanceller
 
 BOT = Path(__file__).resolve().parent / "audio" / "speech" / "en_espeak_bot_prompt.wav"
 CALLER = BOT.with_name("en_asterisk_allison_tt-weasels.wav")

@@ -1,14 +1,16 @@
-"""Thread-level tests of one call: fake sockets, a manual clock, bounded waits."""
+"""Thread-level tests of one call: fake sockets, a manual clock, bounded waits, barriers.
 
-import queue
-import threading
+Every "nothing happened" is asserted after a barrier (`h.sync()`, `h.sync_tx()`,
+`h.rt.sync()`), never after waiting out a quiet window.
+"""
+
+import logging
 
 import pytest
 from fakes import WAIT, running_call
 
-
-def drain_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("mediasrv-drain")]
+SPEECH_STARTED = {"type": "input_audio_buffer.speech_started", "item_id": "u1",
+                  "audio_start_ms": 5000}
 
 
 def test_speaking_stays_set_while_queues_drain_and_clears_when_empty():
@@ -16,8 +18,8 @@ def test_speaking_stays_set_while_queues_drain_and_clears_when_empty():
         h.respond(ms=200)  # 10 frames; the backend says done long before they play
         h.twilio.expect("media")
         h.tick(5)
-        with pytest.raises(queue.Empty):
-            h.obs.drains.get(timeout=0.2)
+        h.sync()
+        assert h.drains() == []
         assert h.call.is_ai_speaking.is_set()
         h.tick(4)
         assert h.obs.drains.get(timeout=WAIT) == "empty"
@@ -31,8 +33,8 @@ def test_stalled_socket_clears_speaking_after_drain_timeout():
         h.rt.sync()
         assert h.call.is_ai_speaking.is_set()
         h.clock.advance(0.3)
-        with pytest.raises(queue.Empty):
-            h.obs.drains.get(timeout=0.2)
+        h.sync()
+        assert h.drains() == []
         assert h.call.is_ai_speaking.is_set()
         h.clock.advance(0.25)
         assert h.obs.drains.get(timeout=WAIT) == "timeout"
@@ -47,21 +49,23 @@ def test_drain_of_response_a_never_clears_response_b():
         h.deltas("resp_B", "item_B", 300)
         h.rt.sync()
         h.clock.advance(1.0)  # far beyond A's drain timeout
-        with pytest.raises(queue.Empty):
-            h.obs.drains.get(timeout=0.3)
+        h.sync()
+        assert h.drains() == []
         assert h.call.is_ai_speaking.is_set()
 
 
-def test_duplicate_done_events_start_one_watcher():
+def test_duplicate_done_events_watch_the_drain_once(caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.INFO, logger="mediasrv.call")
     with running_call() as h:
-        h.twilio.stall_media.set()
         h.respond(ms=300)
         h.finish("resp_1", "item_1")
         h.finish("resp_1", "item_1")
-        h.rt.sync()
-        with pytest.raises(queue.Empty):
-            h.obs.drains.get(timeout=0.3)
-        assert len(drain_threads()) == 1
+        h.twilio.expect("media")
+        h.tick(14)  # all 15 frames sent
+        assert h.obs.drains.get(timeout=WAIT) == "empty"
+        h.sync()
+        assert h.drains() == []  # one watch, one outcome
+    assert caplog.text.count("[AUDIO_DONE] resp_1") == 1
 
 
 def test_barge_in_sends_clear_then_truncate_at_heard_ms_then_cancel():
@@ -74,10 +78,9 @@ def test_barge_in_sends_clear_then_truncate_at_heard_ms_then_cancel():
         assert mark == "resp_1:item_1:220"
         h.echo_mark(first)
         h.echo_mark(mark)  # the caller has heard 220 ms, right now
-        h.twilio.since(0)
+        h.sync()
         h.order.clear()
-        h.rt.emit({"type": "input_audio_buffer.speech_started", "item_id": "u1",
-                   "audio_start_ms": 5000})
+        h.rt.emit(SPEECH_STARTED)
         h.twilio.expect("clear")
         truncate = h.rt.expect("conversation.item.truncate")
         assert truncate == {"type": "conversation.item.truncate", "item_id": "item_1",
@@ -92,21 +95,24 @@ def test_barge_in_sends_clear_then_truncate_at_heard_ms_then_cancel():
         h.rt.sync()
         for _ in range(10):
             h.clock.advance(0.02)
-        assert [m["event"] for m in h.twilio.since(after_clear)] == []
+        h.sync_tx()
+        assert h.twilio.events_since(after_clear) == []
 
 
 def test_no_frame_of_a_cancelled_response_reaches_twilio_after_clear():
     with running_call() as h:
-        h.respond(ms=2000, done=False)  # 3 s of frames fill tx_q; the rest waits upstream
+        h.respond(ms=2000, done=False)  # 100 frames queued
         h.twilio.expect("media")
         h.tick(3)
-        h.rt.emit({"type": "input_audio_buffer.speech_started", "item_id": "u1"})
+        h.rt.emit(SPEECH_STARTED)
         h.twilio.expect("clear")
         clear_at = next(i for i, m in enumerate(h.twilio.history) if m["event"] == "clear")
         for _ in range(20):
             h.clock.advance(0.02)
-        assert [m["event"] for m in h.twilio.since(clear_at + 1)] == []
-        assert h.call.tx_q.qsize() == 0 and h.call.audio_out_q.qsize() == 0
+        h.sync_tx()
+        assert h.twilio.events_since(clear_at + 1) == []
+        stats = h.call.stats()
+        assert stats.queued_frames == 0 and stats.overflow_frames == 0
 
 
 def test_barge_in_after_response_done_while_audio_is_unheard_still_clears():
@@ -119,12 +125,13 @@ def test_barge_in_after_response_done_while_audio_is_unheard_still_clears():
         h.tick(8)
         assert h.twilio.expect("mark")["mark"]["name"] == "resp_1:item_1:200:end"
         assert h.obs.drains.get(timeout=WAIT) == "empty"  # all sent, the end not yet heard
-        h.twilio.since(0)
-        h.rt.emit({"type": "input_audio_buffer.speech_started", "item_id": "u1"})
+        h.sync()
+        h.rt.emit(SPEECH_STARTED)
         h.twilio.expect("clear")
         truncate = h.rt.expect("conversation.item.truncate")
         # The last of the 10 frames was sent at the clear: 9 had played, 0 ms of the 10th.
         assert truncate["audio_end_ms"] == 180
+        h.sync_tx()
         assert "response.cancel" not in h.rt.sent_types()
 
 
@@ -136,10 +143,13 @@ def test_speech_after_playback_fully_ended_does_not_clear_or_truncate():
         for name in ("resp_1:item_1:20", "resp_1:item_1:200:end"):
             h.echo_mark(name)
         assert h.obs.drains.get(timeout=WAIT) == "empty"
-        position = h.twilio.since(0) and h.twilio.position()
-        h.rt.emit({"type": "input_audio_buffer.speech_started", "item_id": "u1"})
+        h.sync()
+        position = h.twilio.position()
+        h.rt.sent_types()
+        h.rt.emit(SPEECH_STARTED)
         h.rt.sync()
-        assert "clear" not in [m["event"] for m in h.twilio.since(position)]
+        h.sync_tx()
+        assert "clear" not in h.twilio.events_since(position)
         assert "conversation.item.truncate" not in h.rt.sent_types()
 
 
@@ -148,14 +158,14 @@ def test_marks_echoed_by_clear_do_not_count_as_heard():
         h.respond(ms=1000, done=False)
         h.twilio.expect("media")
         h.tick(10)
-        h.rt.emit({"type": "input_audio_buffer.speech_started", "item_id": "u1"})
+        h.rt.emit(SPEECH_STARTED)
         h.twilio.expect("clear")
         h.echo_mark("resp_1:item_1:20")  # Twilio echoes pending marks after clear
         h.echo_mark("resp_1:item_1:220")
-        h.twilio.since(0)
-        h.rt.sync()
-        assert h.call.playback.items["item_1"].heard_ms == 0
-        assert not h.call.playback.has_unheard()
+        h.sync()
+        stats = h.call.stats()
+        assert stats.heard_ms["item_1"] == 0
+        assert not stats.unheard_audio
 
 
 def test_one_response_at_a_time_defers_the_next_until_done():
@@ -170,6 +180,7 @@ def test_one_response_at_a_time_defers_the_next_until_done():
 def test_server_commit_without_local_speech_creates_no_response():
     with running_call() as h:
         h.rt.emit({"type": "input_audio_buffer.committed", "item_id": "u1"})
+        h.rt.sync()
         assert "response.create" not in h.rt.sent_types()
 
 
@@ -186,20 +197,44 @@ def test_request_after_a_long_quiet_backend_is_not_taken_for_a_stall():
         h.respond("resp_1", "item_1", ms=100)
         h.rt.sync()
         h.clock.advance(12.0)  # a long answer plays on after the backend's last event
+        h.sync()
         assert h.call.request_response("answer")
-        assert h.rt.sent_types(quiet=0.5) == ["response.create"]  # no reconnect
+        h.sync()
+        assert h.rt.sent_types() == ["response.create"]  # no reconnect, no new session
 
 
-def test_reader_stays_prompt_when_a_long_answer_overflows_both_queues():
+def test_reader_stays_prompt_when_a_long_answer_overflows_the_buffer():
     with running_call() as h:
-        h.respond(ms=30_000, done=False)  # 300 deltas: 3 s in tx_q, 150 deltas queued, rest backlog
+        h.respond(ms=30_000, done=False)  # 1500 frames: 150 in the queue, the rest overflow
         h.twilio.expect("media")
-        h.rt.sync()  # the reader handled all 300 deltas although the queues are full
-        assert len(h.call._backlog) > 0  # only used once audio_out_q is full
-        h.rt.emit({"type": "input_audio_buffer.speech_started", "item_id": "u1"})
-        h.rt.sync()  # handled at once: nothing waits for the backlog to drain
+        h.rt.sync()  # the reader handled all 300 deltas although the queue is full
+        assert h.call.stats().overflow_frames > 0
+        h.rt.emit(SPEECH_STARTED)
+        h.rt.sync()  # handled at once: nothing waits for the overflow to drain
+        h.twilio.expect("clear")
         clear_at = next(i for i, m in enumerate(h.twilio.history) if m["event"] == "clear")
         for _ in range(10):
             h.clock.advance(0.02)
-        assert [m["event"] for m in h.twilio.since(clear_at + 1)] == []
-        assert len(h.call._backlog) == 0 and h.call.audio_out_q.qsize() == 0
+        h.sync_tx()
+        assert h.twilio.events_since(clear_at + 1) == []
+        stats = h.call.stats()
+        assert stats.queued_frames == 0 and stats.overflow_frames == 0
+
+
+def test_server_barge_in_while_twilio_send_is_blocked_keeps_the_reader_reading():
+    with running_call() as h:
+        h.respond(ms=1000, done=False)
+        h.twilio.expect("media")
+        h.twilio.stall_all.set()
+        h.clock.advance(0.02)  # the next frame's send blocks: Twilio takes nothing
+        assert h.twilio.blocked.wait(WAIT)
+        h.rt.emit(SPEECH_STARTED)
+        h.deltas("resp_1", "item_1", 500)  # late audio of the cut-off response
+        h.rt.emit({"type": "conversation.item.input_audio_transcription.completed",
+                   "item_id": "u1", "transcript": "stop"})
+        h.rt.sync()  # every event consumed while a Twilio send is stuck
+        assert "clear" not in h.twilio.events_since(0)
+        h.twilio.stall_all.clear()
+        h.twilio.expect("clear")  # the tx thread sends it once the socket moves again
+        assert h.rt.expect("conversation.item.truncate")["item_id"] == "item_1"
+        h.rt.expect("response.cancel")

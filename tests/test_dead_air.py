@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from hardening_live import backend, connector, live_server, settings
 
-from mediasrv.sim.call import CallOptions, EmulatedCall
-from mediasrv.sim.script import CallerScript
+from mediasrv.emulator.call import CallOptions, EmulatedCall
+from mediasrv.emulator.script import CallerScript
 
 CONNECT_S = 4.0  # 2 s above the dead-air limit: "one moment" must come before it fails
 

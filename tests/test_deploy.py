@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from mediasrv.lifecycle import DRAIN_MARGIN_S
-from mediasrv.metrics import Metrics
-from mediasrv.settings import load_settings
+from mediasrv.web.metrics import Metrics
+from mediasrv.web.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"

@@ -11,15 +11,13 @@ caller's first syllable reached it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import e2e_helpers as e2e
 import pytest
 
-from mediasrv.sim import catalogue as cat
-from mediasrv.sim.harness import BackendPool, Outcome
-from mediasrv.sim.scenarios import Scenario
-from mediasrv.sim.truth import forwards_as_sent, onset_frame, received_at
+from mediasrv.emulator import catalogue as cat
+from mediasrv.emulator.scenarios import Scenario
+from mediasrv.emulator.truth import forwards_as_sent, onset_frame, received_at
+from mediasrv.testing.harness import BackendPool, Outcome
 
 QUIET_CALLER = cat.barge_in(-10.0, "handset", 0)
 HARD_ECHO = cat.echo_alone("bad line, saturated speaker")
@@ -27,10 +25,9 @@ THREE = cat.three_interruptions()
 
 
 @pytest.fixture(scope="module")
-def outcomes() -> Iterator[dict[tuple[str, str], Outcome]]:
-    with BackendPool() as backends:
-        done = e2e.run_all([QUIET_CALLER, HARD_ECHO, THREE], backends)
-        yield {(o.scenario.name, o.mode): o for o in done}
+def outcomes(backends: BackendPool) -> dict[tuple[str, str], Outcome]:
+    done = e2e.run_all([QUIET_CALLER, HARD_ECHO, THREE], backends)
+    return {(o.scenario.name, o.mode): o for o in done}
 
 
 def of(outcomes: dict[tuple[str, str], Outcome], scenario: Scenario) -> list[Outcome]:

@@ -7,18 +7,10 @@ for an answer; the greeting and the bridge's own silence prompts are expected.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import e2e_helpers as e2e
-import pytest
 
-from mediasrv.sim import catalogue as sc
-from mediasrv.sim.harness import BackendPool
-
-
-@pytest.fixture(scope="module")
-def backends() -> Iterator[BackendPool]:
-    yield from e2e.module_backends()
+from mediasrv.emulator import catalogue as sc
+from mediasrv.testing.harness import BackendPool
 
 
 def test_echo_alone_at_6_10_20_db_erl_never_barges_in_nor_answers(backends: BackendPool) -> None:

@@ -1,24 +1,16 @@
 """End to end, turn taking: the real app and local backend, the emulator, real sockets.
 
-Every test runs its scenario (mediasrv/sim/catalogue.py) in TURN_DETECTION=local and
+Every test runs its scenario (mediasrv/emulator/catalogue.py) in TURN_DETECTION=local and
 server at once, on two servers. Times are call times of the emulator's clock; bounds on
 them are generous (this runs on loaded machines): they check order, not speed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import e2e_helpers as e2e
-import pytest
 
-from mediasrv.sim import catalogue as sc
-from mediasrv.sim.harness import BackendPool
-
-
-@pytest.fixture(scope="module")
-def backends() -> Iterator[BackendPool]:
-    yield from e2e.module_backends()
+from mediasrv.emulator import catalogue as sc
+from mediasrv.testing.harness import BackendPool
 
 
 def test_silent_caller_is_asked_once_then_told_goodbye_and_hung_up(backends: BackendPool) -> None:

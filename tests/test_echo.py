@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 
 from mediasrv.audio import ULAW_DECODE, Pcm16, pcm16_to_ulaw
-from mediasrv.echo import EchoGuard, ulaw_peak_dbfs
 from mediasrv.errors import ConfigError
-from mediasrv.turns import (
+from mediasrv.policy.echo import EchoGuard, ulaw_peak_dbfs
+from mediasrv.policy.turns import (
     BargeIn,
     EndOfUtterance,
-    SpeechStarted,
     TurnConfig,
     TurnEvent,
     TurnPolicy,
     UtteranceSkipped,
+    UtteranceStarted,
 )
 
 SPEECH = Path(__file__).resolve().parent / "audio" / "speech"
@@ -130,8 +130,8 @@ def test_inbound_must_beat_loudest_sent_minus_erl() -> None:
 
 
 def test_guard_config_error_names_the_setting() -> None:
-    with pytest.raises(ConfigError, match="erl_db"):
-        EchoGuard(erl_db=-3.0)
+    with pytest.raises(ConfigError, match="echo_path_ms"):
+        EchoGuard(echo_path_ms=5)
 
 
 @pytest.mark.parametrize("echo_loss_db", [6.0, 10.0, 20.0])
@@ -139,7 +139,7 @@ def test_own_voice_echo_is_never_caller_speech(echo_loss_db: float) -> None:
     call = Call(echo_loss_db)
     events, forwarded, _ = call.run(worst_case())
     kinds = {type(e) for _, e in events}
-    assert not kinds & {SpeechStarted, BargeIn, EndOfUtterance}
+    assert not kinds & {UtteranceStarted, BargeIn, EndOfUtterance}
     assert all(e.reason == "echo" for _, e in events if isinstance(e, UtteranceSkipped))
     window_end = call.bot_frames + 500 // 20  # echo window: 500 ms after the last sent frame
     assert b"".join(forwarded[:window_end]) == b""
@@ -150,7 +150,7 @@ def test_caller_over_echo_barges_in_and_makes_an_utterance() -> None:
     first = call.add_caller(at_s=2.0)  # as loud as the bot's own prompt
     events, _, _ = call.run(worst_case(), stop_on_barge_in=True)
     kinds = [type(e) for _, e in events]
-    assert kinds == [SpeechStarted, BargeIn, EndOfUtterance]
+    assert kinds == [UtteranceStarted, BargeIn, EndOfUtterance]
     assert events[0][0] >= first
     end = events[-1][1]
     assert isinstance(end, EndOfUtterance)
@@ -181,7 +181,7 @@ def test_with_the_canceller_the_caller_barges_in_and_echo_after_it_is_held() -> 
         isinstance(e, UtteranceSkipped) and e.reason == "echo" for i, e in events if i < first
     )
     kinds = [type(e) for i, e in events if i >= first]
-    assert kinds == [SpeechStarted, BargeIn, EndOfUtterance]
+    assert kinds == [UtteranceStarted, BargeIn, EndOfUtterance]
     # The caller's utterance is forwarded; the bot's echo after it is held back again.
     end = next(i for i, e in events if isinstance(e, EndOfUtterance))
     assert end < call.bot_frames
@@ -191,7 +191,7 @@ def test_with_the_canceller_the_caller_barges_in_and_echo_after_it_is_held() -> 
 @pytest.mark.parametrize("echo_loss_db", [6.0, 10.0, 20.0])
 def test_with_the_canceller_own_voice_echo_is_never_caller_speech(echo_loss_db: float) -> None:
     events, _, _ = Call(echo_loss_db).run(cancelling())
-    assert not {type(e) for _, e in events} & {SpeechStarted, BargeIn, EndOfUtterance}
+    assert not {type(e) for _, e in events} & {UtteranceStarted, BargeIn, EndOfUtterance}
 
 
 # A telephone hybrid rings for a few ms: the echo is not a pure delay.
@@ -204,13 +204,13 @@ HYBRID /= np.abs(np.fft.rfft(HYBRID, 256)).max()  # ERL: the loss at the loudest
 @pytest.mark.parametrize("echo_loss_db", [6.0, 10.0, 20.0])
 def test_with_the_canceller_dispersive_echo_is_never_caller_speech(echo_loss_db: float) -> None:
     events, _, _ = Call(echo_loss_db, path=HYBRID).run(cancelling())
-    assert not {type(e) for _, e in events} & {SpeechStarted, BargeIn, EndOfUtterance}
+    assert not {type(e) for _, e in events} & {UtteranceStarted, BargeIn, EndOfUtterance}
 
 
 def test_with_the_canceller_echo_path_getting_louder_is_not_a_barge_in() -> None:
     # 20 dB of echo loss for 4 s (the canceller has converged), then a speakerphone: 6 dB.
     events, _, _ = Call(echo_loss_db=20.0, change=(200, 6.0)).run(cancelling())
-    assert not {type(e) for _, e in events} & {SpeechStarted, BargeIn, EndOfUtterance}
+    assert not {type(e) for _, e in events} & {UtteranceStarted, BargeIn, EndOfUtterance}
 
 
 def test_quiet_caller_under_loud_bot_is_heard_through_the_canceller() -> None:
@@ -229,7 +229,7 @@ def test_quiet_caller_under_loud_bot_is_heard_through_the_canceller() -> None:
 def test_with_the_canceller_echo_path_moving_is_not_a_barge_in() -> None:
     # 160 ms for 4 s (converged), then the echo comes back after 60 ms, as loud.
     events, _, _ = Call(echo_loss_db=10.0, path=HYBRID, moved=(200, 60 * 8)).run(cancelling())
-    assert not {type(e) for _, e in events} & {SpeechStarted, BargeIn, EndOfUtterance}
+    assert not {type(e) for _, e in events} & {UtteranceStarted, BargeIn, EndOfUtterance}
 
 
 def test_on_a_line_with_no_echo_a_caller_20_db_under_the_bot_barges_in_at_once() -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mediasrv.echo_path import EchoPathBound
-from mediasrv.errors import ConfigError
+from mediasrv.policy.echo_path import EchoPathBound
 
 
 def learned(samples: list[float], sent: float = -3.0) -> EchoPathBound:
@@ -48,7 +47,3 @@ def test_reset_returns_to_the_conservative_start_and_relearns() -> None:
         bound.learn(-3.0, -13.0)
     assert bound.bound_db == pytest.approx(7.0)
 
-
-def test_config_error_names_the_setting() -> None:
-    with pytest.raises(ConfigError, match="erl_db"):
-        EchoPathBound(conservative_db=-1.0)

@@ -1,11 +1,12 @@
-"""End-of-turn policy over frames, with a fake model (mediasrv.endturn). Pure: `now` moves."""
+"""End-of-turn policy over frames, with a fake model (policy/endturn.py). Pure: `now` moves."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mediasrv.endturn import (
+from mediasrv.errors import ConfigError
+from mediasrv.policy.endturn import (
     CheckRequest,
     EndTurnConfig,
     EndTurnPolicy,
@@ -14,7 +15,6 @@ from mediasrv.endturn import (
     Phase,
     TurnEnd,
 )
-from mediasrv.errors import ConfigError
 
 TICK = 0.020
 CFG = EndTurnConfig(check_silence_ms=200, max_silence_ms=1600, threshold=0.5, pre_speech_ms=100)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from base64 import b64encode
 from typing import Any
 
@@ -15,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mediasrv.errors import MediasrvError
-from mediasrv.realtime_proto import BETA_ALIASES, parse_realtime
-from mediasrv.twilio_proto import parse_twilio
+from mediasrv.protocol.realtime import BETA_ALIASES, parse_realtime
+from mediasrv.protocol.twilio import parse_twilio
 
 FUZZ = settings(max_examples=300, deadline=None, database=None)
 CALL_FUZZ = settings(max_examples=120, deadline=None, database=None,
@@ -142,6 +143,6 @@ def test_call_survives_any_realtime_events_and_still_answers(
                    "item_id": "u9", "transcript": "still here after the fuzz"})
         h.rt.sync()
         wait_logged(caplog, "still here after the fuzz", 5.0)
-        assert h.call._rt is not None and h.call._rt.thread.is_alive()
+        assert any(t.name.startswith("mediasrv-rt-") for t in threading.enumerate())
         assert not h.call.closing.is_set()
     assert "handler failed" not in caplog.text

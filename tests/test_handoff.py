@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from mediasrv.handoff import Outcome, handoffs_so_far, refuse, stream
+from mediasrv.web.handoff import Outcome, handoffs_so_far, refuse, stream
 
 PUBLIC = "https://bridge.example.com"
 

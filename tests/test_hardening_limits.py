@@ -10,8 +10,8 @@ import pytest
 import websocket
 from hardening_live import RawTwilio, backend, connector, live_server, settings
 
-from mediasrv.sim.call import CallOptions, EmulatedCall
-from mediasrv.sim.script import CallerScript
+from mediasrv.emulator.call import CallOptions, EmulatedCall
+from mediasrv.emulator.script import CallerScript
 
 BUSY = '<Response><Reject reason="busy" /></Response>'
 

@@ -22,10 +22,10 @@ from hardening_live import (
     wait_logged,
 )
 
+from mediasrv.backends.realtime.client import Connector, RealtimeSocket, ws_connector
+from mediasrv.emulator.call import CallOptions, EmulatedCall
+from mediasrv.emulator.script import CallerScript
 from mediasrv.errors import PeerClosed
-from mediasrv.realtime_client import Connector, RealtimeSocket, ws_connector
-from mediasrv.sim.call import CallOptions, EmulatedCall
-from mediasrv.sim.script import CallerScript
 
 # --- fakes -----------------------------------------------------------------------------
 
@@ -51,11 +51,9 @@ def test_malformed_unknown_and_stray_events_are_dropped_and_the_next_response_pl
         position = h.twilio.position()
         h.respond("resp_2", "item_2", ms=200)  # the call still plays the next answer
         h.rt.sync()
-        for _ in range(12):
-            h.clock.advance(0.02)
-            time.sleep(0.01)
-        sent = [m["event"] for m in h.twilio.since(position)]
-        assert sent.count("media") == 10  # all 200 ms of it
+        h.play(11)  # the interrupted burst's next tick (an underrun), then 10 frames
+        h.sync_tx()
+        assert h.twilio.events_since(position).count("media") == 10  # all 200 ms of it
         assert not h.call.closing.is_set()
     text = caplog.text
     assert "realtime event dropped: event is not json: dropped" in text
@@ -84,9 +82,9 @@ def test_dead_air_over_2_s_is_logged_once_with_its_reason(
     caplog.set_level(logging.WARNING, logger="mediasrv.call")
     with running_call(openai_stall_timeout_s=60.0) as h:  # no reconnect within this test
         assert h.call.request_response("answer")
-        wait_for(lambda: h.call._dead_air._since is not None, "the rx tick saw the wait")
+        h.sync()  # the watcher saw the wait begin
         h.clock.advance(1.5)
-        time.sleep(0.3)  # rx ticks every 0.1 s
+        h.sync()
         assert "[DEAD_AIR]" not in caplog.text
         h.clock.advance(0.6)
         wait_logged(caplog, "not answered by the backend yet", WAIT)
@@ -94,10 +92,10 @@ def test_dead_air_over_2_s_is_logged_once_with_its_reason(
         h.rt.sync()  # the same silence, a new reason: reported again
         wait_logged(caplog, "response resp_1 active but no audio from the backend yet", WAIT)
         h.clock.advance(5.0)
-        time.sleep(0.3)
+        h.sync()
+        assert h.call.stats().dead_air_events == 2
     lines = [r.getMessage() for r in caplog.records if "[DEAD_AIR]" in r.getMessage()]
     assert len(lines) == 2  # once per silence and reason, not once per tick
-    assert h.call.dead_air_events == 2
 
 
 def test_no_dead_air_while_audio_flows(caplog: pytest.LogCaptureFixture) -> None:
@@ -106,7 +104,8 @@ def test_no_dead_air_while_audio_flows(caplog: pytest.LogCaptureFixture) -> None
         h.respond("resp_1", "item_1", ms=3000, done=False)
         h.twilio.expect("media")
         h.tick(140)  # 2.8 s of frames leave, paced
-        time.sleep(0.2)
+        h.sync()
+        assert h.call.stats().dead_air_events == 0
     assert "[DEAD_AIR]" not in caplog.text
 
 
@@ -236,8 +235,7 @@ def test_twilio_drop_ends_every_call_thread_and_closes_the_openai_socket(
         tw = RawTwilio(live.ws_url).start()
         wait_for(lambda: "[AUDIO_DONE]" in caplog.text, "greeting received, playing")
         names = call_threads(tw.call_sid)
-        # (a drain watcher may or may not be up at this instant: it ends on its own)
-        assert {n.split("-")[1] for n in names} >= {"rt", "frame", "tx"}
+        assert {n.split("-")[1] for n in names} == {"rt", "tx", "watch"}  # one of each
         assert b.stats()["sessions_active"] == 1
         t0 = time.monotonic()
         tw.drop()

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from base64 import b64decode, b64encode
 from typing import Any
 
 import pytest
 import websocket
-from fakes import WAIT, running_call, start_msg
+from fakes import WAIT, FakeRealtime, FakeTwilio, call_deps, running_call, start_msg
 from hardening_live import (
     RawTwilio,
     backend,
@@ -22,10 +23,11 @@ from hardening_live import (
     wait_for,
 )
 
-from mediasrv.app import WS_HARD_MAX_BYTES
-from mediasrv.call import Call, CallDeps
+from mediasrv.call import Call
 from mediasrv.clock import ManualClock
-from mediasrv.guards import INBOUND_BURST_MS, INBOUND_RATE
+from mediasrv.policy.guards import INBOUND_BURST_MS, INBOUND_RATE
+from mediasrv.web.app import WS_HARD_MAX_BYTES
+from mediasrv.web.settings import load_settings
 
 SID = "CA00000001"
 
@@ -64,13 +66,12 @@ def appended_bytes(types: list[dict[str, Any]]) -> int:
                if d["type"] == "input_audio_buffer.append")
 
 
-def drain_sent(rt: Any, quiet: float = 0.3) -> list[dict[str, Any]]:
+def sent(rt: Any) -> list[dict[str, Any]]:
+    """Return what the call sent to the backend so far (after a barrier)."""
     out = []
-    while True:
-        try:
-            out.append(rt.from_client.get(timeout=quiet))
-        except Exception:
-            return out
+    while not rt.from_client.empty():
+        out.append(rt.from_client.get_nowait())
+    return out
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
@@ -94,20 +95,14 @@ def test_bad_twilio_message_is_dropped_with_a_reason_and_the_call_goes_on(
 def test_media_before_start_is_dropped_and_the_call_still_starts(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from fakes import FakeRealtime, FakeTwilio
-
-    from mediasrv.settings import load_settings
-
     caplog.set_level(logging.WARNING, logger="mediasrv.call")
     order: list[tuple[str, str]] = []
     twilio, rt = FakeTwilio(order), FakeRealtime(order)
-    call = Call(twilio, CallDeps(load_settings({}, greeting=""), ManualClock(), lambda: rt))
+    call = Call(twilio, call_deps(load_settings({}, greeting=""), ManualClock(), rt))
     twilio.push({"event": "connected", "protocol": "Call", "version": "1.0.0"})
     twilio.push(media_doc(SID, 1))
     twilio.push({"event": "start", "start": {"callSid": SID}})  # no streamSid: dropped
     twilio.push(start_msg(SID))
-    import threading
-
     rx = threading.Thread(target=call.run, name="mediasrv-test-rx")
     rx.start()
     try:
@@ -130,16 +125,17 @@ def test_a_flood_faster_than_real_time_is_cut_at_the_budget_and_stays_bounded(
         for n in range(1, flood + 1):
             h.twilio.push(media_doc(SID, n))
         budget_frames = int(INBOUND_BURST_MS // 20)
-        wait_for(lambda: h.call.flood_dropped == flood - budget_frames, "flood counted")
-        assert h.twilio.inbound.qsize() == 0
-        sent = drain_sent(h.rt)
+        h.sync()
+        stats = h.call.stats()
+        assert stats.flood_dropped == flood - budget_frames
+        appends = sent(h.rt)
         # What reached the backend is the budget (5 s), in appends of the batch size.
-        assert appended_bytes(sent) == budget_frames * 160
-        sizes = {len(b64decode(d["audio"])) for d in sent
+        assert appended_bytes(appends) == budget_frames * 160
+        sizes = {len(b64decode(d["audio"])) for d in appends
                  if d["type"] == "input_audio_buffer.append"}
         assert sizes == {800}
-        assert h.call._batch_bytes < 800  # the batch to the backend never grows past one
-        assert h.call.tx_q.qsize() == 0 and h.call.audio_out_q.qsize() == 0
+        assert stats.uplink_batch_bytes < 800  # the batch to the backend never grows past one
+        assert stats.queued_frames == 0 and stats.overflow_frames == 0
         h.clock.advance(1.0)  # real time passes: audio is accepted again
         for n in range(flood + 1, flood + 6):
             h.twilio.push(media_doc(SID, n))

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from hardening_live import RawTwilio, backend, connector, live_server, settings, wait_for
 
-from mediasrv.app import create_app
+from mediasrv.backends.realtime.client import RealtimeSocket
 from mediasrv.clock import FakeClock
 from mediasrv.errors import PeerClosed
-from mediasrv.health import BackendHealth, readiness
-from mediasrv.realtime_client import RealtimeSocket
+from mediasrv.web.app import create_app
+from mediasrv.web.health import BackendHealth, readiness
 
 
 def refused() -> RealtimeSocket:

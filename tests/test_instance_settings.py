@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mediasrv.errors import ConfigError
-from mediasrv.settings import load_settings
+from mediasrv.web.settings import load_settings
 
 
 def test_the_stream_url_carries_the_instance_path_under_the_public_host() -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from hardening_live import RawTwilio, backend, connector, live_server, settings
 
+from mediasrv.emulator import wire
 from mediasrv.lifecycle import children, parse_ppid
-from mediasrv.sim import wire
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 

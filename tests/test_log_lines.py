@@ -7,7 +7,7 @@ import socket
 import pytest
 import websocket
 
-from mediasrv.realtime_client import connect_failure
+from mediasrv.backends.realtime.client import connect_failure
 
 URL = "wss://api.openai.com/v1/realtime?model=gpt-realtime-2.1"
 

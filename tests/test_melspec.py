@@ -1,4 +1,4 @@
-"""Whisper-style log-mel features for the end-of-turn model (mediasrv.melspec)."""
+"""Whisper-style log-mel features for the end-of-turn model (mediasrv.models.melspec)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from mediasrv.melspec import N_FRAMES, N_MELS, WINDOW_SAMPLES, fit_window, log_mel
+from mediasrv.models.melspec import N_FRAMES, N_MELS, WINDOW_SAMPLES, fit_window, log_mel
 
 GOLDEN = Path(__file__).resolve().parent / "audio" / "golden" / "whisper_features_chirp.npz"
 RATE = 16000

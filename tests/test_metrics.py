@@ -20,30 +20,31 @@ from fakes import (
     FakeTwilio,
     Harness,
     RecordingObserver,
+    call_deps,
+    call_settings,
     root_logging_restored,
     start_msg,
 )
 from hardening_live import backend, connector, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
-from mediasrv.app import create_app
 from mediasrv.audio import FRAME_BYTES, ULAW_SILENCE, pcm16_to_ulaw, to_pcm16
-from mediasrv.call import Call, CallDeps
+from mediasrv.call import Call
 from mediasrv.clock import ManualClock
-from mediasrv.logs import configure_logging
-from mediasrv.metrics import Metrics
-from mediasrv.settings import load_settings
-from mediasrv.sim.script import load_8k
+from mediasrv.emulator.script import load_8k
+from mediasrv.web.app import create_app
+from mediasrv.web.logs import configure_logging
+from mediasrv.web.metrics import Metrics
+from mediasrv.web.settings import load_settings
 
 
 @contextmanager
 def metered_call(**overrides: Any) -> Iterator[tuple[Harness, Metrics, dict[str, Any]]]:
-    s = load_settings({}, **{"greeting": "", "prebuffer_ms": 0, "silence_timeout_s": 3600.0,
-                             "turn_detection": "server", **overrides})
+    s = call_settings(**overrides)
     order: list[tuple[str, str]] = []
     clock, metrics = ManualClock(), Metrics()
     twilio, rt = FakeTwilio(order), FakeRealtime(order)
-    call = Call(twilio, CallDeps(s, clock, lambda: rt, observer=metrics))
+    call = Call(twilio, call_deps(s, clock, rt, metrics))
     rx = threading.Thread(target=call.run, name="mediasrv-test-rx")
     rx.start()
     twilio.push({"event": "connected", "protocol": "Call", "version": "1.0.0"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mediasrv.playback import ClearPoint, MarkOutcome, Playback, SentFrame
+from mediasrv.policy.playback import ClearPoint, MarkOutcome, Playback, SentFrame
 
 TICK = 0.020
 

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from mediasrv import realtime_proto as rp
 from mediasrv.errors import RealtimeProtocolError
+from mediasrv.protocol import realtime as rp
 
 
 def test_ga_audio_delta_is_parsed():

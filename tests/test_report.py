@@ -9,10 +9,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mediasrv.sim.metrics import CallResult
-from mediasrv.sim.playout import ClearRecord, HeardSegment, MarkEcho, ServerMark
-from mediasrv.sim.report import ai_turns, format_summary
-from mediasrv.sim.script import SpeechSegment
+from mediasrv.emulator.metrics import CallResult
+from mediasrv.emulator.playout import ClearRecord, HeardSegment, MarkEcho, ServerMark
+from mediasrv.emulator.report import ai_turns, format_summary
+from mediasrv.emulator.script import SpeechSegment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 

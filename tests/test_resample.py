@@ -1,11 +1,11 @@
-"""8 <-> 16 kHz resampling keeps the phone band and adds no images (mediasrv.resample)."""
+"""8 <-> 16 kHz resampling keeps the phone band and adds no images (mediasrv.models.resample)."""
 
 from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
 
-from mediasrv.resample import downsample_16k_to_8k, upsample_8k_to_16k
+from mediasrv.models.resample import downsample_16k_to_8k, upsample_8k_to_16k
 
 EDGE = 400  # samples at 16 kHz left out at each end: the filter's start/stop ringing
 

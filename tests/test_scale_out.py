@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from soak import ServerProcess  # noqa: E402
 
-from mediasrv.sim.call import CallOptions, EmulatedCall  # noqa: E402
-from mediasrv.sim.metrics import CallResult  # noqa: E402
-from mediasrv.sim.script import CallerScript  # noqa: E402
+from mediasrv.emulator.call import CallOptions, EmulatedCall  # noqa: E402
+from mediasrv.emulator.metrics import CallResult  # noqa: E402
+from mediasrv.emulator.script import CallerScript  # noqa: E402
 
 PUBLIC_URL = "https://bridge.test"
 TOKEN = "test-auth-token"  # a test value, not a credential

@@ -16,10 +16,10 @@ from twilio.http import HttpClient
 from twilio.http.response import Response as TwilioResponse
 from twilio.request_validator import RequestValidator
 
-from mediasrv.app import create_app, stream_token
-from mediasrv.logs import configure_logging
-from mediasrv.sim.call import CallOptions, EmulatedCall
-from mediasrv.sim.script import CallerScript
+from mediasrv.emulator.call import CallOptions, EmulatedCall
+from mediasrv.emulator.script import CallerScript
+from mediasrv.web.app import create_app, stream_token
+from mediasrv.web.logs import configure_logging
 
 TOKEN = "twilio-auth-token-0123456789abcdef"
 API_KEY = "sk-test-SECRET-api-key-0123456789"

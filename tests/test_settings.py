@@ -1,12 +1,13 @@
 import os
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from mediasrv.errors import ConfigError
-from mediasrv.settings import ENV_NAMES, limits, load_settings
+from mediasrv.web.settings import Settings, limits, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -93,8 +94,9 @@ def test_readme_table_lists_every_variable_with_its_range():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) >= 4 and cells[0].startswith("`"):
             rows[cells[0].strip("`")] = cells
-    assert set(rows) == set(ENV_NAMES)
-    for name in ENV_NAMES:
+    names = [f.name.upper() for f in fields(Settings)]  # every setting is an env variable
+    assert set(rows) == set(names)
+    for name in names:
         assert rows[name][2] == limits(name), name
 
 

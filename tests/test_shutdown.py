@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from soak import server  # noqa: E402
 
 from mediasrv.clock import FakeClock  # noqa: E402
-from mediasrv.shutdown import Shutdown  # noqa: E402
-from mediasrv.sim.call import CallOptions, EmulatedCall  # noqa: E402
-from mediasrv.sim.script import CallerScript  # noqa: E402
+from mediasrv.emulator.call import CallOptions, EmulatedCall  # noqa: E402
+from mediasrv.emulator.script import CallerScript  # noqa: E402
+from mediasrv.web.shutdown import Shutdown  # noqa: E402
 
 
 def silence(seconds: float) -> CallerScript:

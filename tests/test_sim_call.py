@@ -19,9 +19,9 @@ from flask_sock import Sock
 from twilio.request_validator import RequestValidator
 from werkzeug.serving import make_server
 
-from mediasrv.sim.call import CallOptions, EmulatedCall
-from mediasrv.sim.report import format_timeline, write_outputs
-from mediasrv.sim.script import CallerScript
+from mediasrv.emulator.call import CallOptions, EmulatedCall
+from mediasrv.emulator.report import format_timeline, write_outputs
+from mediasrv.emulator.script import CallerScript
 
 TOKEN = "test-auth-token"
 PUBLIC = "https://example.ngrok.app"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from conftest import SHARED_AUDIO
 
-from mediasrv.sim.levels import active_level_dbov, level_dbov
-from mediasrv.sim.script import load_8k
+from mediasrv.emulator.levels import active_level_dbov, level_dbov
+from mediasrv.emulator.script import load_8k
 
 
 def test_full_scale_sine_is_minus_3_dbov() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from mediasrv.audio import ULAW_DECODE, pcm16_to_ulaw, to_pcm16
-from mediasrv.sim.levels import active_level_dbov, level_dbov
-from mediasrv.sim.line import (
+from mediasrv.emulator.levels import active_level_dbov, level_dbov
+from mediasrv.emulator.line import (
     BAD_LINE,
     HANDSET,
     EchoPath,
@@ -17,7 +17,7 @@ from mediasrv.sim.line import (
     dispersive_response,
     impulse_response,
 )
-from mediasrv.sim.line import PROMPTS_DIR as PROMPTS
+from mediasrv.emulator.line import PROMPTS_DIR as PROMPTS
 
 FRAME = 160
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mediasrv.sim.network import Link
+from mediasrv.emulator.network import Link
 
 
 def test_each_message_arrives_its_delay_after_it_left() -> None:

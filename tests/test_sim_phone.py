@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 
 from mediasrv.audio import ULAW_DECODE
-from mediasrv.sim.line import EchoPath, Line
-from mediasrv.sim.network import NetworkTiming
-from mediasrv.sim.phone import Outgoing, Phone
-from mediasrv.sim.script import CallerScript
-from mediasrv.sim.wire import ServerMessage
+from mediasrv.emulator.line import EchoPath, Line
+from mediasrv.emulator.network import NetworkTiming
+from mediasrv.emulator.phone import Outgoing, Phone
+from mediasrv.emulator.script import CallerScript
+from mediasrv.emulator.wire import ServerMessage
 
 TONE = bytes([0x10]) * 160  # 20 ms of loud mu-law
 SILENT = bytes([0xFF]) * 160

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mediasrv.sim.playout import PlayoutModel
+from mediasrv.emulator.playout import PlayoutModel
 
 TONE = bytes([0x10]) * 160  # 20 ms of non-silent mu-law
 TONE2 = bytes([0x20]) * 160

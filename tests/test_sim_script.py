@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from mediasrv.audio import FRAME_BYTES, pcm16_to_ulaw, rms_dbfs, to_pcm16, ulaw_to_pcm16
-from mediasrv.sim.line import EchoPath
-from mediasrv.sim.script import CallerScript, Placement, load_8k, resample
+from mediasrv.emulator.line import EchoPath
+from mediasrv.emulator.script import CallerScript, Placement, load_8k, resample
 
 
 def write_tone(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from mediasrv.sim.metrics import CallResult
-from mediasrv.sim.network import NetworkTiming
-from mediasrv.sim.phone import Phone
-from mediasrv.sim.script import CallerScript
-from mediasrv.sim.truth import clear_truths, forwards_as_sent, received_at
-from mediasrv.sim.wire import ServerMessage
+from mediasrv.emulator.metrics import CallResult
+from mediasrv.emulator.network import NetworkTiming
+from mediasrv.emulator.phone import Phone
+from mediasrv.emulator.script import CallerScript
+from mediasrv.emulator.truth import clear_truths, forwards_as_sent, received_at
+from mediasrv.emulator.wire import ServerMessage
 
 TONE = bytes([0x10]) * 160  # 20 ms
 

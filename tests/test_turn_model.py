@@ -1,4 +1,4 @@
-"""The Smart Turn model on real speech through our 8 kHz path (mediasrv.turn_model)."""
+"""The Smart Turn model on real speech through our 8 kHz path (mediasrv.models.turn_model)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from mediasrv.turn_model import SmartTurn, load_session
+from mediasrv.models.turn_model import SmartTurn, load_session
 
 AUDIO = Path(__file__).resolve().parent / "audio"
 # "Weasels have eaten our | phone system": word ends from a forced alignment (pocketsphinx).

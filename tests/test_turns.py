@@ -10,14 +10,14 @@ import pytest
 
 from mediasrv.audio import pcm16_to_ulaw
 from mediasrv.errors import ConfigError
-from mediasrv.turns import (
+from mediasrv.policy.turns import (
     BargeIn,
     EndOfUtterance,
-    SpeechStarted,
     TurnConfig,
     TurnEvent,
     TurnPolicy,
     UtteranceSkipped,
+    UtteranceStarted,
 )
 
 TICK = 0.020
@@ -71,11 +71,11 @@ def test_end_of_utterance_fires_once_after_trailing_silence() -> None:
 
 def test_speech_started_once_when_vad_confirms() -> None:
     events, _ = run(make_policy(), [LOUD] * 20)
-    assert [(i, type(e)) for i, e in events] == [(4, SpeechStarted)]  # 100 ms onset
+    assert [(i, type(e)) for i, e in events] == [(4, UtteranceStarted)]  # 100 ms onset
 
 
 def test_short_utterance_is_skipped_with_reason(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="mediasrv.turns")
+    caplog.set_level(logging.INFO, logger="mediasrv.policy.turns")
     events, _ = run(make_policy(), [LOUD] * 10 + [SILENT] * 30)
     skipped = [e for _, e in events if isinstance(e, UtteranceSkipped)]
     assert [(s.reason, s.duration_s) for s in skipped] == [("too_short", pytest.approx(0.2))]
@@ -123,7 +123,7 @@ def test_every_frame_is_forwarded_outside_echo_window() -> None:
 
 @pytest.mark.parametrize(
     "setting,value",
-    [("min_utterance_ms", 700), ("end_silence_ms", 50), ("barge_in_min_ms", 0), ("erl_db", -1)],
+    [("prefix_ms", 2000), ("echo_path_ms", 10), ("vad_onset_ms", 0)],
 )
 def test_config_error_names_the_setting(setting: str, value: int) -> None:
     with pytest.raises(ConfigError, match=setting):

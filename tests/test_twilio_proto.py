@@ -4,7 +4,7 @@ from base64 import b64encode
 import pytest
 
 from mediasrv.errors import TwilioProtocolError
-from mediasrv.twilio_proto import (
+from mediasrv.protocol.twilio import (
     Connected,
     Dtmf,
     Mark,

@@ -10,7 +10,7 @@ import pytest
 
 from mediasrv.audio import Pcm16, pcm16_to_ulaw, ulaw_to_pcm16
 from mediasrv.errors import ConfigError
-from mediasrv.vad import SpeechEnd, SpeechStart, Vad, VadConfig, VadEvent
+from mediasrv.policy.vad import SpeechEnd, SpeechStart, Vad, VadConfig, VadEvent
 
 AUDIO = Path(__file__).resolve().parent / "audio"
 TICK = 0.020
@@ -114,5 +114,5 @@ def test_gap_counts_as_silence() -> None:
 
 
 def test_config_error_names_the_setting() -> None:
-    with pytest.raises(ConfigError, match="end_silence_ms"):
-        VadConfig(end_silence_ms=0)
+    with pytest.raises(ConfigError, match="onset_ms"):
+        VadConfig(onset_ms=0)

@@ -14,6 +14,8 @@ after the REST update (PROTOCOLS-2 6): that `stop` is the transfer succeeding, n
 hang-up, so it must never be answered with `status=completed`; `stream_stopped()` says
 which it was. If no `stop` comes within STOP_WAIT_S of a successful update the call was
 redirected anyway, so the engine closes its end.
+
+Layer: call control (pure: no threads, no I/O; `now` as an argument).
 """
 
 from __future__ import annotations

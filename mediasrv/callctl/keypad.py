@@ -8,6 +8,8 @@ one caller message: "The caller pressed 1 2 3 4 #" (digits spaced, so a model re
 as keys, not as the number 1234).
 
 Time comes in as `now`; the caller asks `next_deadline()` and calls `tick(now)` then.
+
+Layer: call control (pure: no threads, no I/O; `now` as an argument).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ raised into the call. Files: RECORDINGS_DIR/<call sid>.wav and .json (a sid that
 plain letters and digits, possible when requests are not signed, becomes a hashed name:
 a file name never comes unchecked from a peer). The WAV header is rewritten after every
 write (Python's `wave` does this), so a crash leaves a playable file.
+
+Layer: call control (a thread shell: writes files off the call's threads).
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ applied there: `RebasedHttpClient` swaps the origin of every `api.*twilio.com` U
 (including the edge/region forms `get_hostname()` makes from TWILIO_EDGE/TWILIO_REGION)
 for the configured one, keeps path and query, and delegates to the real client. Auth,
 form encoding, the JSON parsing and `TwilioRestException` are the library's own.
+
+Layer: call control (the Twilio REST client: I/O).
 """
 
 from __future__ import annotations

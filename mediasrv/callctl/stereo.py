@@ -11,6 +11,8 @@ never overwritten and no click-sized gaps are invented. Output is released `hold
 behind the newest frame of either channel, because the two channels are fed by
 different threads and one may be a little behind; a frame for time already released is
 late, counted and dropped (with the default 1 s hold only a stalled thread does that).
+
+Layer: call control (pure: no threads, no I/O).
 """
 
 from __future__ import annotations

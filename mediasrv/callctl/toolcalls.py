@@ -14,6 +14,8 @@ and `name` on current servers) and lists every call again in `response.done`'s `
 which is the authority: a response may hold several calls, and `.done` is "also emitted
 when a Response is interrupted", with arguments cut short. Calls of a response that did
 not complete are marked `complete=False`; the registry refuses to run them.
+
+Layer: call control (pure: no threads, no I/O).
 """
 
 from __future__ import annotations

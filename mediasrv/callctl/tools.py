@@ -10,6 +10,8 @@ barge-in) is such an answer, so the model can tell the caller why and go on.
 
 Arguments are checked against the top level of the tool's schema (an object, required
 properties present, declared JSON types and enums); deeper checks are the webhook's.
+
+Layer: call control (pure: no threads, no I/O).
 """
 
 from __future__ import annotations

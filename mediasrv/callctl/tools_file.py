@@ -10,6 +10,8 @@ https:// (http:// only to 127.0.0.1 or localhost)".
 
 TRANSFER_NUMBERS is a comma-separated allow-list: "+15551230001" or, with a name the
 model can use, "sales=+15551230001".
+
+Layer: call control (pure but for reading the file at start-up).
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ words those were is only known when the backend gives word timings, so `heard_te
 filled only then. Nothing secret goes in: tools appear by name with their arguments and
 results, never with their URLs or headers. Sizes are bounded (MAX_ENTRIES, MAX_TEXT) so a
 runaway call cannot make an unbounded file.
+
+Layer: call control (pure: no threads, no I/O).
 """
 
 from __future__ import annotations

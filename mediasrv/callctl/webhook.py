@@ -16,6 +16,8 @@ header bytes one by one could stretch that, bounded per byte. `close()` (the cal
 shuts the sockets down, so threads end at once and no result is delivered after it.
 Logs name the tool, the outcome, the time and the URL without its query string; never
 headers, bodies or arguments.
+
+Layer: call control (a thread shell: HTTP to the user's tools).
 """
 
 from __future__ import annotations

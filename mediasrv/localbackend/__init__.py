@@ -1,5 +1,9 @@
 """The built-in local Realtime backend: an offline stand-in for the OpenAI Realtime GA API.
 
+Layer: stand-ins. Local servers speaking a real service's wire protocol, for tests and
+offline runs. They may import the base modules, mediasrv.protocol and each other; never
+the call or the web app (the web app starts them).
+
     backend = LocalBackend(BackendOptions()).start(host="127.0.0.1", port=0)
     backend.url      # ws://127.0.0.1:<port>/v1/realtime?model=gpt-realtime-2.1
     backend.stats()  # counters snapshot

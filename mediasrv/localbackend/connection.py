@@ -1,5 +1,7 @@
 """One client WebSocket of the local backend: the thread shell around RealtimeSession.
 
+Layer: stand-ins.
+
 The connection's reader thread does the handshake, reads frames and feeds them to the
 session; the backend's pacer thread calls `on_timer` when the session's next audio delta
 is due. Both produce frames under the connection's one lock (`_lock`, which guards the

@@ -1,5 +1,7 @@
 """Settings of the local Realtime backend and its thread-safe counters.
 
+Layer: stand-ins.
+
 `BackendOptions` is a frozen value object checked once at construction; `BackendStats`
 is the one piece of state shared by every session of a backend.
 """

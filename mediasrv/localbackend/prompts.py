@@ -1,5 +1,7 @@
 """The echo-test agent's words: shipped mu-law prompts and what each response says.
 
+Layer: stand-ins.
+
 Pure: `compose()` turns a response purpose and the caller's last utterance into the
 audio and transcript to stream. Files are read once, by `PromptBank.load()`.
 

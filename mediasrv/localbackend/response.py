@@ -1,5 +1,7 @@
 """One assistant response as a pure, time-driven stream of GA server events.
 
+Layer: stand-ins.
+
 `ResponseStream` knows the audio it will say and when each delta is due; the session
 calls `due(now)` and sends what it returns. Sequence (PROTOCOLS.md section 2.5):
 

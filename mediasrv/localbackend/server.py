@@ -1,5 +1,7 @@
 """LocalBackend: the listening socket, the acceptor thread and the shared pacer thread.
 
+Layer: stand-ins.
+
 Threads (all named "mediasrv-backend-..."):
   accept     waits on the listening socket and a wake-up socket; starts connections
   pacer      one for the whole backend: sleeps until the earliest audio-delta deadline of

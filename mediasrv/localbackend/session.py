@@ -1,5 +1,7 @@
 """One Realtime session of the local backend: a pure state machine, no I/O, no threads.
 
+Layer: stand-ins.
+
 The connection shell feeds it client text frames (`handle`) and timer ticks (`tick`),
 both with `now`, and sends the events of the returned `Step` in order. `next_deadline()`
 says when the next tick is wanted (the next audio delta of the active response).

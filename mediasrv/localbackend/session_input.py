@@ -1,5 +1,7 @@
 """The session's input audio buffer and server VAD turns. Pure, no I/O, no time.
 
+Layer: stand-ins.
+
 Positions are on the input-audio clock (bytes appended this session; 8 bytes = 1 ms).
 With server VAD on, the buffer between turns is trimmed to what a coming speech start
 may still reach back to (prefix padding), so an idle caller costs no memory; a speech
@@ -14,7 +16,7 @@ from typing import Any
 from mediasrv.audio import BYTES_PER_MS
 
 from .options import BackendOptions
-from .vad import EnergyVad, SpeechStarted, VadConfig
+from .vad import EnergyVad, EnergyVadConfig, VoiceStarted
 from .wire import new_id
 
 IDLE_SLACK_MS = 200  # kept beyond the VAD's look-back, so a start never lands before the buffer
@@ -40,7 +42,7 @@ class InputAudio:
         self._buffer_start = 0  # input-clock byte offset of self._buffer[0]
         self._total = 0  # bytes appended this session: the input-audio clock
         self._vad: EnergyVad | None = None
-        self._vad_config: VadConfig | None = None
+        self._vad_config: EnergyVadConfig | None = None
         self._item_id: str | None = None  # user item of the speech in progress
         self._speech_start = 0
 
@@ -53,7 +55,7 @@ class InputAudio:
         if turn_detection is None:
             self._vad, self._vad_config, self._item_id = None, None, None
             return
-        config = VadConfig(
+        config = EnergyVadConfig(
             threshold_db=self._options.server_vad_threshold_db,
             min_speech_ms=self._options.server_vad_min_speech_ms,
             prefix_padding_ms=turn_detection["prefix_padding_ms"],
@@ -90,7 +92,7 @@ class InputAudio:
         self._reset_vad()
 
     def _turn(self, edge: Any) -> Turn:
-        if isinstance(edge, SpeechStarted):
+        if isinstance(edge, VoiceStarted):
             self._item_id = new_id("item")
             self._speech_start = edge.audio_start_ms * BYTES_PER_MS
             return Turn(self._item_id, started_ms=edge.audio_start_ms)

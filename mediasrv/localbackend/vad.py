@@ -1,5 +1,7 @@
 """Energy voice-activity detector for the backend's server VAD. Pure, no I/O, no time.
 
+Layer: stand-ins.
+
 Time here is the *input-audio clock*: ms of audio appended to the session so far (8 mu-law
 bytes per ms), exactly what the Realtime API reports in `audio_start_ms`/`audio_end_ms`.
 Audio is cut into 20 ms frames; a frame is "loud" when its RMS level is
@@ -23,11 +25,11 @@ from mediasrv.audio import BYTES_PER_MS, FRAME_BYTES, FRAME_MS, rms_dbfs, ulaw_t
 FLOOR_MIN_DB = -70.0  # below any real line noise; digital silence is clamped up to this
 FLOOR_START_DB = -60.0  # a typical quiet phone line before the first frame is measured
 FLOOR_RISE_DB = 0.05  # per 20 ms frame = 2.5 dB/s: adapts to noise, not to a sentence
-SPEECH_MIN_DBFS = -45.0  # quieter frames never count in a turn's length (mediasrv.sim too)
+SPEECH_MIN_DBFS = -45.0  # quieter frames never count in a turn's length (mediasrv.emulator too)
 
 
 @dataclass(frozen=True)
-class VadConfig:
+class EnergyVadConfig:
     """Detector settings; the timing fields come from the session's turn_detection."""
 
     threshold_db: float = 15.0
@@ -37,22 +39,22 @@ class VadConfig:
 
 
 @dataclass(frozen=True)
-class SpeechStarted:
+class VoiceStarted:
     audio_start_ms: int
 
 
 @dataclass(frozen=True)
-class SpeechStopped:
+class VoiceStopped:
     audio_end_ms: int
 
 
-VadEvent = SpeechStarted | SpeechStopped
+VadEvent = VoiceStarted | VoiceStopped
 
 
 class EnergyVad:
     """Speech/silence state machine over 20 ms frames of appended mu-law."""
 
-    def __init__(self, config: VadConfig, position_ms: int = 0) -> None:
+    def __init__(self, config: EnergyVadConfig, position_ms: int = 0) -> None:
         self._config = config
         self._position_ms = position_ms  # input clock at the end of the last whole frame
         self._carry = b""  # bytes of an incomplete frame, kept for the next feed
@@ -98,18 +100,18 @@ class EnergyVad:
             return self._stop()
         return None
 
-    def _start(self) -> SpeechStarted:
+    def _start(self) -> VoiceStarted:
         onset = self._position_ms - self._run_ms
         start = max(self._last_stop_ms, onset - self._config.prefix_padding_ms, 0)
         self._speaking = True
         self._run_ms = 0
-        return SpeechStarted(start)
+        return VoiceStarted(start)
 
-    def _stop(self) -> SpeechStopped:
+    def _stop(self) -> VoiceStopped:
         self._speaking = False
         self._run_ms = 0
         self._last_stop_ms = self._position_ms
-        return SpeechStopped(self._position_ms)
+        return VoiceStopped(self._position_ms)
 
     def _track_floor(self, level: float) -> None:
         if level < self._floor_db:
@@ -118,7 +120,7 @@ class EnergyVad:
             self._floor_db = min(self._floor_db + FLOOR_RISE_DB, level)
 
 
-def speech_span_ms(ulaw: bytes, threshold_db: float = VadConfig.threshold_db) -> int:
+def speech_span_ms(ulaw: bytes, threshold_db: float = EnergyVadConfig.threshold_db) -> int:
     """Return ms from the first to the last loud 20 ms frame of `ulaw` (all of it if none is).
 
     What the backend reports as the length of a caller's turn: the speech, not the silence

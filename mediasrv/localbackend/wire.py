@@ -1,5 +1,7 @@
 """Realtime GA wire shapes for the local backend: ids, errors, session validation. Pure.
 
+Layer: stand-ins.
+
 Bad client input raises `ClientEventError`; the session turns it into an `error` event
 (`error.type` "invalid_request_error") and stays open, as the real API does. Codes and
 message texts copy the real API where they are known (PROTOCOLS.md section 2.6); the

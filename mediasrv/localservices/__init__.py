@@ -1,5 +1,9 @@
 """Local stand-ins for the cascade services: Deepgram live STT, OpenAI chat, ElevenLabs TTS.
 
+Layer: stand-ins. Local servers speaking a real service's wire protocol, for tests and
+offline runs. They may import the base modules, mediasrv.protocol and each other; never
+the call or the web app (the web app starts them).
+
 Like `mediasrv.localbackend` for the Realtime API: loopback servers that speak the real
 wire protocols (PROTOCOLS-2 sections 3-5), validate what the client sends, and inject
 faults for tests. Each is started in-process (ephemeral port) or as a process:

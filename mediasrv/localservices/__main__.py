@@ -1,5 +1,7 @@
 """Run one stand-in as its own process (for benchmarks, so its CPU is not mediasrv's).
 
+Layer: stand-ins.
+
     python -m mediasrv.localservices deepgram --port 8101 --recognizer canned
     python -m mediasrv.localservices chat --port 8102 --ttft 0.3 --tokens-per-s 40
     python -m mediasrv.localservices elevenlabs --port 8103

@@ -1,5 +1,7 @@
 """The local OpenAI chat stand-in: `POST /v1/chat/completions` (SSE) on loopback HTTP.
 
+Layer: stand-ins.
+
     with LocalChat(ChatOptions(ttft_s=0.1)).start() as chat:
         chat.base_url   # http://127.0.0.1:<port>/v1  (what OPENAI_BASE_URL would hold)
         chat.api_key    # what to send as `Authorization: Bearer <key>`

@@ -1,5 +1,7 @@
 """What the chat stand-in answers, and the SSE stream that says it. Pure.
 
+Layer: stand-ins.
+
 Answers are deterministic:
   - the last message is a tool result -> "The tool <name> returned: <content>."
   - a tool is forced by `tool_choice`, or `tool_choice` is "auto"/"required" and the last

@@ -1,5 +1,7 @@
 """OpenAI Chat Completions request validation and error bodies (PROTOCOLS-2 4a). Pure.
 
+Layer: stand-ins.
+
 `validate()` turns a request body into a `ChatRequest` or raises `ApiError`, whose
 `body()` is the JSON the real API answers: `{"error": {message, type, param, code}}`.
 Message texts copy the real API's where they are known (including its spelling of

@@ -1,5 +1,7 @@
 """Value objects and counters shared by the three cascade stand-ins. Pure, except `Stats`.
 
+Layer: stand-ins.
+
 A stand-in session never does I/O: every input returns a `Step` (frames to send, in
 order, and maybe a close), and the thread shell sends it. `Fault` describes what the
 shell injects for tests of the bridge's failure handling; the sessions never see it.

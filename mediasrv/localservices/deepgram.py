@@ -1,5 +1,7 @@
 """The local Deepgram live STT stand-in: `/v1/listen` on a loopback WebSocket.
 
+Layer: stand-ins.
+
     with LocalDeepgram(DeepgramOptions(recognizer="canned")).start() as dg:
         dg.url        # ws://127.0.0.1:<port>/v1/listen
         dg.api_key    # what to send as `Authorization: Token <key>`

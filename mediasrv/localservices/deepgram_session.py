@@ -1,5 +1,7 @@
 """One Deepgram live connection as a pure state machine: audio in, Results out.
 
+Layer: stand-ins.
+
 Time has two clocks here. The *audio clock* (seconds of audio received on this
 connection, 8 mu-law bytes per ms) stamps every message, as Deepgram's do. The *wall
 clock* (`now`) only drives the no-audio timeout: 10 s without audio or a text message
@@ -27,7 +29,7 @@ import logging
 from dataclasses import dataclass
 
 from mediasrv.audio import BYTES_PER_MS, FRAME_BYTES, FRAME_MS
-from mediasrv.localbackend.vad import EnergyVad, SpeechStarted, VadConfig
+from mediasrv.localbackend.vad import EnergyVad, EnergyVadConfig, VoiceStarted
 
 from . import deepgram_wire as wire
 from .common import Outbox, Stats, Step, request_id
@@ -66,7 +68,7 @@ class DeepgramSession:
             else NO_ENDPOINT_SILENCE_MS
         # No VAD prefix padding: SpeechStarted reports the onset itself; the segment's
         # look-back is added here, never reaching into the previous final.
-        self._vad = EnergyVad(VadConfig(config.vad_threshold_db, config.vad_min_speech_ms,
+        self._vad = EnergyVad(EnergyVadConfig(config.vad_threshold_db, config.vad_min_speech_ms,
                                         0, max(FRAME_MS, silence)))
         self._out = Outbox()
         self._sha = hashlib.sha256()
@@ -141,14 +143,14 @@ class DeepgramSession:
         events = self._vad.feed(frame)
         self._pos_ms += FRAME_MS
         for ev in events:
-            if isinstance(ev, SpeechStarted):
+            if isinstance(ev, VoiceStarted):
                 self._open_segment(ev.audio_start_ms, before_ms)
         if self._segment_ms is not None:
             self._rec.feed(frame)
         self._recent.extend(frame)
         del self._recent[: max(0, len(self._recent) - LOOKBACK_MS * BYTES_PER_MS)]
         for ev in events:
-            if not isinstance(ev, SpeechStarted) and self._segment_ms is not None:
+            if not isinstance(ev, VoiceStarted) and self._segment_ms is not None:
                 self._end_segment(speech_final=self._params.endpointing_ms is not None)
         self._maybe_interim()
         self._maybe_split()

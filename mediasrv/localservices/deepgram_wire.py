@@ -1,5 +1,7 @@
 """Deepgram live STT wire shapes (PROTOCOLS-2 section 3): handshake checks, messages. Pure.
 
+Layer: stand-ins.
+
 Handshake: `GET /v1/listen?<params>` with `Authorization: Token <key>` (or `Bearer`).
 A missing or wrong key is refused with HTTP 401 and Deepgram's JSON error body
 (`err_code`/`err_msg`/`request_id`); bad parameters with 400. Stricter than the real

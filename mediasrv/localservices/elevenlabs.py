@@ -1,5 +1,7 @@
 """The local ElevenLabs stand-in: `multi-stream-input` WebSocket TTS on loopback.
 
+Layer: stand-ins.
+
     with LocalElevenLabs().start() as tts:
         tts.url("voice123", model_id="eleven_flash_v2_5")
         # ws://127.0.0.1:<port>/v1/text-to-speech/voice123/multi-stream-input?...

@@ -1,5 +1,7 @@
 """One ElevenLabs multi-stream-input connection as a pure state machine.
 
+Layer: stand-ins.
+
 Contexts (PROTOCOLS-2 section 5): any message naming a new `context_id` opens one (so a
 flush or keepalive for a context never initialised opens a phantom one, as on the real
 service); a sixth open context is refused with `max_active_conversations` and a 1008

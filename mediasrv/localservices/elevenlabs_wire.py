@@ -1,5 +1,7 @@
 """ElevenLabs multi-context WebSocket TTS wire shapes (PROTOCOLS-2 section 5). Pure.
 
+Layer: stand-ins.
+
 Handshake: `GET /v1/text-to-speech/{voice_id}/multi-stream-input?model_id=...` with the
 key in the `xi-api-key` header. A wrong key is refused with 401 and ElevenLabs' JSON
 (`{"detail": {"status", "message"}}`); bad query values with 422 in FastAPI's shape.

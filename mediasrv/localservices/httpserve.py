@@ -10,6 +10,8 @@ loop) and one "mediasrv-<name>-conn-N" per connection (keep-alive), all joined b
 `stop()` sets, so no thread outlives the server. Bodies need a Content-Length (411
 otherwise) of at most `max_body` bytes (413). `TrackedHttpServer`, `serve_in_thread` and
 `stop_server` are that thread handling alone, shared with the chat stand-in.
+
+Layer: stand-ins.
 """
 
 from __future__ import annotations

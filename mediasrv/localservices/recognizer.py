@@ -1,5 +1,7 @@
 """Speech recognisers for the Deepgram stand-in: pocketsphinx (real words) or canned text.
 
+Layer: stand-ins.
+
 A recogniser hears one speech segment at a time: `begin()`, `feed(ulaw)` any number of
 times, `partial()` for interim results, `finish(duration_s)` for the final words (times
 in seconds from the segment's start). The session decides segments; this module only

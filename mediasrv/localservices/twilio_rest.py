@@ -18,6 +18,8 @@ phase 2): when a call's TwiML is replaced or the call ends, Twilio ends the runn
 `<Connect><Stream>` with `stop` and closes it (PROTOCOLS-2 6); the stand-in tells the
 media party to do that. Faults (`RestFault`) answer 5xx, answer slowly, stall or drop
 the connection, for chosen operations; "connection refused" is a stopped stand-in.
+
+Layer: stand-ins.
 """
 
 from __future__ import annotations

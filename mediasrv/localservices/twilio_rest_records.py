@@ -7,6 +7,8 @@ MachineDetectionDuration) plus AccountSid, From, To, Direction and ApiVersion, w
 Twilio voice request carries. `read_twiml` reads a TwiML document into verbs. Also the
 value objects the account answers with (`Reply`, the `Effect`s) and `Callee`, how a
 dialled number behaves.
+
+Layer: stand-ins.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ An outbound call is queued, rings (`initiated`, `ringing`), and after the callee
 comes `amd_s` later: on the TwiML fetch (synchronous) or to AsyncAmdStatusCallback.
 Inbound calls enter through `inbound_call()` (the emulator). `next_deadline()` and
 `tick(now)` run the timeline. Dates in resources are wall time: `now + wall_offset`.
+
+Layer: stand-ins.
 """
 
 from __future__ import annotations

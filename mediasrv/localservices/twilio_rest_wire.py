@@ -17,6 +17,8 @@ parses into `TwilioRestException` (`base/version.py`): {"code", "message", "more
     400 20001 any other bad or unknown parameter  [assumed code; unknown parameters are
               refused on purpose: the real API ignores them, hiding typos] [stricter]
     5xx 20500 injected faults  [assumed code]
+
+Layer: stand-ins.
 """
 
 from __future__ import annotations

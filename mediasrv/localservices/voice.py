@@ -1,5 +1,7 @@
 """Text to 8 kHz mu-law speech with per-character timings, for the ElevenLabs stand-in.
 
+Layer: stand-ins.
+
 The engine is espeak-ng (GPL-3.0-or-later) from the `espeakng-loader` wheel, which ships
 `libespeak-ng.so` and its voice data; no system package is needed. mediasrv does not
 link against it: the shared library is loaded at run time with ctypes from the wheel's

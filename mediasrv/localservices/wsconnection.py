@@ -1,5 +1,7 @@
 """One client WebSocket of a stand-in: wsproto state, its session, the injected fault.
 
+Layer: stand-ins.
+
 The connection's reader thread does the handshake (asking the service for a session or
 a rejection), reads frames and feeds them to the session; the server's pacer thread
 calls `on_timer` when the session's next deadline is due. Both produce frames under the

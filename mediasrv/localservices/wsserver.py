@@ -1,5 +1,7 @@
 """The threaded WebSocket server shell of the stand-ins: acceptor, connections, one pacer.
 
+Layer: stand-ins.
+
 The same shape as `mediasrv.localbackend` (whose `Pacer` it reuses): one reader thread
 per client (`wsconnection.WsConnection`) blocked in recv(), one pacer thread for the
 whole server that wakes a connection when its session's next deadline is due, and an

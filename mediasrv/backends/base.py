@@ -1,0 +1,183 @@
+"""The seam between a call and its AI: commands out (`Backend`), events in (frozen dataclasses).
+
+Layer: backends. The call (mediasrv.call) imports this module and nothing else of
+mediasrv.backends: the turn policy, barge-in, playback accounting and the tx path work
+the same whichever backend sits behind it.
+
+Commands are called from any of the call's threads, never under the call's lock, and
+never block for long (a socket send at most): they return False when the command could
+not be sent (not connected, or the connection just failed -- the loss then arrives as
+an event). Events are delivered on the backend's own reader thread, one at a time, to
+the `EventSink` given when it was opened; the sink must return quickly.
+
+The seam speaks in the call's terms, not a vendor's:
+
+- caller audio goes out as 8 kHz mu-law; `commit` ends the caller's turn (local turn
+  detection); `request_response` asks for an answer, greeting, idle prompt or goodbye
+  (`purpose`) with `instructions` in words for the model;
+- assistant audio comes back as `AudioDelta`s of 8 kHz mu-law, grouped by response and
+  item; `AudioDone` ends an item's audio;
+- `truncate(item, content_index, heard_ms)` tells the backend how much of an item the
+  caller heard (from the playback ledger, when a barge-in cut it off); the backend
+  keeps only that much in its conversation;
+- a lost connection is the backend's to repair: it retries once (a reconnect restores
+  its own session settings, which only it knows) and says so with `ConnectionLost`
+  (`retrying`), then `SessionReady(resumed=True)`, or gives up (`retrying=False`). The
+  call decides what the caller hears meanwhile and what to ask for again.
+
+Next backends plug in here. The cascade (Deepgram, chat, ElevenLabs; issue 12) maps
+`truncate`'s heard ms onto the words whose audio played (its TTS alignment is its own
+business) and keeps its own history; its `purpose` tells it a greeting or goodbye is
+fixed text, not a chat turn. Call control (issue 13) adds commands (a tool's result, a
+caller's key presses as text) and events (a tool call) beside these ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Backend(Protocol):
+    """Commands from the call to its AI backend."""
+
+    @property
+    def connected(self) -> bool:
+        """Tell whether commands can be sent now."""
+        ...
+
+    def start(self) -> None:
+        """Connect on the backend's own thread; `SessionReady` or `ConnectionLost` follows."""
+        ...
+
+    def append_audio(self, audio: bytes) -> bool:
+        """Send caller audio (8 kHz mu-law)."""
+        ...
+
+    def commit(self) -> bool:
+        """End the caller's turn: the audio appended so far is one user message."""
+        ...
+
+    def request_response(self, request_id: str, purpose: str, instructions: str) -> bool:
+        """Ask for a response; it comes back as `ResponseCreated`, or `BackendError` names
+        `request_id` if the backend refuses it."""
+        ...
+
+    def cancel(self, response_id: str) -> bool:
+        """Stop generating a response (a barge-in cut it off)."""
+        ...
+
+    def truncate(self, item_id: str, content_index: int, heard_ms: int) -> bool:
+        """Keep only the first `heard_ms` of an item's audio: what the caller heard."""
+        ...
+
+    def reconnect(self, reason: str) -> None:
+        """The call judged the connection dead (no event for too long): treat it as lost."""
+        ...
+
+    def close(self, timeout: float) -> list[str]:
+        """Close the connection, wait up to `timeout` for the backend's threads; return the
+        names of those still running."""
+        ...
+
+
+# --- events ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionReady:
+    """The backend is connected and configured; `resumed`: after a lost connection."""
+
+    resumed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLost:
+    """The connection failed or never opened (`reason` says why, in words)."""
+
+    reason: str
+    retrying: bool  # False: given up; the call must end without the backend
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseCreated:
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDelta:
+    response_id: str
+    item_id: str
+    content_index: int
+    audio: bytes  # 8 kHz mu-law, any length
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDone:
+    response_id: str
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseDone:
+    response_id: str
+    status: str  # completed, cancelled, failed, incomplete
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallerSpeechStarted:
+    """The backend's own voice detector heard the caller start (server turn detection)."""
+
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallerSpeechStopped:
+    """The backend's own voice detector heard the caller stop (server turn detection)."""
+
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallerTurnCommitted:
+    """The backend ended the caller's turn itself (server turn detection)."""
+
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Truncated:
+    item_id: str
+    audio_end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallerTranscript:
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTranscript:
+    response_id: str
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class BackendError:
+    code: str
+    message: str
+    request_id: str = ""  # the request the backend refuses ("" if none)
+    harmless: bool = False  # expected in a race (e.g. cancelling a response just done)
+
+
+BackendEvent = (
+    SessionReady | ConnectionLost | ResponseCreated | AudioDelta | AudioDone | ResponseDone
+    | CallerSpeechStarted | CallerSpeechStopped | CallerTurnCommitted | Truncated
+    | CallerTranscript | AgentTranscript | BackendError
+)
+
+EventSink = Callable[[BackendEvent], None]

@@ -1,0 +1,290 @@
+"""Echo guard: is an inbound frame possibly the caller, or only the echo of our own voice?
+
+Layer: policy.
+
+The server knows exactly what it sent, so it measures *this* call's echo and decides from
+that, instead of assuming the worst echo on every call. Three pieces of evidence, cheapest
+first, each on the frames inside the echo window (AI audio playing, and `echo_window_ms`
+after the last sent frame); outside it every frame may be the caller:
+
+1. **Level** (Geigel's double-talk test, with a measured loss): the inbound peak is above the
+   loudest sent peak of the echo path minus this call's echo return loss bound
+   (`mediasrv.policy.echo_path`: `erl_db` until about a second of the bot was heard, then measured).
+   Above the *conservative* bound (`erl_db`) it is the caller, full stop: no echo we
+   guarantee to survive is that loud.
+2. **Residual** (with `cancel=True`): once the canceller (`mediasrv.policy.aec`) is trusted (a delay
+   found, 0.5 s of the bot learned, >= 10 dB of ERLE), the residual is above what the
+   canceller is known to leave of our echo (echo estimate / ERLE, plus a margin).
+3. **Coherence veto**, asked only of speech frames that 1 or 2 call caller below the
+   conservative bound (and, until the bound is learned, of every speech frame): if what we
+   sent explains the last 160 ms of the residual -- or of the inbound, when the canceller
+   removed nothing -- it is our echo. This is what catches an echo path that got louder or
+   moved (the bound is then reset to the conservative start and re-learned), and a caller on
+   a line with no echo at all is found at once, before the bound is learned.
+
+Frames judged echo teach the bound and the canceller; frames judged caller teach nothing.
+Pure: time comes in as `now`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+import numpy.typing as npt
+
+from mediasrv.audio import ULAW_DECODE
+from mediasrv.errors import ConfigError
+from mediasrv.policy.aec import EchoCanceller
+from mediasrv.policy.echo_path import EchoPathBound
+
+SILENT_DBFS = -120.0
+
+# mu-law keeps the magnitude in the low 7 bits, inverted: a *smaller* (code & 0x7F) is a
+# *larger* magnitude. So the frame peak is the minimum of those bits, found in C with
+# bytes.translate + min(), then looked up in dB. No numpy array per frame.
+_LOW7 = bytes(code & 0x7F for code in range(256))
+_PEAK_DB = tuple(
+    20.0 * math.log10(abs(int(ULAW_DECODE[low7])) / 32768.0)
+    if int(ULAW_DECODE[low7]) != 0
+    else SILENT_DBFS
+    for low7 in range(128)
+)
+# Enough entries for 1.3 s of real-time output; more than any echo path we consider, and
+# bursts of faster-than-real-time sends only shorten what the ring covers.
+_RING_FRAMES = 64
+# The residual decides once the filter was learned from 0.5 s of the bot and removes 10 dB.
+_TRUST_FRAMES = 25
+_TRUST_ERLE_DB = 10.0
+_RESIDUAL_FLOOR = 10 ** (-65 / 10)  # power: below this a residual is line noise
+# ... and so is a residual within this much of the line's noise floor (the VAD's): the
+# canceller's own estimate of what it leaves falls below the noise in quiet echo frames.
+_OVER_NOISE_DB = 6.0
+# Coherence with what we sent above which a signal is our echo (see mediasrv.policy.aec: callers
+# measured <= 0.3, echo through dispersive paths >= 0.7).
+_EXPLAINED = 0.5
+_NOT_OURS = 0.3  # with no other evidence, only coherence under this (callers' p95 0.25)
+
+
+def ulaw_peak_dbfs(frame: bytes) -> float:
+    """Return the peak level of a mu-law frame in dBFS (-120 for silence)."""
+    if not frame:
+        return SILENT_DBFS
+    return _PEAK_DB[min(frame.translate(_LOW7))]
+
+
+class EchoGuard:
+    """Judge inbound frames against what we sent: measured level bound, canceller, coherence."""
+
+    def __init__(
+        self,
+        *,
+        echo_window_ms: int = 500,
+        erl_db: float = 6.0,
+        echo_path_ms: int = 400,
+        margin_db: float = 1.5,
+        cancel: bool = False,
+        residual_margin_db: float = 10.0,
+    ) -> None:
+        if not 20 <= echo_path_ms <= 1000:
+            raise ConfigError(f"echo_path_ms={echo_path_ms}: must be between 20 and 1000")
+        if not 0.0 <= margin_db <= 20.0:
+            raise ConfigError(f"margin_db={margin_db}: must be between 0 and 20")
+        self.path = EchoPathBound(erl_db)
+        self._window_s = echo_window_ms / 1000.0
+        self._path_s = echo_path_ms / 1000.0
+        self._margin_db = margin_db
+        self._sent: deque[tuple[float, float]] = deque(maxlen=_RING_FRAMES)
+        self._last_sent: float | None = None
+        self.canceller = EchoCanceller(max_delay_ms=echo_path_ms) if cancel else None
+        self._residual_ratio = 10 ** (residual_margin_db / 10)
+        self._cancelled_at: float | None = None  # `now` of the frame `cancel` last took
+        self._loudest = SILENT_DBFS  # the last judged frame's echo-path peak
+        self._inbound = SILENT_DBFS  # and its inbound peak
+        self.residual_only = False  # the last `judge` said caller on the residual alone
+        self.evidence = ""  # why the last `judge` said caller (for the log)
+        self.coherence: tuple[float, float] | None = None  # the last veto's measurements
+        self.vetoes = 0  # frames the coherence veto turned from caller into echo
+        self._unsure = False  # the last judged frame may hold the caller: learn nothing
+
+    def on_sent(
+        self, peak_dbfs: float, now: float, samples: npt.NDArray[np.float32] | None = None
+    ) -> None:
+        """Record one frame just sent to the caller: its peak, and its samples if cancelling."""
+        self._sent.append((now, peak_dbfs))
+        self._last_sent = now
+        if self.canceller is not None and samples is not None:
+            self.canceller.on_sent(samples, now)
+
+    def cancel(
+        self, frame: npt.NDArray[np.float32], now: float, ai_playing: bool = False
+    ) -> npt.NDArray[np.float32]:
+        """Return what the VAD should hear: the inbound minus our echo, once that is known.
+
+        Until the canceller is trusted its estimate may be noise (a line with no echo at
+        all never gives it one): subtracting it would only add a faint copy of the bot's
+        voice, which the VAD may hear as speech. So the VAD hears the inbound as it came.
+        """
+        aec = self.canceller
+        if aec is None:
+            return frame
+        if not self.in_window(now, ai_playing):
+            aec.skip(now)  # keeps the inbound timeline continuous between bot turns
+            self._cancelled_at = None
+            return frame
+        self._cancelled_at = now
+        residual = aec.process(frame, now)
+        return residual if self.trusted else frame
+
+    def gap(self, ms: int) -> None:
+        """Count inbound audio that never came."""
+        if self.canceller is not None:
+            self.canceller.gap(ms)
+
+    def learn(self, caller: bool) -> None:
+        """Learn from the frame last judged, unless it held the caller or may have."""
+        if caller or self.canceller is None or self._unsure:
+            return
+        self.path.learn(self._loudest, self._inbound)
+        if self._cancelled_at is not None:
+            self.canceller.commit(False)
+
+    @property
+    def trusted(self) -> bool:
+        """Tell whether the canceller has converged well enough to judge on its residual."""
+        aec = self.canceller
+        return (
+            aec is not None
+            and aec.delay is not None
+            and aec.learned_frames >= _TRUST_FRAMES
+            and aec.erle_db >= _TRUST_ERLE_DB
+        )
+
+    def in_window(self, now: float, ai_playing: bool = False) -> bool:
+        """Tell whether inbound audio may contain echo of our output right now."""
+        if ai_playing:
+            return True
+        return self._last_sent is not None and now - self._last_sent <= self._window_s
+
+    def loudest_sent_dbfs(self, now: float) -> float:
+        """Return the loudest peak sent within the echo path (-120 if nothing was sent)."""
+        cutoff = now - self._path_s
+        loudest = SILENT_DBFS
+        for sent_at, peak in reversed(self._sent):
+            if sent_at < cutoff:
+                break
+            if peak > loudest:
+                loudest = peak
+        return loudest
+
+    def threshold_dbfs(self, now: float) -> float:
+        """Return the loudest level this call's echo could have now (-120 if nothing sent)."""
+        loudest = self.loudest_sent_dbfs(now)
+        if loudest <= SILENT_DBFS:
+            return SILENT_DBFS
+        return loudest - self.path.bound_db + self._margin_db
+
+    def masked_dbfs(self) -> float:
+        """Return the residual level that our own echo may still reach in the last frame."""
+        aec = self.canceller
+        if aec is None or self._cancelled_at is None or not self.trusted:
+            return SILENT_DBFS
+        return 10.0 * math.log10(max(self._expected_residual(aec), 1e-12))
+
+    def _expected_residual(self, aec: EchoCanceller) -> float:
+        # What the canceller leaves of an echo on echo-only frames: the estimate / ERLE.
+        return aec.echo_power * 10 ** (-aec.erle_db / 10) * self._residual_ratio
+
+    def judge(
+        self,
+        inbound_peak_dbfs: float,
+        now: float,
+        ai_playing: bool = False,
+        speech: bool = True,
+        noise_floor_dbfs: float = SILENT_DBFS,
+    ) -> bool:
+        """Tell whether an inbound frame could be caller speech rather than echo.
+
+        `speech`: the VAD hears speech in it. Only then is the coherence veto worth its
+        cost: a verdict on a non-speech frame decides nothing but what is learned from it.
+        `noise_floor_dbfs`: the line's noise floor (the VAD's), under which nothing counts.
+        """
+        self.residual_only = False
+        self.coherence = None
+        self._unsure = False
+        self._inbound = inbound_peak_dbfs
+        self._loudest = loudest = self.loudest_sent_dbfs(now)
+        if not self.in_window(now, ai_playing) or loudest <= SILENT_DBFS:
+            self.evidence = "outside the echo window"
+            return True
+        # dB above the loudest possible echo if the path returned everything, less a margin
+        over = inbound_peak_dbfs - loudest - self._margin_db
+        if over > -self.path.conservative_db:
+            self.evidence = "louder than any echo"
+            return True
+        if self.canceller is None:
+            return False  # no reference samples to measure the path with: worst case only
+        level = over > -self.path.bound_db
+        residual = self._residual_says_caller(noise_floor_dbfs)
+        if not (level or residual):
+            if not speech or self.trusted:
+                return False  # nothing to hear, or the canceller accounts for it: learn
+            return self._judge_by_coherence()
+        if not speech:
+            return True
+        if self._explained(weak_caller=residual and not level):
+            self.vetoes += 1
+            if level:
+                self.path.reset()  # our echo is louder than the bound: the path changed
+            return False
+        self.residual_only = residual and not level
+        self.evidence = "level" if level else "residual"
+        return True
+
+    def _judge_by_coherence(self) -> bool:
+        """Judge a speech frame the canceller cannot vouch for, on coherence alone.
+
+        What we sent clearly explains it: our echo, learned from. Clearly not ours (below
+        callers' p95 coherence) while this call's echo is not yet learned: the caller,
+        talking early over the greeting. Anything else is not the caller -- the
+        conservative start -- but nothing is learned from it: a caller's syllables must
+        not teach the bound or the canceller that our echo is that loud (measured: a
+        caller as loud as the echo, learned from, held the bound at 6 dB and the
+        canceller untrusted for the rest of that caller's sentence).
+        """
+        aec = self.canceller
+        assert aec is not None
+        self.coherence = aec.coherence()
+        explained = max(self.coherence)
+        if explained > _EXPLAINED:
+            return False
+        if explained < _NOT_OURS and not self.path.learned:
+            self.evidence = "not our echo"
+            return True
+        self._unsure = True
+        return False
+
+    def _residual_says_caller(self, noise_floor_dbfs: float) -> bool:
+        aec = self.canceller
+        if aec is None or self._cancelled_at is None or not self.trusted:
+            return False
+        noise = 10 ** ((noise_floor_dbfs + _OVER_NOISE_DB) / 10)
+        return aec.residual_power > max(self._expected_residual(aec), _RESIDUAL_FLOOR, noise)
+
+    def _explained(self, weak_caller: bool) -> bool:
+        """Tell whether what we sent explains the frame (residual, or inbound as a whole).
+
+        A caller 10 dB under our echo leaves the inbound 90 % coherent with what we sent:
+        when only the residual calls it caller (`weak_caller`) and the canceller did take
+        our echo off this frame, the inbound's coherence is no evidence against the caller.
+        """
+        aec = self.canceller
+        if aec is None or self._cancelled_at is None:
+            return False  # no reference samples kept: nothing to compare with
+        if aec.follows_estimate() > _EXPLAINED:
+            return True  # the path only changed its gain: the residual is our echo, scaled
+        residual, inbound = self.coherence = aec.coherence()
+        if residual > _EXPLAINED:
+            return True
+        return inbound > _EXPLAINED and not (weak_caller and aec.estimate_fits())

@@ -1,0 +1,279 @@
+"""Turn policy: what to forward to OpenAI and which turn events an inbound frame makes.
+
+Layer: policy.
+
+The bridge calls `TurnPolicy.feed` on every inbound frame and `on_sent` on every outbound
+one. Pure: time comes in as `now`; it returns a `TurnStep` and does nothing itself.
+
+Rules, per inbound frame:
+
+- the VAD always sees the frame (its noise floor and hangover must never skip audio);
+- outside the echo window (see `mediasrv.policy.echo`) the frame is forwarded;
+- inside it, frames are held back in a `prefix_ms` ring until the VAD hears speech the echo
+  guard says can be the caller; then the ring is forwarded (the first syllable is not
+  lost) and so is the rest of that utterance, even its quieter frames under the bot;
+- `UtteranceStarted` once per utterance, when the VAD has confirmed speech and some of it
+  can be the caller;
+- `BargeIn` once per utterance, when `barge_in_min_ms` of caller speech (not echo) has been
+  heard while AI audio plays;
+- at the VAD's end of speech, one candidate: `EndOfUtterance` if it lasted at least
+  `min_utterance_ms`, was not echo and the call is not closing; else `UtteranceSkipped`.
+
+`echo_blocked` on both tells that some frames of the utterance were withheld as echo.
+An utterance is *echo* when none of its speech frames could be the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from mediasrv.audio import FRAME_MS, ULAW_DECODE
+from mediasrv.errors import ConfigError
+from mediasrv.policy.echo import EchoGuard, ulaw_peak_dbfs
+from mediasrv.policy.vad import SpeechClassifier, SpeechEnd, SpeechStart, Vad, VadConfig, VadState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnConfig:
+    end_silence_ms: int = 500  # trailing silence that ends a turn
+    min_utterance_ms: int = 300  # shorter is a cough, a click, "uh"
+    barge_in_min_ms: int = 120  # caller speech needed to cut the bot off
+    echo_window_ms: int = 500  # echo tail after our last sent frame
+    erl_db: float = 6.0  # worst echo return loss we must survive (speakerphone)
+    # Echo delays the guard and the canceller search, counted from when a frame plays: the
+    # issue's 300 ms paths plus a 30 ms tail plus the network round trip (~60 ms) already
+    # reach ~390 ms, past the 400 ms this was.
+    echo_path_ms: int = 500
+    # Cancel our own echo (see mediasrv.policy.aec) and measure this call's echo path (see
+    # mediasrv.policy.echo): off, the guard falls back to the fixed worst case `erl_db`.
+    echo_cancel: bool = True
+    prefix_ms: int = 300  # audio before detection forwarded with it: the first syllable
+    vad_onset_ms: int = 100  # see VadConfig.onset_ms
+
+    def __post_init__(self) -> None:
+        # The fields that come from settings were checked there (mediasrv.web.settings),
+        # once; these are the policy's own.
+        _check("echo_path_ms", self.echo_path_ms, 40, 1000)
+        _check("prefix_ms", self.prefix_ms, 0, 1000)
+        _check("vad_onset_ms", self.vad_onset_ms, FRAME_MS, 500)
+
+
+def _check(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value}: must be between {low} and {high}")
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceStarted:
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BargeIn:
+    at: float
+    speech_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfUtterance:
+    at: float
+    duration_s: float
+    echo_blocked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceSkipped:
+    at: float
+    reason: str  # "closing" | "echo" | "too_short"
+    duration_s: float
+
+
+TurnEvent = UtteranceStarted | BargeIn | EndOfUtterance | UtteranceSkipped
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStep:
+    forward: bytes  # mu-law to send to OpenAI now (may be empty)
+    events: tuple[TurnEvent, ...] = ()
+
+
+_NOTHING = TurnStep(b"")
+_RESIDUAL_ONLY_PROB = 0.7
+_ULAW_FLOAT = (ULAW_DECODE / np.float32(32768.0)).astype(np.float32)
+
+
+class TurnPolicy:
+    """Per-call turn taking over inbound frames, echo-aware. Pure: time comes in as `now`."""
+
+    def __init__(
+        self, config: TurnConfig | None = None, classifier: SpeechClassifier | None = None,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
+    ) -> None:
+        self.config = cfg = config if config is not None else TurnConfig()
+        self._log = logger  # a call passes its own, so every turn line names the call
+        self.vad = Vad(
+            VadConfig(end_silence_ms=cfg.end_silence_ms, onset_ms=cfg.vad_onset_ms), classifier
+        )
+        self.echo = EchoGuard(
+            echo_window_ms=cfg.echo_window_ms,
+            erl_db=cfg.erl_db,
+            echo_path_ms=cfg.echo_path_ms,
+            cancel=cfg.echo_cancel,
+        )
+        self._prefix: deque[bytes] = deque(maxlen=max(1, cfg.prefix_ms // FRAME_MS))
+        self._in_utterance = False  # the VAD is in MAYBE_SPEECH or SPEECH
+        self._caller = False  # this utterance holds caller speech (not only echo)
+        self._caller_ms = 0
+        self._blocked = False  # frames of this utterance were withheld as echo
+        self._barged = False
+        self._started = False  # UtteranceStarted sent for this utterance
+        # Audio time (ms), so an utterance is measured from its first caller frame: echo
+        # heard before the caller spoke must not lengthen the caller's turn.
+        self._audio_ms = 0
+        self._speech_until_ms = 0
+        self._caller_from_ms = 0
+
+    def on_sent(self, frame_ulaw: bytes, now: float) -> None:
+        """Record one frame sent to the caller as the echo reference."""
+        samples = None
+        if self.echo.canceller is not None:
+            samples = _ULAW_FLOAT[np.frombuffer(frame_ulaw, dtype=np.uint8)]
+        self.echo.on_sent(ulaw_peak_dbfs(frame_ulaw), now, samples)
+
+    def feed(self, frame_ulaw: bytes, now: float, *, ai_playing: bool, closing: bool) -> TurnStep:
+        """Take one inbound 20 ms mu-law frame; return what to forward and the events."""
+        vad = self.vad
+        # The VAD hears the inbound with our own echo taken out (when cancelling): a
+        # caller under the bot's echo is speech, music under it is not.
+        x = _ULAW_FLOAT[np.frombuffer(frame_ulaw, dtype=np.uint8)]
+        x = self.echo.cancel(x, now, ai_playing)
+        event = vad.feed_float(x, now, self.echo.masked_dbfs())
+        events: list[TurnEvent] = []
+        self._audio_ms += FRAME_MS
+        if vad.is_speech:
+            if not self._in_utterance:
+                self._begin()
+            self._speech_until_ms = self._audio_ms
+        elif self._in_utterance and event is None and vad.state is VadState.SILENCE:
+            self._in_utterance = False  # an onset the VAD gave up on (a click, a cough)
+        in_window = self.echo.in_window(now, ai_playing)
+        # Judged on every frame in the window (the canceller learns only from echo), but
+        # the costly "is it our echo after all" check only on speech, where it decides.
+        maybe_caller = not in_window or self.echo.judge(
+            ulaw_peak_dbfs(frame_ulaw), now, ai_playing, speech=vad.is_speech,
+            noise_floor_dbfs=vad.floor_dbfs,
+        )
+        self.echo.learn(maybe_caller)
+        if maybe_caller and self.echo.residual_only and vad.probability < _RESIDUAL_ONLY_PROB:
+            # Under the bot's echo only the canceller tells the caller from it: a sound the
+            # classifier is unsure of (music, an alarm: 0.5-0.8 measured) is not the caller.
+            maybe_caller = False
+        if vad.is_speech and maybe_caller:
+            if not self._caller_ms:
+                self._caller_from_ms = self._audio_ms - FRAME_MS
+            self._caller_ms += FRAME_MS
+            # Inside the echo window the caller is recognised on the evidence a barge-in
+            # needs: the first 20-100 ms of an echo (the bot's first syllable, an echo path
+            # that just moved) can look like a caller before what we sent explains it.
+            if not self._caller and (
+                not in_window or self._caller_ms >= self.config.barge_in_min_ms
+            ):
+                self._caller = True
+                if self._blocked:  # the held prefix goes out with it: count it as heard
+                    held_from = self._audio_ms - FRAME_MS * (1 + len(self._prefix))
+                    self._caller_from_ms = min(self._caller_from_ms, held_from)
+                if in_window:
+                    self._log_caller_over_echo()
+            if ai_playing and not self._barged and self._caller_ms >= self.config.barge_in_min_ms:
+                self._barged = True
+                events.append(BargeIn(now, self._caller_ms))
+        if self._caller and not self._started and vad.state is VadState.SPEECH:
+            self._started = True
+            events.insert(0, UtteranceStarted(now))
+        forward = self._forward(frame_ulaw, in_window)
+        if event is not None:
+            self._on_vad_event(event, now, closing, events)
+        if not forward and not events:
+            return _NOTHING
+        return TurnStep(forward, tuple(events))
+
+    def _log_caller_over_echo(self) -> None:
+        echo = self.echo
+        aec = echo.canceller
+        coherence = "-" if echo.coherence is None else "{:.2f}/{:.2f}".format(*echo.coherence)
+        self._log.info(
+            "[ECHO] caller heard over our audio: evidence=%s loss_bound=%.0fdB erle=%s "
+            "coherence(residual/inbound)=%s",
+            echo.evidence, echo.path.bound_db,
+            "-" if aec is None else f"{aec.erle_db:.0f}dB", coherence,
+        )
+
+    def feed_gap(self, ms: int, now: float, *, closing: bool = False) -> TurnStep:
+        """Count `ms` of inbound frames that never came as silence."""
+        event = self.vad.feed_gap(ms, now)
+        self.echo.gap(ms)
+        self._audio_ms += max(0, ms)
+        if event is None:
+            return _NOTHING
+        events: list[TurnEvent] = []
+        self._on_vad_event(event, now, closing, events)
+        return TurnStep(b"", tuple(events))
+
+    def _forward(self, frame_ulaw: bytes, in_window: bool) -> bytes:
+        prefix = self._prefix
+        if (self._in_utterance and self._caller) or not in_window:
+            if not prefix:
+                return frame_ulaw
+            if not self._in_utterance:
+                prefix.clear()  # held echo, and the window is over: drop it
+                return frame_ulaw
+            # Speech that began under the echo window: send what was held back first,
+            # it holds the first syllable.
+            prefix.append(frame_ulaw)
+            held = b"".join(prefix)
+            prefix.clear()
+            return held
+        prefix.append(frame_ulaw)
+        self._blocked = self._blocked or self._in_utterance
+        if self._log.isEnabledFor(logging.DEBUG):
+            self._log.debug("[ECHO] blocking frame to OpenAI, VAD state kept")
+        return b""
+
+    def _begin(self) -> None:
+        self._in_utterance = True
+        self._caller = False
+        self._caller_ms = 0
+        self._blocked = False
+        self._barged = False
+        self._started = False
+
+    def _on_vad_event(
+        self, event: SpeechStart | SpeechEnd, now: float, closing: bool, events: list[TurnEvent]
+    ) -> None:
+        if isinstance(event, SpeechStart):
+            return
+        self._in_utterance = False
+        duration = event.duration_s
+        echo = not self._caller
+        if not echo:
+            caller_s = (self._speech_until_ms - self._caller_from_ms) / 1000.0
+            duration = min(duration, max(caller_s, 0.0))
+        self._log.info("END OF UTTERANCE: %.2fs echo_blocked=%s", duration, self._blocked)
+        reason = None
+        if closing:
+            reason = "closing"
+        elif echo:
+            reason = "echo"
+        elif duration * 1000.0 < self.config.min_utterance_ms:
+            reason = "too_short"
+        if reason is None:
+            events.append(EndOfUtterance(now, duration, self._blocked))
+            return
+        self._log.info("[UTT] SKIPPED: %s", reason)
+        events.append(UtteranceSkipped(now, reason, duration))

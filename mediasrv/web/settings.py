@@ -1,0 +1,286 @@
+"""Settings, read from the environment once and validated at start-up.
+
+Layer: web.
+
+Every variable is documented in README.md ("Configuration"); keep that table and
+`_SPEC` below in step (tests/test_settings.py checks the ranges). A bad value raises
+ConfigError in words: "PORT: 'abc' is not a whole number". Each variable's range is
+checked here and only here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from mediasrv.errors import ConfigError
+
+DEFAULT_INSTRUCTIONS = (
+    "You are a friendly, concise voice assistant on a phone call. Keep answers short. "
+    "If the caller starts speaking while you are talking, stop immediately: do not finish "
+    "the sentence, never talk over the caller, wait until they have finished, then answer "
+    "only what they said."
+)
+DEFAULT_GREETING = "Hello! How can I help you today?"
+TURN_MODES = ("local", "server")
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 5050
+    openai_api_key: str = ""
+    openai_realtime_model: str = "gpt-realtime-2.1"
+    openai_realtime_url: str = ""
+    openai_voice: str = "marin"
+    instructions: str = DEFAULT_INSTRUCTIONS
+    greeting: str = DEFAULT_GREETING
+    public_url: str = ""
+    twilio_auth_token: str = ""
+    twilio_account_sid: str = ""
+    drain_timeout_ms: int = 500
+    log_level: str = "INFO"
+    log_format: str = "text"
+    turn_detection: str = "local"
+    prebuffer_ms: int = 60
+    mark_interval_ms: int = 200
+    append_batch_ms: int = 100
+    end_silence_ms: int = 500
+    min_utterance_ms: int = 300
+    barge_in_min_ms: int = 120
+    echo_window_ms: int = 500
+    echo_erl_db: float = 6.0
+    echo_cancel: bool = True
+    silence_timeout_s: float = 15.0
+    max_call_s: float = 1800.0
+    max_calls: int = 50
+    server_vad_threshold: float = 0.6
+    server_vad_silence_ms: int = 500
+    input_transcription_model: str = "gpt-4o-mini-transcribe"
+    openai_connect_timeout_s: float = 3.0
+    openai_stall_timeout_s: float = 4.0
+    ws_max_message_bytes: int = 64 * 1024
+    web_concurrency: int = 1
+    graceful_timeout_s: float = 30.0
+    shutdown_goodbye_s: float = 10.0
+    instance_path: str = ""
+    busy_redirects: int = 2
+
+    @property
+    def local_backend(self) -> bool:
+        """True when no API key is set and the built-in backend is used."""
+        return not self.openai_api_key and not self.openai_realtime_url
+
+    def realtime_url(self) -> str:
+        """Return the Realtime WebSocket URL to dial (empty for the local backend)."""
+        if self.openai_realtime_url:
+            return self.openai_realtime_url
+        if not self.openai_api_key:
+            return ""
+        query = urlencode({"model": self.openai_realtime_model})
+        return f"wss://api.openai.com/v1/realtime?{query}"
+
+    def stream_url(self, request_host: str) -> str:
+        """Return the wss:// URL Twilio should stream to."""
+        if self.public_url:
+            parts = urlsplit(self.public_url)
+            return f"wss://{parts.netloc}{self.instance_path}/media"
+        return f"wss://{request_host}{self.instance_path}/media"
+
+    @property
+    def signatures_enabled(self) -> bool:
+        return bool(self.twilio_auth_token and self.public_url)
+
+    @property
+    def rest_hangup_enabled(self) -> bool:
+        """End calls through the REST API too (the call sid is trusted only when signed)."""
+        return bool(self.twilio_account_sid and self.signatures_enabled)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in a log line."""
+        return tuple(s for s in (self.openai_api_key, self.twilio_auth_token) if s)
+
+
+class _Parser:
+    """Turn one variable's raw text into a value, or raise ValueError with a predicate.
+
+    The predicate completes "<NAME>: <value> ..." ("is not a whole number"). `limits` is
+    the valid range as the README's configuration table shows it.
+    """
+
+    limits = "text"
+
+    def __call__(self, raw: str) -> Any:
+        return raw
+
+
+class _Number(_Parser):
+    """A whole number (`whole`) or any number within [lo, hi]: the one range check."""
+
+    def __init__(self, lo: float, hi: float, *, whole: bool) -> None:
+        self.lo, self.hi, self.whole = lo, hi, whole
+        self.limits = f"{int(lo)} to {int(hi)}" if whole else f"{lo:g} to {hi:g}"
+
+    def __call__(self, raw: str) -> float | int:
+        try:
+            value: float | int = int(raw.strip()) if self.whole else float(raw.strip())
+        except ValueError:
+            raise ValueError("is not a whole number" if self.whole else "is not a number") from None
+        if not self.lo <= value <= self.hi:  # also false for nan
+            raise ValueError(f"is out of range ({self.limits})")
+        return value
+
+
+class _Choice(_Parser):
+    def __init__(self, *options: str) -> None:
+        self.options = options
+        self.limits = ", ".join(options)
+
+    def __call__(self, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in self.options:
+            raise ValueError(f"is not one of {self.limits}")
+        return value
+
+
+class _Url(_Parser):
+    def __init__(self, *schemes: str) -> None:
+        self.schemes = schemes
+        self.limits = " or ".join(f"{s}://HOST" for s in schemes)
+
+    def __call__(self, raw: str) -> str:
+        parts = urlsplit(raw.strip())
+        if parts.scheme not in self.schemes or not parts.netloc:
+            raise ValueError(f"is not a URL like {self.limits}")
+        return raw.strip().rstrip("/")
+
+
+class _PathPrefix(_Parser):
+    """A path prefix a proxy routes on, e.g. /i/a: segments of [A-Za-z0-9._~-]."""
+
+    limits = "/NAME or /NAME/NAME..."
+
+    def __call__(self, raw: str) -> str:
+        value = raw.strip()
+        if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
+            raise ValueError("is not a path like /i/a (letters, digits, . _ ~ -)")
+        return value
+
+
+class _Bool(_Parser):
+    limits = "true, false"
+
+    def __call__(self, raw: str) -> bool:
+        value = raw.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("is not true or false")
+
+
+def _int(lo: int, hi: int) -> _Parser:
+    return _Number(lo, hi, whole=True)
+
+
+def _float(lo: float, hi: float) -> _Parser:
+    return _Number(lo, hi, whole=False)
+
+
+_text = _Parser()
+
+# env name -> (field, parser). MIN_UTTERANCE_MS is capped at 600 by the turn-taking spec.
+_SPEC: dict[str, tuple[str, _Parser]] = {
+    "HOST": ("host", _text),
+    "PORT": ("port", _int(1, 65535)),
+    "OPENAI_API_KEY": ("openai_api_key", _text),
+    "OPENAI_REALTIME_MODEL": ("openai_realtime_model", _text),
+    "OPENAI_REALTIME_URL": ("openai_realtime_url", _Url("ws", "wss")),
+    "OPENAI_VOICE": ("openai_voice", _text),
+    "INSTRUCTIONS": ("instructions", _text),
+    "GREETING": ("greeting", _text),
+    "PUBLIC_URL": ("public_url", _Url("https", "http")),
+    "TWILIO_AUTH_TOKEN": ("twilio_auth_token", _text),
+    "TWILIO_ACCOUNT_SID": ("twilio_account_sid", _text),
+    "DRAIN_TIMEOUT_MS": ("drain_timeout_ms", _int(20, 10_000)),
+    "LOG_LEVEL": ("log_level", _Choice("debug", "info", "warning", "error")),
+    "LOG_FORMAT": ("log_format", _Choice("text", "json")),
+    "TURN_DETECTION": ("turn_detection", _Choice(*TURN_MODES)),
+    "PREBUFFER_MS": ("prebuffer_ms", _int(0, 1000)),
+    "MARK_INTERVAL_MS": ("mark_interval_ms", _int(20, 1000)),
+    "APPEND_BATCH_MS": ("append_batch_ms", _int(20, 1000)),
+    "END_SILENCE_MS": ("end_silence_ms", _int(200, 3000)),
+    "MIN_UTTERANCE_MS": ("min_utterance_ms", _int(60, 600)),
+    "BARGE_IN_MIN_MS": ("barge_in_min_ms", _int(20, 2000)),
+    "ECHO_WINDOW_MS": ("echo_window_ms", _int(0, 5000)),
+    "ECHO_ERL_DB": ("echo_erl_db", _float(0.0, 60.0)),
+    "ECHO_CANCEL": ("echo_cancel", _Bool()),
+    "SILENCE_TIMEOUT_S": ("silence_timeout_s", _float(1.0, 3600.0)),
+    "MAX_CALL_S": ("max_call_s", _float(5.0, 86_400.0)),
+    "MAX_CALLS": ("max_calls", _int(1, 10_000)),
+    "SERVER_VAD_THRESHOLD": ("server_vad_threshold", _float(0.0, 1.0)),
+    "SERVER_VAD_SILENCE_MS": ("server_vad_silence_ms", _int(500, 5000)),
+    "INPUT_TRANSCRIPTION_MODEL": ("input_transcription_model", _text),
+    "OPENAI_CONNECT_TIMEOUT_S": ("openai_connect_timeout_s", _float(0.1, 60.0)),
+    "OPENAI_STALL_TIMEOUT_S": ("openai_stall_timeout_s", _float(0.5, 600.0)),
+    "WS_MAX_MESSAGE_BYTES": ("ws_max_message_bytes", _int(1024, 1 << 20)),
+    # Read by gunicorn.conf.py (`workers`); gunicorn itself also reads it (see there).
+    "WEB_CONCURRENCY": ("web_concurrency", _int(1, 64)),
+    "GRACEFUL_TIMEOUT_S": ("graceful_timeout_s", _float(1.0, 3600.0)),
+    "SHUTDOWN_GOODBYE_S": ("shutdown_goodbye_s", _float(0.0, 600.0)),
+    # Scale-out (docs/scaling-out.md): this instance's route on the proxy, and how often
+    # a full instance hands a call back to the proxy's /voice before answering busy.
+    "INSTANCE_PATH": ("instance_path", _PathPrefix()),
+    "BUSY_REDIRECTS": ("busy_redirects", _int(0, 10)),
+}
+
+# Set but empty keeps the default, except for these, where empty turns the feature off.
+EMPTY_MEANS_OFF = ("greeting", "input_transcription_model")
+
+
+def limits(name: str) -> str:
+    """Return the valid values of variable `name` as the README table shows them."""
+    return _SPEC[name][1].limits
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build Settings from `env` (default os.environ); raise ConfigError naming a bad variable."""
+    source = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for name, (field, parse) in _SPEC.items():
+        raw = source.get(name)
+        if raw is None or (raw == "" and field not in EMPTY_MEANS_OFF):
+            continue
+        try:
+            values[field] = parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {_shown(name, raw)} {exc}") from None
+    known = {f.name for f in fields(Settings)}
+    for key in overrides:
+        if key not in known:
+            raise ConfigError(f"unknown setting override {key!r}")
+    values.update(overrides)
+    if "log_level" in values:
+        values["log_level"] = str(values["log_level"]).upper()
+    settings = Settings(**values)
+    if settings.instance_path and settings.web_concurrency > 1:
+        # The kernel hands the stream to any worker; only the one that answered /voice
+        # holds the reservation. One worker per instance; more instances for more cores.
+        raise ConfigError(
+            f"INSTANCE_PATH needs WEB_CONCURRENCY=1 (is {settings.web_concurrency}): the "
+            "worker that reserved a call at /voice must be the one its stream reaches; "
+            "run one instance per core instead (docs/scaling-out.md)"
+        )
+    return settings
+
+
+def _shown(name: str, raw: str) -> str:
+    # Never echo secrets into logs or error messages.
+    if "KEY" in name or "TOKEN" in name:
+        return "(hidden)"
+    return repr(raw[:80])

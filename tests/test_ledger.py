@@ -1,0 +1,130 @@
+"""The response ledger, pure: requests, deferral, playing, barge-in plans, reconnects."""
+
+from mediasrv.policy.ledger import BargeInPlan, Defer, Play, ResponseLedger, Send
+
+
+def created(ledger: ResponseLedger, purpose: str, rid: str) -> None:
+    assert isinstance(ledger.request(purpose, closing=False), Send)
+    assert ledger.on_created(rid) == purpose
+
+
+def test_requests_are_numbered_and_answers_counted():
+    ledger = ResponseLedger()
+    first = ledger.request("greeting", closing=False)
+    assert first == Send("mediasrv_req_1", "greeting", 0)
+    ledger.on_created("r1")
+    ledger.on_done("r1")
+    assert ledger.request("answer", closing=False) == Send("mediasrv_req_2", "answer", 1)
+
+
+def test_a_request_while_one_is_in_flight_is_deferred_until_done():
+    ledger = ResponseLedger()
+    created(ledger, "answer", "r1")
+    assert ledger.request("idle_prompt", closing=False) == Defer("idle_prompt")
+    assert ledger.request("answer", closing=False) == Defer("answer")  # the later one wins
+    done = ledger.on_done("r1")
+    assert done.deferred == "answer" and done.live
+    assert ledger.on_done("r1").deferred is None  # handed out once
+
+
+def test_a_deferred_goodbye_is_not_replaced_by_an_answer():
+    ledger = ResponseLedger()
+    created(ledger, "answer", "r1")
+    ledger.request("goodbye", closing=False)
+    ledger.request("answer", closing=False)
+    assert ledger.on_done("r1").deferred == "goodbye"
+
+
+def test_nothing_is_requested_while_the_call_closes():
+    assert ResponseLedger().request("answer", closing=True) is None
+
+
+def test_a_refused_request_frees_the_next_one():
+    ledger = ResponseLedger()
+    sent = ledger.request("answer", closing=False)
+    assert isinstance(sent, Send)
+    ledger.request_failed("mediasrv_req_99")  # not ours: still pending
+    assert isinstance(ledger.request("answer", closing=False), Defer)
+    ledger.request_failed(sent.request_id)
+    assert isinstance(ledger.request("answer", closing=False), Send)
+
+
+def test_only_the_playing_response_plays_and_its_first_audio_is_marked():
+    ledger = ResponseLedger()
+    created(ledger, "greeting", "r1")
+    assert ledger.on_delta("r1", 1.0) == Play(True, "greeting")
+    assert ledger.on_delta("r1", 1.1) == Play(False, "greeting")
+    assert ledger.on_delta("other", 1.2) is None
+    assert ledger.first_delta_at("r1") == 1.0
+
+
+def test_barge_in_cuts_the_playing_response_once_and_drops_a_deferred_answer():
+    ledger = ResponseLedger()
+    created(ledger, "answer", "r1")
+    ledger.request("answer", closing=False)
+    assert ledger.barge_in(playing=True) == BargeInPlan("r1", cancel=True, local=False)
+    assert ledger.barge_in(playing=True) is None  # already cut
+    assert ledger.on_delta("r1", 2.0) is None
+    assert ledger.on_done("r1").deferred is None
+    assert ledger.barge_ins == 1 and ledger.is_cancelled("r1")
+
+
+def test_barge_in_after_the_response_is_done_does_not_cancel_it():
+    ledger = ResponseLedger()
+    created(ledger, "answer", "r1")
+    ledger.on_done("r1")
+    assert ledger.barge_in(playing=True) == BargeInPlan("r1", cancel=False, local=False)
+
+
+def test_no_barge_in_when_nothing_plays():
+    ledger = ResponseLedger()
+    assert ledger.barge_in(playing=True) is None  # no response yet
+    created(ledger, "answer", "r1")
+    assert ledger.barge_in(playing=False) is None  # all heard already
+
+
+def test_a_local_prompt_plays_and_is_cut_without_the_backend():
+    ledger = ResponseLedger()
+    prompt = ledger.local_prompt("one_moment")
+    assert prompt.response_id.startswith("local_one_moment_")
+    assert ledger.is_live(prompt.response_id)
+    assert ledger.barge_in(playing=True) == BargeInPlan(prompt.response_id, False, True)
+
+
+def test_one_moment_holds_once_until_backend_audio_flows_again():
+    ledger = ResponseLedger()
+    assert ledger.hold() and not ledger.hold()
+    created(ledger, "answer", "r1")
+    ledger.on_delta("r1", 1.0)
+    assert ledger.hold()
+
+
+def test_a_lost_session_owes_its_prompt_but_not_an_answer():
+    ledger = ResponseLedger()
+    assert ledger.on_session_ready().first
+    created(ledger, "greeting", "r1")
+    ledger.on_lost()
+    assert not ledger.in_flight()
+    again = ledger.on_session_ready()
+    assert not again.first and again.resume == "greeting"
+    created(ledger, "answer", "r2")
+    ledger.on_lost()
+    assert ledger.on_session_ready().resume is None
+
+
+def test_the_wait_reason_names_what_the_caller_waits_for():
+    ledger = ResponseLedger()
+    assert ledger.wait_reason(connected=False).startswith("backend not connected")
+    assert ledger.wait_reason(connected=True) == ""
+    ledger.request("answer", closing=False)
+    assert "response.create for answer not answered" in ledger.wait_reason(connected=True)
+    ledger.on_created("r1")
+    assert ledger.wait_reason(connected=True) == (
+        "response r1 active but no audio from the backend yet")
+
+
+def test_server_commits_take_the_caller_speech_heard_since_the_last_one():
+    ledger = ResponseLedger()
+    assert not ledger.take_caller_speech()
+    ledger.caller_spoke()
+    assert ledger.take_caller_speech() and not ledger.take_caller_speech()
