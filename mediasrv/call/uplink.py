@@ -21,6 +21,9 @@ from mediasrv.policy.turns import TurnEvent, TurnPolicy
 from mediasrv.protocol.twilio import Media
 
 MAX_GAP_PAD_MS = 2000  # longest inbound gap padded with silence for the backend
+# The capture clock may run 200 ppm fast against ours before a frame pulls it back: far
+# more than two real clocks drift, far less than the jitter it must not follow.
+_ORIGIN_CREEP = 2e-4
 
 
 class Uplink:
@@ -36,6 +39,11 @@ class Uplink:
         self.batch_bytes = 0
         self._appended = 0  # bytes appended since the last commit
         self._next_ts: int | None = None  # the stream timestamp the next frame should have
+        # Our clock's time of stream timestamp 0, from the frames that arrived soonest: a
+        # frame is judged at when it left Twilio (plus the least transit), not when this
+        # thread got to it -- a late read must not move our echo in time against what we
+        # sent (measured: a loaded machine read frames 100-200 ms late).
+        self._origin: float | None = None
 
     def on_media(self, msg: Media, now: float) -> bool:
         """Take one media message; False if it was over the inbound budget (dropped)."""
@@ -43,6 +51,7 @@ class Uplink:
             self.flood_dropped += 1
             return False
         if msg.timestamp_ms >= 0:
+            now = self._captured_at(msg.timestamp_ms, now)
             if self._next_ts is not None and msg.timestamp_ms > self._next_ts:
                 self._on_gap(msg.timestamp_ms - self._next_ts, now)
             self._next_ts = msg.timestamp_ms + len(msg.payload) // 8
@@ -59,6 +68,17 @@ class Uplink:
             for event in step.events:
                 self._on_turn(event, now)
         return True
+
+    def _captured_at(self, timestamp_ms: int, now: float) -> float:
+        """Return when the frame with this stream timestamp left Twilio, on our clock."""
+        stamp = timestamp_ms / 1000.0
+        origin = now - stamp
+        if self._origin is None or origin < self._origin:
+            self._origin = origin
+        elif self._next_ts is not None:  # drift: creep towards later arrivals, slowly
+            self._origin = min(origin, self._origin + _ORIGIN_CREEP * (
+                timestamp_ms - self._next_ts + 20) / 1000.0)
+        return self._origin + stamp
 
     def end_of_turn(self) -> bool:
         """Send what is batched and commit the caller's turn; False if nothing to commit."""

@@ -316,7 +316,7 @@ class Outcome:
     def describe(self) -> str:
         """Return a compact account of the call for assertion messages."""
         s = self.summary
-        keep = ("Barge", "BARGE", "created", "done:", "TRIGGER", "UTTERANCE", "SKIPPED",
+        keep = ("Barge", "BARGE", "[ECHO]", "created", "done:", "TRIGGER", "UTTERANCE", "SKIPPED",
                 "SILENCE", "call ended", "PLAYED", "TRANSCRIPT] caller")
         lines = [
             f"  {line.mono - self.t0:7.3f} {line.message}"
