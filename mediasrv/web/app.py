@@ -34,7 +34,7 @@ from mediasrv.web.logs import configure_logging
 from mediasrv.web.metrics import Metrics
 from mediasrv.web.settings import Settings
 from mediasrv.web.shutdown import Shutdown
-from mediasrv.web.wiring import call_config, realtime_backend
+from mediasrv.web.wiring import call_config, realtime_backend, turn_checks
 
 log = logging.getLogger(__name__)
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
@@ -100,6 +100,7 @@ def create_app(
     backend_health = BackendHealth(clock)
     connect = backend_health.track(connect_realtime or _default_connector(settings))
     config, open_backend = call_config(settings), realtime_backend(connect, settings)
+    checks = turn_checks(settings)
     validator = None
     if settings.signatures_enabled:
         validator = RequestValidator(settings.twilio_auth_token)
@@ -176,7 +177,7 @@ def create_app(
         def admit(start: Start) -> str | None:  # the call sid is known only from `start`
             return check_start(start) or registry.claim(call, start.call_sid)
 
-        deps = CallDeps(config, clock, open_backend, prompts, metrics, admit, hang_up)
+        deps = CallDeps(config, clock, open_backend, prompts, metrics, admit, hang_up, checks)
         call = Call(TwilioWs(ws), deps)
         if not registry.add(call):
             return
