@@ -80,7 +80,8 @@ def test_server_mode_keeps_server_vad_by_default() -> None:
 
 
 def test_local_mode_asks_openai_for_no_turn_detection() -> None:
-    assert realtime_config(load_settings({"SERVER_VAD_TYPE": "semantic_vad"})).turn_detection is None
+    s = load_settings({"SERVER_VAD_TYPE": "semantic_vad"})
+    assert realtime_config(s).turn_detection is None
 
 
 def test_semantic_vad_with_the_built_in_backend_is_refused_in_words() -> None:
