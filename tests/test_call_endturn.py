@@ -7,6 +7,7 @@ A commit before END_SILENCE_MS (set long here) could only come from the model's 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import wave
 from base64 import b64encode
@@ -48,9 +49,12 @@ class Answers:
     def __init__(self, answer: float | None) -> None:
         self.answer = answer
         self.asked = 0
+        self.max_waits: list[float] = []
 
-    def submit(self, audio: Any, reply: Reply, *, skip: threading.Event | None = None) -> bool:
+    def submit(self, audio: Any, reply: Reply, *, skip: threading.Event | None = None,
+               max_wait_s: float = math.inf) -> bool:
         self.asked += 1
+        self.max_waits.append(max_wait_s)
         reply(self.answer)
         return True
 
@@ -58,7 +62,8 @@ class Answers:
 class Refuses:
     """A check runner whose queue is always full."""
 
-    def submit(self, audio: Any, reply: Reply, *, skip: threading.Event | None = None) -> bool:
+    def submit(self, audio: Any, reply: Reply, *, skip: threading.Event | None = None,
+               max_wait_s: float = math.inf) -> bool:
         return False
 
 
@@ -70,7 +75,8 @@ class Later:
         self.gate = threading.Event()
         self.threads: list[threading.Thread] = []
 
-    def submit(self, audio: Any, reply: Reply, *, skip: threading.Event | None = None) -> bool:
+    def submit(self, audio: Any, reply: Reply, *, skip: threading.Event | None = None,
+               max_wait_s: float = math.inf) -> bool:
         def run() -> None:
             if self.gate.wait(bound(5.0)):
                 reply(self.answer)
@@ -97,6 +103,14 @@ def test_a_turn_the_model_calls_finished_is_committed_and_answered() -> None:
         h.rt.expect("input_audio_buffer.commit")
         h.rt.expect("response.create")
     assert runner.asked == 1
+
+
+def test_a_check_may_wait_only_until_the_fixed_silence_would_end_its_turn() -> None:
+    runner = Answers(0.95)
+    with running_call(runner, end_silence_ms=700, turn_check_silence_ms=200, **LOCAL) as h:
+        push(h, speech_frames() + [SILENT] * 15)
+        h.rt.expect("input_audio_buffer.commit")
+    assert runner.max_waits == [pytest.approx(0.5)]  # asked at 200 ms, 700 ms would end it
 
 
 def test_a_refused_check_ends_the_turn_at_the_fixed_silence(

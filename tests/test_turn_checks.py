@@ -15,6 +15,7 @@ import pytest
 from timing import bound
 
 from mediasrv.call.turn_checks import THREAD_NAME, TurnChecks
+from mediasrv.clock import FakeClock
 from mediasrv.policy.endturn import Floats
 
 AUDIO = np.zeros(1600, np.float32)
@@ -115,6 +116,26 @@ def test_a_check_of_a_call_that_ended_while_it_waited_is_not_run(
     model.gate.set()
     # in order: had the ended call's check been answered, it would come before "later"
     assert [replies.next()[0] for _ in range(2)] == ["running", "later"]
+
+
+def test_a_check_that_waited_longer_than_its_limit_is_answered_none_unrun() -> None:
+    model, clock = GatedModel(), FakeClock()
+    checks = TurnChecks(lambda: model, name=f"{THREAD_NAME}-test", clock=clock)
+    try:
+        replies = Replies()
+        checks.submit(AUDIO, replies.to("running"))
+        assert model.started.wait(bound(2.0))
+        checks.submit(AUDIO, replies.to("late"), max_wait_s=0.3)
+        checks.submit(AUDIO, replies.to("patient"), max_wait_s=1.0)
+        clock.advance(0.5)  # the model took 500 ms on the first check
+        model.started.clear()
+        model.gate.set()
+        got = [replies.next()[:2] for _ in range(3)]
+        assert got == [("running", 0.7), ("late", None), ("patient", 0.7)]
+        assert checks.late == 1
+    finally:
+        model.gate.set()
+        assert checks.stop(timeout=bound(2.0))
 
 
 def test_a_bad_reply_callback_does_not_end_the_worker(

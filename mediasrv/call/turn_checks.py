@@ -10,11 +10,14 @@ and the rx loop takes it from there (mediasrv.call.uplink). One thread for the w
 process, with one shared onnxruntime session: on 2 cores, several checks at once would only
 slow each other down, and pauses of different calls rarely coincide.
 
-The queue is bounded (`MAX_WAITING`): a check that would wait behind more than that is
-refused at once, and the call's turn ends at the fixed silence instead (END_SILENCE_MS,
-see mediasrv.policy.endturn) -- an answer that comes later than that silence is worth
-nothing. A check whose call has ended meanwhile is skipped; a check that fails is
-logged and answered with None (the same fallback). The thread never dies of a check.
+An answer that comes after the fixed silence (END_SILENCE_MS) would have ended the turn
+anyway is worth nothing, so a check carries how long it may wait (`max_wait_s`): one
+that waited longer is answered None without running the model, and the call's turn ends
+at the fixed silence (see mediasrv.policy.endturn). Measured at 25 calls whose callers
+all stop at the same instant on a loaded machine (load 8 on 2 cores): answers came back
+up to 1.3 s late before this rule. The queue is bounded too (`MAX_WAITING`): beyond it a
+check is refused at once, with the same fallback. A check whose call has ended is
+skipped; a check that fails is logged and answered None. The thread never dies of one.
 
     IDLE --start()/first submit--> RUNNING --stop()--> STOPPED (joined; a submit is refused)
 """
@@ -22,6 +25,7 @@ logged and answered with None (the same fallback). The thread never dies of a ch
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 from collections.abc import Callable
@@ -31,15 +35,16 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from mediasrv.clock import Clock, RealClock
 from mediasrv.policy.endturn import TurnModel
 
 log = logging.getLogger(__name__)
 
 Reply = Callable[[float | None], None]  # P(complete), or None: the check failed
 THREAD_NAME = "mediasrv-turn-model"
-# Checks that may wait behind the one running: at ~50-190 ms each, the last waits up to
-# ~0.6 s, about when END_SILENCE_MS (500) would have ended its turn anyway.
-MAX_WAITING = 4
+# Checks that may wait behind the one running: the bound on memory (up to 8 s of audio,
+# 256 kB, each); how long one may wait is each check's own (`max_wait_s`).
+MAX_WAITING = 8
 _POLL_S = 0.5  # how long the thread blocks on its queue before looking at `_stopping`
 
 
@@ -47,8 +52,9 @@ class CheckRunner(Protocol):
     """Runs end-of-turn checks off the rx loop (TurnChecks; a fake in tests)."""
 
     def submit(self, audio: npt.NDArray[np.float32], reply: Reply, *,
-               skip: threading.Event | None = None) -> bool:
-        """Queue one check; `reply` gets P(complete) or None. False if refused."""
+               skip: threading.Event | None = None, max_wait_s: float = math.inf) -> bool:
+        """Queue one check; `reply` gets P(complete) or None (failed, or not started
+        within `max_wait_s`). False if refused."""
         ...
 
 
@@ -57,14 +63,17 @@ class _Check:
     audio: npt.NDArray[np.float32]
     reply: Reply
     skip: threading.Event | None  # the call's `closing`: nobody waits for the answer
+    latest: float  # the worker's clock: run it no later than this, else answer None
 
 
 class TurnChecks:
     """A worker thread that scores utterances with one end-of-turn model, one at a time."""
 
     def __init__(self, model: Callable[[], TurnModel], *, max_waiting: int = MAX_WAITING,
-                 name: str = THREAD_NAME, logger: logging.Logger = log) -> None:
+                 name: str = THREAD_NAME, clock: Clock | None = None,
+                 logger: logging.Logger = log) -> None:
         self._make_model = model  # built on the worker, at its first check
+        self._clock = clock or RealClock()
         self._model: TurnModel | None = None
         self._queue: queue.Queue[_Check | None] = queue.Queue(maxsize=max_waiting)
         self._log = logger
@@ -74,6 +83,7 @@ class TurnChecks:
         # asking it); stop() ends and joins it where an orderly end matters (tests).
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.refused = 0  # checks refused: queue full, or stopped
+        self.late = 0  # checks not run: they waited longer than their max_wait_s
         self.failed = 0  # checks whose model run raised
 
     def start(self) -> TurnChecks:
@@ -84,14 +94,15 @@ class TurnChecks:
         return self
 
     def submit(self, audio: npt.NDArray[np.float32], reply: Reply, *,
-               skip: threading.Event | None = None) -> bool:
+               skip: threading.Event | None = None, max_wait_s: float = math.inf) -> bool:
         """Queue one check; `reply` is called on the worker. False if refused (full)."""
         if self._stopping.is_set():
             self.refused += 1
             return False
         self.start()
+        check = _Check(audio, reply, skip, self._clock.now() + max_wait_s)
         try:
-            self._queue.put_nowait(_Check(audio, reply, skip))
+            self._queue.put_nowait(check)
         except queue.Full:
             self.refused += 1
             return False
@@ -129,7 +140,11 @@ class TurnChecks:
                 return
             if check.skip is not None and check.skip.is_set():
                 continue  # the call ended while the check waited
-            probability = self._score(check.audio)
+            if self._clock.now() > check.latest:
+                self.late += 1
+                probability = None  # the fixed silence ends that turn sooner than we could
+            else:
+                probability = self._score(check.audio)
             try:
                 check.reply(probability)
             except Exception:  # the safety net: one call's bad callback ends no thread

@@ -48,6 +48,11 @@ class Uplink:
         self._on_turn = on_turn  # acts on each event at once: before the next frame is fed
         self.turn_policy = TurnPolicy(core.config.turn, logger=core.log)
         self._checks = checks  # None: no model (a check asked for is a failed one)
+        end_turn = core.config.turn.end_turn
+        # A check not started by the time the fixed silence would end its turn is not run:
+        # that silence ends the turn (the policy's fallback) sooner than its answer could.
+        self._max_wait_s = 0.0 if end_turn is None else max(
+            0.0, (end_turn.fallback_silence_ms - end_turn.check_silence_ms) / 1000.0)
         # The model's answers (seq, P or None), put by its worker, taken by the rx loop.
         self._answers: queue.Queue[tuple[int, float | None]] = queue.Queue(maxsize=150)
         self.checks_out = 0  # asked, not yet answered (rx loop only)
@@ -114,7 +119,8 @@ class Uplink:
     def _ask(self, check: CheckRequest, now: float) -> None:
         core = self._core
         if self._checks is not None and self._checks.submit(
-            check.audio, partial(self._answered, check.seq), skip=core.closing
+            check.audio, partial(self._answered, check.seq), skip=core.closing,
+            max_wait_s=self._max_wait_s,
         ):
             self.checks_out += 1
             return
