@@ -92,7 +92,7 @@ def test_incomplete_answer_waits_for_the_silence_cap() -> None:
     assert d.ends() == []
     d.frames(1, speech=False)
     (end,) = d.ends()
-    assert end.reason == "silence" and end.silence_ms == 1600 and end.probability == 0.2
+    assert end.reason == "cap" and end.silence_ms == 1600 and end.probability == 0.2
 
 
 def test_the_same_audio_is_checked_only_once() -> None:
@@ -127,7 +127,7 @@ def test_answer_arriving_after_the_cap_ended_the_turn_is_ignored() -> None:
     d = spoken()
     seq = d.requests()[0].seq
     d.frames(70, speech=False)
-    assert [e.reason for e in d.ends()] == ["silence"]
+    assert [e.reason for e in d.ends()] == ["cap"]
     assert d.policy.on_result(seq, 0.99, d.now) is None
 
 
@@ -173,7 +173,7 @@ def test_a_gap_of_missing_frames_counts_as_silence() -> None:
     assert isinstance(event, CheckRequest)
     assert event.audio.shape[0] == (50 + 12) * 160  # the utterance and the gap
     end = d.policy.feed_gap(2000, d.now)
-    assert isinstance(end, TurnEnd) and end.reason == "silence"
+    assert isinstance(end, TurnEnd) and end.reason == "cap"
 
 
 def test_a_gap_while_idle_does_nothing() -> None:
@@ -233,7 +233,7 @@ def test_below_the_falling_threshold_the_cap_ends_the_turn() -> None:
     d.policy.on_result(d.requests()[0].seq, 0.4, d.now)
     d.frames(70, speech=False)
     (end,) = d.ends()
-    assert (end.reason, end.silence_ms) == ("silence", 1600)
+    assert (end.reason, end.silence_ms) == ("cap", 1600)
 
 
 def test_the_model_hears_a_long_pause_inside_the_utterance_shortened() -> None:

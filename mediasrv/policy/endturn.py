@@ -14,7 +14,7 @@ speech, and the silence that ends a turn depends on *how* the speech ended:
     CHECKING  --the check failed (queue full, model error)-->     WAITING (fallback_silence_ms)
     WAITING   --the silence its wait asked for-->                 TurnEnd("likely" | "fallback")
     CHECKING/WAITING --speech frame-->                            SPEAKING (result, if any, dropped)
-    any but IDLE --max_silence_ms of silence-->                   TurnEnd("silence")
+    any but IDLE --max_silence_ms of silence-->                   TurnEnd("cap")
 
 The wait after an answer below `threshold`: without `threshold_at_cap` (the server's
 setting) every such turn waits for the cap; with it, the threshold falls in a straight
@@ -22,10 +22,10 @@ line from `threshold` at the check to `threshold_at_cap` at the cap, so a turn t
 calls fairly likely finished ends sooner (measured with scripts/eot_eval.py --sweep: on
 our material it only adds splits, the model's mid-phrase answers are as high as its
 finished ones). The model is not asked again as the silence grows: its answer for the
-same phrase barely moves between 0.2 and 1.2 s of silence (measured), so a second check
-costs CPU and decides nothing. A failed check falls back to today's fixed silence
-(`fallback_silence_ms`, END_SILENCE_MS): a caller never waits longer because the model
-is busy.
+same phrase barely moves between 0.2 and 1.2 s of silence (measured in phase 1), so a
+second check costs CPU and decides nothing. A failed check falls back to today's fixed
+silence (`fallback_silence_ms`, END_SILENCE_MS): a caller never waits longer because the
+model is busy.
 
 What the model hears: the utterance so far with 500 ms of lead-in, its last 8 s, and
 (`max_pause_heard_ms`) each pause inside it cut short -- a pause it already judged "not
@@ -123,7 +123,7 @@ class TurnEnd:
     at: float
     # "complete": the model said so at the check; "likely": the wait its answer earned
     # (threshold_at_cap); "fallback": the fixed silence after a failed check;
-    # "silence": the cap
+    # "cap": TURN_MAX_SILENCE_MS
     reason: str
     silence_ms: int  # audio since the last speech frame
     probability: float | None  # the last check's result for this audio, if any
@@ -153,7 +153,7 @@ class EndTurnPolicy:
         self._seq = 0
         self._probability: float | None = None
         self._end_ms = cfg.max_silence_ms  # the silence that ends this turn, and why
-        self._end_reason = "silence"
+        self._end_reason = "cap"
 
     def feed(self, frame: Floats, speech: bool, now: float) -> EndTurnEvent | None:
         """Take one 20 ms frame (8 kHz floats) and the VAD's verdict on it."""
@@ -186,7 +186,7 @@ class EndTurnPolicy:
         if probability >= self.config.threshold:
             return self._end(now, "complete")
         wait = self._wait_ms(probability)
-        return self._wait(wait, "likely" if wait < self.config.max_silence_ms else "silence", now)
+        return self._wait(wait, "likely" if wait < self.config.max_silence_ms else "cap", now)
 
     def on_failure(self, seq: int, now: float) -> TurnEnd | None:
         """Take a check that could not be run: end the turn at the fixed silence."""
@@ -223,12 +223,12 @@ class EndTurnPolicy:
             self._speech_ms += ms
             self._silence_ms = 0
             self._probability = None
-            self._end_ms, self._end_reason = cfg.max_silence_ms, "silence"
+            self._end_ms, self._end_reason = cfg.max_silence_ms, "cap"
             return None
         before = self._silence_ms
         self._silence_ms += ms
         if self._silence_ms >= cfg.max_silence_ms:
-            return self._end(now, "silence")
+            return self._end(now, "cap")
         if self.phase is Phase.WAITING and self._silence_ms >= self._end_ms:
             return self._end(now, self._end_reason)
         if self.phase is Phase.SPEAKING and before < cfg.check_silence_ms <= self._silence_ms:
@@ -274,7 +274,7 @@ class EndTurnPolicy:
         self._speech_ms = 0
         self._silence_ms = 0
         self._probability = None
-        self._end_ms, self._end_reason = self.config.max_silence_ms, "silence"
+        self._end_ms, self._end_reason = self.config.max_silence_ms, "cap"
         self._seq += 1  # any check still out belongs to the turn that just ended
 
 
