@@ -24,6 +24,7 @@ from twilio.request_validator import RequestValidator
 from mediasrv import __version__
 from mediasrv.backends.realtime.client import Connector, ws_connector
 from mediasrv.call import Call, CallDeps
+from mediasrv.call.turn_checks import THREAD_NAME as TURN_MODEL_THREAD
 from mediasrv.clock import Clock, RealClock
 from mediasrv.errors import PeerClosed
 from mediasrv.protocol.twilio import Start
@@ -231,9 +232,11 @@ def _thread_counts() -> dict[str, int]:
     """Threads of this process by role: leaks show up here (the soak reads it)."""
     names = [t.name for t in threading.enumerate()]
     backend = sum(1 for n in names if n.startswith("mediasrv-backend-"))
-    calls = sum(1 for n in names if n.startswith("mediasrv-")) - backend
+    model = sum(1 for n in names if n.startswith(TURN_MODEL_THREAD))  # one per process
+    calls = sum(1 for n in names if n.startswith("mediasrv-")) - backend - model
     pool = sum(1 for n in names if n.startswith("ThreadPoolExecutor"))  # gunicorn gthread
-    return {"total": len(names), "call": calls, "backend": backend, "http_pool": pool}
+    return {"total": len(names), "call": calls, "backend": backend, "turn_model": model,
+            "http_pool": pool}
 
 
 def _rest_hang_up(

@@ -71,13 +71,14 @@ def turn_checks(s: Settings) -> CheckRunner | None:
     """Return the process's end-of-turn worker when calls use the model, else None.
 
     The model file is loaded here, at start-up, so a missing or broken file stops the
-    server with its reason instead of failing every check; the worker's thread starts
-    with the first check.
+    server with its reason instead of failing every check; the worker starts here too,
+    in the process that serves (gunicorn loads the app after forking), so the process's
+    thread count is the same before its first call and after its last (the soak's check).
     """
     if not uses_turn_model(s):
         return None
     turn_model.load_session()
-    return shared_turn_checks()
+    return shared_turn_checks().start()
 
 
 def realtime_config(s: Settings) -> RealtimeConfig:
