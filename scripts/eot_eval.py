@@ -1,7 +1,10 @@
 """Measure the Smart Turn end-of-turn model and policy on real speech, 8 kHz phone path.
 
-    PYTHONPATH=. .venv/bin/python scripts/eot_eval.py [-v] [--threshold=0.5 ...]
-                      [--no-highpass]                            # the turn-taking table
+    PYTHONPATH=. .venv/bin/python scripts/eot_eval.py [-v] [--no-highpass]
+                                    # off vs the shipped rule (the server's default settings)
+    PYTHONPATH=. .venv/bin/python scripts/eot_eval.py --sweep   # every variant tried
+    PYTHONPATH=. .venv/bin/python scripts/eot_eval.py --e2e [--runs=3] [--parallel=5] [-v]
+                                    # response latency through the real server, off vs on
     PYTHONPATH=. .venv/bin/python scripts/eot_eval.py --probe    # P(complete): 16 vs 8 kHz
     PYTHONPATH=. .venv/bin/python scripts/eot_eval.py --bench    # cost per check
     PYTHONPATH=. SCRATCH_VENV/bin/python scripts/eot_eval.py --features  # needs transformers
@@ -11,28 +14,36 @@ Material: sentences of real speech with a forced-aligned word boundary inside th
 first), and pocketsphinx's conversational recording with its labelled speech segments.
 
 The turn-taking table drives, frame by frame through mu-law like a Twilio call, the real
-silero VAD and either today's rule (the VAD's 500 ms end silence) or the end-of-turn
-policy with the model run inline. Pauses of 400, 700 and 1,200 ms are inserted at the
-boundary: a turn end before the sentence's last word is a split. Latency is from the last
-frame the VAD called speech to the turn end, plus, for the model, the measured cost of the
-check that ended it (the check runs when the short silence is reached).
+TurnPolicy (silero VAD, echo guard, end of turn) as the rx loop does, with each check the
+policy asks for run inline (each distinct audio scored once: variants share answers).
+A rule is `None` (TURN_MODEL=off: the VAD's 500 ms end silence) or an EndTurnConfig.
+Pauses of 400, 700 and 1,200 ms are inserted at the boundary: a turn end before the
+sentence's last word is a split. Latency is from the last frame the VAD called speech to
+the turn end, plus the measured cost of the check that ended it (the check runs when
+the short silence is reached). `--e2e` measures instead, through the real server and the
+emulator, from the caller's last loud frame to `response.create`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
 import wave
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from mediasrv.audio import pcm16_to_ulaw, to_pcm16, ulaw_to_pcm16
+from mediasrv.audio import FRAME_MS, pcm16_to_ulaw, to_pcm16, ulaw_to_pcm16
 from mediasrv.models.melspec import log_mel
 from mediasrv.models.resample import downsample_16k_to_8k, upsample_8k_to_16k
+
+if TYPE_CHECKING:
+    from mediasrv.policy.endturn import EndTurnConfig
 
 Floats = npt.NDArray[np.float32]
 AUDIO = Path(__file__).resolve().parents[1] / "tests" / "audio"
@@ -166,44 +177,57 @@ def probe() -> None:
 
 @dataclass
 class Run:
-    ends: list[float]  # turn ends (s of audio)
+    ends: list[float]  # turn ends answered (EndOfUtterance), s of audio
     last_speech: list[float]  # the last speech frame before each end
-    cost_ms: list[float]  # the check cost that ended each turn (0 for the fixed rule)
+    cost_ms: list[float]  # the check cost that ended each turn (0 if no check ended it)
     checks: list[tuple[float, float]]  # (time, probability) of every check
 
 
-def drive(x8: Floats, use_model: bool, threshold: float = 0.5) -> Run:
-    """Feed x8 as 20 ms mu-law frames to the VAD and one end-of-turn rule."""
-    from mediasrv.models.turn_model import SmartTurn
-    from mediasrv.policy.endturn import CheckRequest, EndTurnConfig, EndTurnPolicy, TurnEnd
-    from mediasrv.policy.vad import SpeechEnd, Vad
+class Scorer:
+    """The model, each distinct audio scored once: rules that ask the same question share
+    the answer (and its measured cost), so a sweep costs one pass of checks."""
 
-    model = SmartTurn() if use_model else None
-    vad, policy = Vad(), EndTurnPolicy(EndTurnConfig(threshold=threshold))
+    def __init__(self) -> None:
+        from mediasrv.models.turn_model import SmartTurn
+
+        self._model = SmartTurn()
+        self._seen: dict[bytes, tuple[float, float]] = {}
+        self.runs = 0
+
+    def __call__(self, audio: Floats) -> tuple[float, float]:
+        key = hashlib.sha1(audio.tobytes()).digest()
+        if key not in self._seen:
+            t0 = time.perf_counter()
+            p = self._model.probability(audio)
+            self._seen[key] = (p, (time.perf_counter() - t0) * 1000)
+            self.runs += 1
+        return self._seen[key]
+
+
+def drive(x8: Floats, rule: EndTurnConfig | None, score: Scorer) -> Run:
+    """Feed x8 as 20 ms mu-law frames to the real TurnPolicy (VAD, echo guard, end of
+    turn) as the rx loop does, running each check inline; collect the answered turns."""
+    from mediasrv.policy.turns import EndOfUtterance, TurnConfig, TurnPolicy
+
+    policy = TurnPolicy(TurnConfig(end_turn=rule))
     ulaw = pcm16_to_ulaw(to_pcm16(x8))
     run, last_speech = Run([], [], [], []), 0.0
     for k in range(len(ulaw) // 160):
         now = (k + 1) * 0.020
-        frame = ulaw_to_pcm16(ulaw[k * 160 : (k + 1) * 160])
-        event = vad.feed(frame, now)
-        if vad.is_speech:
+        step = policy.feed(bytes(ulaw[k * 160 : (k + 1) * 160]), now, ai_playing=False,
+                           closing=False)
+        if policy.vad.is_speech:
             last_speech = now
-        cost, end = 0.0, None
-        if model is None:
-            end = now if isinstance(event, SpeechEnd) and event.duration_s >= 0.3 else None
-        else:
-            step = policy.feed(frame.astype(np.float32) / 32768.0, vad.is_speech, now)
-            if isinstance(step, CheckRequest):
-                t0 = time.perf_counter()
-                p = model.probability(step.audio)
-                cost = (time.perf_counter() - t0) * 1000
-                run.checks.append((round(now, 2), round(p, 2)))
-                step = policy.on_result(step.seq, p, now)
-            end = step.at if isinstance(step, TurnEnd) else None
-        if end is not None:
-            run.ends.append(end)
-            run.last_speech.append(last_speech)
-            run.cost_ms.append(cost)
+        events, cost = list(step.events), 0.0
+        if step.check is not None:
+            p, cost = score(step.check.audio)
+            run.checks.append((round(now, 2), round(p, 2)))
+            events += policy.on_check_result(step.check.seq, p, now).events
+        for event in events:
+            if isinstance(event, EndOfUtterance):
+                run.ends.append(now)
+                run.last_speech.append(last_speech)
+                run.cost_ms.append(cost)
     return run
 
 
@@ -211,67 +235,165 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def eval_pauses(
-    use_model: bool, threshold: float
-) -> tuple[dict[int, int], list[float], list[float]]:
-    """Return splits per pause, and per final end its silence (ms) and its check's cost."""
-    splits = dict.fromkeys(PAUSES_MS, 0)
-    silence, costs = [], []
+@dataclass
+class Figures:
+    splits: dict[int, int]  # runs with a turn end before the sentence's last word, by pause
+    silence: list[float]  # per final end: last speech frame -> end (ms of audio)
+    costs: list[float]  # ... and the cost of the check that ended it
+    found: int  # chan3: labelled ends with a turn end within 400 ms after them
+    inside: int  # chan3: turn ends inside a labelled segment
+
+    @property
+    def latency(self) -> list[float]:
+        return [s + c for s, c in zip(self.silence, self.costs, strict=True)]
+
+
+def evaluate(rule: EndTurnConfig | None, score: Scorer) -> Figures:
+    figures = Figures(dict.fromkeys(PAUSES_MS, 0), [], [], 0, 0)
     for s in SENTENCES:
         for pause in PAUSES_MS:
             x8, end_s = with_pause(s, pause)
-            run = drive(x8, use_model, threshold)
-            early = [e for e in run.ends if e < end_s]
-            splits[pause] += bool(early)
+            run = drive(x8, rule, score)
+            figures.splits[pause] += any(e < end_s for e in run.ends)
             final = [i for i, e in enumerate(run.ends) if e >= end_s]
             if final:
                 i = final[0]
-                silence.append((run.ends[i] - run.last_speech[i]) * 1000)
-                costs.append(run.cost_ms[i])
+                figures.silence.append((run.ends[i] - run.last_speech[i]) * 1000)
+                figures.costs.append(run.cost_ms[i])
             if "-v" in sys.argv:
                 ends = [round(e, 2) for e in run.ends]
                 name = Path(s.path).name[:40]
                 print(f"    {name:40} {pause:4} ms: ends {ends} checks {run.checks}")
-    return splits, silence, costs
-
-
-def eval_conversation(use_model: bool, threshold: float) -> tuple[int, int]:
-    """Return the labelled ends found within 400 ms, and the turn ends inside a segment."""
     rate, x = read_wav(CHAN3)
     assert rate == 8000
-    run = drive(np.concatenate([x, hiss(TAIL_S, 8000, 3)]), use_model, threshold)
-    found = sum(any(0 <= e - b <= FOUND_WITHIN_S for e in run.ends) for _, b in CHAN3_SEGMENTS)
-    inside = sum(any(a < e < b for a, b in CHAN3_SEGMENTS) for e in run.ends)
+    run = drive(np.concatenate([x, hiss(TAIL_S, 8000, 3)]), rule, score)
+    figures.found = sum(
+        any(0 <= e - b <= FOUND_WITHIN_S for e in run.ends) for _, b in CHAN3_SEGMENTS)
+    figures.inside = sum(any(a < e < b for a, b in CHAN3_SEGMENTS) for e in run.ends)
     if "-v" in sys.argv:
         print(f"    chan3 ends: {[round(e, 2) for e in run.ends]} checks {run.checks}")
-    return found, inside
+    return figures
 
 
-def table(thresholds: list[float]) -> None:
-    from mediasrv.policy.endturn import EndTurnConfig
+def rule_name(rule: EndTurnConfig | None) -> str:
+    if rule is None:
+        return "off: fixed 500 ms silence"
+    falls = "" if rule.threshold_at_cap is None else f"->{rule.threshold_at_cap:g}"
+    pauses = "" if rule.max_pause_heard_ms is None else f" pauses<={rule.max_pause_heard_ms}"
+    return f"{rule.check_silence_ms}/{rule.max_silence_ms} @{rule.threshold:g}{falls}{pauses}"
 
+
+def shipped_rule() -> EndTurnConfig | None:
+    """The rule the server runs with its default settings."""
+    from mediasrv.web.settings import load_settings
+    from mediasrv.web.wiring import call_config
+
+    return call_config(load_settings({})).turn.end_turn
+
+
+def sweep_rules() -> list[EndTurnConfig | None]:
+    """Phase 1's rule, higher thresholds, lower caps, thresholds that fall with silence."""
+    from mediasrv.policy.endturn import EndTurnConfig as C
+
+    rules: list[EndTurnConfig | None] = [None]
+    rules += [C(threshold=t) for t in (0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.95)]
+    rules += [C(max_silence_ms=m, threshold=0.9) for m in (1200, 1300, 1400, 1500, 2000)]
+    rules += [C(check_silence_ms=c, threshold=0.9) for c in (100, 300, 400)]
+    rules += [C(threshold=0.9, threshold_at_cap=f) for f in (0.7, 0.5, 0.2)]
+    rules += [C(threshold=0.5, threshold_at_cap=0.2), C(threshold=0.95, threshold_at_cap=0.5)]
+    rules += [C(threshold=t, max_silence_ms=1500, max_pause_heard_ms=k)
+              for t in (0.5, 0.9) for k in (100, 200, 400)]
+    return rules
+
+
+def table(rules: list[EndTurnConfig | None]) -> None:
     n = len(SENTENCES)
     band = "300-3850 Hz" if HIGHPASS else "0-3850 Hz"
     print(f"{n} sentences (16 kHz ones in the {band} phone band) x pauses {PAUSES_MS} ms "
           f"inside; chan3, {len(CHAN3_SEGMENTS)} labelled ends; load {os.getloadavg()}")
-    print("latency = last speech frame -> turn end = the silence waited + the check's cost")
+    print("rule = check silence / cap ms @ threshold [-> threshold at the cap]; latency = "
+          "last speech frame -> turn end = silence waited + the check's cost")
     head = "split at pause 0/400/700/1200 | latency p50/p95 ms (silence part) | chan3 ends"
     print(f"{'rule':26} {head}")
-    rules = [("fixed 500 ms silence", False, 0.5)]
-    rules += [(f"smart-turn 200/1600 @{t}", True, t) for t in thresholds]
-    for name, use_model, threshold in rules:
-        splits, silence, costs = eval_pauses(use_model, threshold)
-        latency = [s + c for s, c in zip(silence, costs, strict=True)]
-        found, inside = eval_conversation(use_model, threshold)
-        split_cells = "/".join(f"{splits[p]}" for p in PAUSES_MS)
-        print(f"{name:26} {split_cells:>17} of {n} | {pct(latency, 50):5.0f} / "
-              f"{pct(latency, 95):4.0f} ({pct(silence, 50):4.0f} / {pct(silence, 95):4.0f}) | "
-              f"{found}/{len(CHAN3_SEGMENTS)} found <= 400 ms, {inside} inside a segment")
-        if use_model:
-            by_model = sum(v < EndTurnConfig().max_silence_ms for v in silence)
-            print(f"{'':26} {by_model} of {len(silence)} final ends by the model, the rest by "
-                  f"the cap; check cost in those ends p50/max ms: {pct(costs, 50):.0f} / "
-                  f"{max(costs, default=float('nan')):.0f}; load {os.getloadavg()[0]:.1f}")
+    score = Scorer()
+    for rule in rules:
+        f = evaluate(rule, score)
+        split_cells = "/".join(f"{f.splits[p]}" for p in PAUSES_MS)
+        print(f"{rule_name(rule):26} {split_cells:>17} of {n} | {pct(f.latency, 50):5.0f} / "
+              f"{pct(f.latency, 95):4.0f} ({pct(f.silence, 50):4.0f} / "
+              f"{pct(f.silence, 95):4.0f}) | {f.found}/{len(CHAN3_SEGMENTS)} found <= 400 ms, "
+              f"{f.inside} inside a segment")
+        if rule is not None:
+            early = sum(v < rule.max_silence_ms - FRAME_MS / 2 for v in f.silence)
+            print(f"{'':26} {early} of {len(f.silence)} final ends before the cap; check cost "
+                  f"in those ends p50/max ms: {pct(f.costs, 50):.0f} / "
+                  f"{max(f.costs, default=float('nan')):.0f}")
+    print(f"{score.runs} distinct checks run; load {os.getloadavg()}")
+
+
+def e2e(runs: int, parallel: int) -> None:
+    """Place each whole sentence as a call through the real server (TURN_MODEL off and on):
+    response latency = the caller's last loud frame (the emulator's) -> TRIGGER_RESPONSE
+    (logged as `response.create` is sent), on one clock; the network is instant."""
+    import logging
+    import re
+    import tempfile
+    from contextlib import ExitStack
+
+    from mediasrv.emulator.network import NetworkTiming
+    from mediasrv.emulator.scenarios import Clip, Scenario
+    from mediasrv.testing import harness
+
+    logging.getLogger("mediasrv").setLevel(logging.INFO)
+    trigger = re.compile(r"TRIGGER_RESPONSE #\d+ purpose=answer")
+    with tempfile.TemporaryDirectory() as tmp, harness.BackendPool() as backends:
+        (Path(tmp) / "speech").mkdir()
+        clips = []
+        for s in SENTENCES:
+            x8 = sentence_8k(s)[: int(s.end_s * 8000)]  # to its last word, as in the table
+            name = f"speech/{Path(s.path).stem}.wav"
+            with wave.open(str(Path(tmp) / name), "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(8000)
+                w.writeframes(to_pcm16(x8).tobytes())
+            clips.append((name, s.end_s))
+        print(f"{len(clips)} whole sentences x {runs} runs per rule, {parallel} calls at once; "
+              f"load {os.getloadavg()}")
+        for model in ("off", "smart-turn"):
+            jobs = [Scenario(f"eot_{Path(name).stem}_{run}_{model}", "a whole sentence",
+                             clips=(Clip(name, 7.0 + 0.137 * run),), duration=7.0 + length + 2.5,
+                             overrides={"silence_timeout_s": 120.0, "turn_model": model},
+                             modes=("local",), network=NetworkTiming.instant())
+                    for run in range(runs) for name, length in clips]
+            latency, early, missing = [], 0, 0
+            for i in range(0, len(jobs), parallel):
+                with harness.LogCapture() as logs, ExitStack() as stack:
+                    specs = []
+                    for job in jobs[i : i + parallel]:
+                        settings = harness.scenario_settings(job, "local", backends.url_for(job))
+                        server = stack.enter_context(harness.LocalServer(settings))
+                        specs.append((server.base_url, job, "local"))
+                    outcomes = harness.run_calls(specs, logs, backends, audio_dir=Path(tmp))
+                for o in outcomes:
+                    end = o.speech_times()[-1][1]
+                    asked = [ln.mono - o.t0 for ln in o.lines if trigger.search(ln.message)]
+                    early += any(t < end for t in asked)
+                    after = [t for t in asked if t >= end]
+                    if after:
+                        latency.append((after[0] - end) * 1000)
+                    else:
+                        missing += 1
+                    if "-v" in sys.argv:
+                        turn = [ln.message.split("] ", 1)[-1] for ln in o.lines
+                                if "[TURN]" in ln.message or "END OF UTT" in ln.message]
+                        print(f"    {o.scenario.name[4:44]:40} end {end:6.2f} asked "
+                              f"{[round(t, 2) for t in asked]} {turn}")
+            print(f"  TURN_MODEL={model:10} last loud frame -> response.create p50 "
+                  f"{pct(latency, 50):5.0f} p95 {pct(latency, 95):5.0f} max "
+                  f"{max(latency, default=float('nan')):5.0f} ms over {len(latency)} calls; "
+                  f"answered before the end: {early}, never: {missing}; "
+                  f"load {os.getloadavg()[0]:.1f}")
 
 
 def bench(runs: int = 60) -> None:
@@ -328,5 +450,11 @@ if __name__ == "__main__":
         bench()
     elif "--probe" in sys.argv:
         probe()
+    elif "--e2e" in sys.argv:
+        e2e(runs=int(next((a.split("=")[1] for a in sys.argv if a.startswith("--runs=")), 3)),
+            parallel=int(next((a.split("=")[1] for a in sys.argv
+                               if a.startswith("--parallel=")), 5)))
+    elif "--sweep" in sys.argv:
+        table(sweep_rules())
     else:
-        table([float(a.split("=")[1]) for a in sys.argv if a.startswith("--threshold=")] or [0.5])
+        table([None, shipped_rule()])

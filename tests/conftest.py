@@ -21,6 +21,19 @@ def _ours() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith("mediasrv-")}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def turn_model_worker() -> Iterator[None]:
+    """The process's one end-of-turn worker (mediasrv-turn-model), shared by every call of
+    every server a test starts, as in production. Started before the first test, so the
+    leak check counts it as the process's, not a test's; stopped and checked after the
+    last one."""
+    from mediasrv.call.turn_checks import shared_turn_checks, stop_shared_turn_checks
+
+    shared_turn_checks().start()
+    yield
+    assert stop_shared_turn_checks(timeout=bound(2.0)), "mediasrv-turn-model did not end"
+
+
 @pytest.fixture(autouse=True)
 def no_thread_left() -> Iterator[None]:
     """Fail a test that leaves a `mediasrv-` thread running (fixtures' threads excepted)."""

@@ -92,7 +92,7 @@ def test_incomplete_answer_waits_for_the_silence_cap() -> None:
     assert d.ends() == []
     d.frames(1, speech=False)
     (end,) = d.ends()
-    assert end.reason == "silence" and end.silence_ms == 1600 and end.probability == 0.2
+    assert end.reason == "cap" and end.silence_ms == 1600 and end.probability == 0.2
 
 
 def test_the_same_audio_is_checked_only_once() -> None:
@@ -127,7 +127,7 @@ def test_answer_arriving_after_the_cap_ended_the_turn_is_ignored() -> None:
     d = spoken()
     seq = d.requests()[0].seq
     d.frames(70, speech=False)
-    assert [e.reason for e in d.ends()] == ["silence"]
+    assert [e.reason for e in d.ends()] == ["cap"]
     assert d.policy.on_result(seq, 0.99, d.now) is None
 
 
@@ -173,7 +173,7 @@ def test_a_gap_of_missing_frames_counts_as_silence() -> None:
     assert isinstance(event, CheckRequest)
     assert event.audio.shape[0] == (50 + 12) * 160  # the utterance and the gap
     end = d.policy.feed_gap(2000, d.now)
-    assert isinstance(end, TurnEnd) and end.reason == "silence"
+    assert isinstance(end, TurnEnd) and end.reason == "cap"
 
 
 def test_a_gap_while_idle_does_nothing() -> None:
@@ -189,6 +189,71 @@ def test_a_new_turn_after_an_end_starts_from_empty_audio() -> None:
     audio = d.requests()[1].audio
     assert audio.shape[0] == (3 + 20 + 10) * 160
     assert audio[0] == 61.0  # the first frame after the end
+
+
+def test_a_failed_check_ends_the_turn_at_the_fallback_silence() -> None:
+    d = Driver(EndTurnPolicy(EndTurnConfig(fallback_silence_ms=500)))
+    d.frames(50, speech=True)
+    d.frames(10, speech=False)
+    assert d.policy.on_failure(d.requests()[0].seq, d.now) is None
+    d.frames(14, speech=False)
+    assert d.ends() == []
+    d.frames(1, speech=False)
+    (end,) = d.ends()
+    assert (end.reason, end.silence_ms, end.probability) == ("fallback", 500, None)
+
+
+def test_a_check_failing_after_the_fallback_silence_ends_the_turn_at_once() -> None:
+    d = Driver(EndTurnPolicy(EndTurnConfig(fallback_silence_ms=300)))
+    d.frames(50, speech=True)
+    d.frames(20, speech=False)  # 400 ms: the check took long, then failed
+    end = d.policy.on_failure(d.requests()[0].seq, d.now)
+    assert end is not None and (end.reason, end.silence_ms) == ("fallback", 400)
+
+
+def test_a_falling_threshold_ends_a_likely_finished_turn_before_the_cap() -> None:
+    # 0.9 at the check (200 ms) falling to 0.5 at the cap (1,600 ms): 0.7 is reached
+    # halfway, at 900 ms of silence.
+    config = EndTurnConfig(threshold=0.9, threshold_at_cap=0.5)
+    d = Driver(EndTurnPolicy(config))
+    d.frames(50, speech=True)
+    d.frames(10, speech=False)
+    assert d.policy.on_result(d.requests()[0].seq, 0.7, d.now) is None
+    d.frames(34, speech=False)
+    assert d.ends() == []
+    d.frames(1, speech=False)
+    (end,) = d.ends()
+    assert (end.reason, end.silence_ms) == ("likely", 900)
+
+
+def test_below_the_falling_threshold_the_cap_ends_the_turn() -> None:
+    d = Driver(EndTurnPolicy(EndTurnConfig(threshold=0.9, threshold_at_cap=0.5)))
+    d.frames(50, speech=True)
+    d.frames(10, speech=False)
+    d.policy.on_result(d.requests()[0].seq, 0.4, d.now)
+    d.frames(70, speech=False)
+    (end,) = d.ends()
+    assert (end.reason, end.silence_ms) == ("cap", 1600)
+
+
+def test_the_model_hears_a_long_pause_inside_the_utterance_shortened() -> None:
+    d = Driver(EndTurnPolicy(EndTurnConfig(pre_speech_ms=0, max_pause_heard_ms=100)))
+    d.frames(10, speech=True)  # frames 1-10
+    d.frames(30, speech=False)  # 11-40: a 600 ms pause, judged "not finished"
+    d.policy.on_result(d.requests()[0].seq, 0.1, d.now)
+    d.frames(10, speech=True)  # 41-50
+    d.frames(10, speech=False)  # 51-60: the trailing silence, heard whole
+    audio = d.requests()[1].audio.reshape(-1, 160)[:, 0]
+    assert audio.tolist() == [*range(1, 11), *range(36, 41), *range(41, 61)]
+
+
+def test_reset_forgets_the_utterance() -> None:
+    d = Driver(EndTurnPolicy(CFG))
+    d.frames(50, speech=True)
+    d.policy.reset()
+    d.frames(10, speech=False)
+    assert d.events == []
+    assert d.policy.phase is Phase.IDLE
 
 
 def run_inline(model: FakeModel, pattern: list[bool]) -> list[TurnEnd]:
@@ -219,10 +284,10 @@ def test_inline_shell_holds_a_turn_through_a_pause_the_model_calls_unfinished() 
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"check_silence_ms": 0},
         {"check_silence_ms": 300, "max_silence_ms": 200},
-        {"max_silence_ms": 6000},
-        {"threshold": 1.0},
+        {"check_silence_ms": 300, "max_silence_ms": 300},
+        {"threshold": 0.5, "threshold_at_cap": 0.7},
+        {"min_speech_ms": -20},
         {"max_audio_ms": 9000},
     ],
 )

@@ -57,6 +57,12 @@ def test_healthz_is_live_and_ready_with_the_backend_unknown_before_any_call() ->
         assert body["backend_reachable"] is None and body["backend_error"] is None
 
 
+def test_the_end_of_turn_worker_is_counted_apart_from_call_threads() -> None:
+    app = create_app(settings(turn_model="smart-turn"), connect_realtime=refused)
+    threads = healthz(app)[1]["threads"]
+    assert (threads["turn_model"], threads["call"]) == (1, 0)  # idle: no call thread
+
+
 def test_draining_is_alive_but_not_ready() -> None:
     app = create_app(settings(), connect_realtime=refused)
     app.extensions["mediasrv"]["registry"].draining.set()

@@ -72,7 +72,7 @@ class Call:
         self._barge_in = BargeIn(core)
         self._responses = Responses(core, self._barge_in)
         self._echo = EchoReference()
-        self._uplink = Uplink(core, self._echo, self._on_turn)
+        self._uplink = Uplink(core, self._echo, self._on_turn, deps.turn_checks)
         self._tx: TxLoop | None = None
         self._watcher: Watcher | None = None
 
@@ -205,19 +205,28 @@ class Call:
     # --- the rx loop -------------------------------------------------------------------
 
     def _rx_loop(self) -> None:
+        uplink = self._uplink
         while not self.closing.is_set():
             try:
-                data = self.ws.receive(timeout=_RECEIVE_S)
+                data = self.ws.receive(timeout=uplink.receive_timeout(_RECEIVE_S))
             except PeerClosed:
                 self.end("twilio socket closed", by_caller=True)
                 return
-            if data is None:
-                continue
-            try:
-                self._on_twilio(data, self._core.clock.now())
-            except Exception:  # the safety net: one bad message must not end the call
-                self._bad_input("message handler failed (see traceback): dropped")
-                self.log.exception("twilio message handler failed")
+            if data is not None:
+                try:
+                    self._on_twilio(data, self._core.clock.now())
+                except Exception:  # the safety net: one bad message must not end the call
+                    self._bad_input("message handler failed (see traceback): dropped")
+                    self.log.exception("twilio message handler failed")
+            if uplink.checks_out:
+                self._take_answers()
+
+    def _take_answers(self) -> None:
+        """Act on the end-of-turn model's answers that came back meanwhile."""
+        try:
+            self._uplink.take_answers(self._core.clock.now())
+        except Exception:  # the safety net: the turn then ends at the VAD's cap
+            self.log.exception("[TURN] acting on an end-of-turn answer failed")
 
     def _on_twilio(self, data: str | bytes, now: float) -> None:
         try:

@@ -11,7 +11,9 @@ Threads of a call (all end when `closing` is set; every blocking wait has a boun
 - mediasrv-tx-<sid>: the paced tx loop, the *only* thread that writes to Twilio:
   frames, marks, probes and barge-in's `clear` (tx.py);
 - mediasrv-watch-<sid>: the watcher: ticks the supervisor at its next deadline or when
-  woken (watcher.py).
+  woken (watcher.py);
+- and, shared by all calls of the process, mediasrv-turn-model: the end-of-turn model's
+  worker (turn_checks.py), whose answers the rx loop takes back.
 
 The lock rule. State that must change together -- the response ledger, the playback
 ledger, the supervisor, the playout buffer's overflow and generation -- lives behind
@@ -46,6 +48,7 @@ from mediasrv.backends.base import Backend, EventSink
 from mediasrv.call.lock import CallLock
 from mediasrv.call.observer import NULL_OBSERVER, CallLog, Observer
 from mediasrv.call.playout import PlayoutBuffer
+from mediasrv.call.turn_checks import CheckRunner
 from mediasrv.clock import Clock
 from mediasrv.policy.ledger import ResponseLedger
 from mediasrv.policy.playback import Playback
@@ -100,6 +103,8 @@ class CallDeps:
     check_start: Callable[[Start], str | None] = lambda start: None  # reason to refuse
     # Ends the call at Twilio (REST) when the server hangs up; None = closing the socket only.
     hang_up: Callable[[str], None] | None = None
+    # Runs the end-of-turn model's checks (the process's worker); None: no model.
+    turn_checks: CheckRunner | None = None
 
 
 class _NoBackend:

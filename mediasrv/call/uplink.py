@@ -7,32 +7,55 @@ which says what to forward and which turn events the frame makes; the call acts 
 events. What is forwarded is sent in appends of `append_batch_ms` (one send per 100 ms
 instead of one per frame), flushed before a commit. Audio faster than real time is cut
 at the inbound budget first, so a flood costs at most real time in VAD and appends.
+
+An end-of-turn check the policy asks for goes to the process's model worker
+(mediasrv.call.turn_checks); its answer comes back on the worker's thread into
+`_answers`, and the rx loop hands it to the policy (`take_answers`) between Twilio
+messages -- the policy keeps one owner. A refused or failed check is told to the policy
+as such: the turn then ends at the fixed silence.
 """
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Callable
+from functools import partial
 
 from mediasrv.audio import FRAME_BYTES, ULAW_SILENCE
 from mediasrv.call.core import CallCore
 from mediasrv.call.playout import EchoReference
+from mediasrv.call.turn_checks import CheckRunner
+from mediasrv.policy.endturn import CheckRequest
 from mediasrv.policy.guards import InboundBudget
-from mediasrv.policy.turns import TurnEvent, TurnPolicy
+from mediasrv.policy.turns import TurnEvent, TurnPolicy, TurnStep
 from mediasrv.protocol.twilio import Media
 
 MAX_GAP_PAD_MS = 2000  # longest inbound gap padded with silence for the backend
 # The capture clock may run 200 ppm fast against ours before a frame pulls it back: far
 # more than two real clocks drift, far less than the jitter it must not follow.
 _ORIGIN_CREEP = 2e-4
+# While a check is out, the rx loop looks for its answer at least this often: Twilio's
+# frames (every 20 ms) usually wake it sooner; this covers a line that went quiet.
+ANSWER_POLL_S = 0.02
 
 
 class Uplink:
     def __init__(self, core: CallCore, echo: EchoReference,
-                 on_turn: Callable[[TurnEvent, float], None]) -> None:
+                 on_turn: Callable[[TurnEvent, float], None],
+                 checks: CheckRunner | None = None) -> None:
         self._core = core
         self._echo = echo
         self._on_turn = on_turn  # acts on each event at once: before the next frame is fed
         self.turn_policy = TurnPolicy(core.config.turn, logger=core.log)
+        self._checks = checks  # None: no model (a check asked for is a failed one)
+        end_turn = core.config.turn.end_turn
+        # A check not started by the time the fixed silence would end its turn is not run:
+        # that silence ends the turn (the policy's fallback) sooner than its answer could.
+        self._max_wait_s = 0.0 if end_turn is None else max(
+            0.0, (end_turn.fallback_silence_ms - end_turn.check_silence_ms) / 1000.0)
+        # The model's answers (seq, P or None), put by its worker, taken by the rx loop.
+        self._answers: queue.Queue[tuple[int, float | None]] = queue.Queue(maxsize=150)
+        self.checks_out = 0  # asked, not yet answered (rx loop only)
         self._budget = InboundBudget(core.started_at)
         self.flood_dropped = 0  # caller frames beyond the inbound budget
         self._batch: list[bytes] = []
@@ -65,9 +88,53 @@ class Uplink:
                                    ai_playing=ai_playing, closing=closing)
             if step.forward:
                 self._forward(step.forward)
-            for event in step.events:
-                self._on_turn(event, now)
+            self._act(step, now)
         return True
+
+    def take_answers(self, now: float) -> None:
+        """Hand the end-of-turn model's answers that came back to the turn policy."""
+        while self.checks_out:
+            try:
+                seq, probability = self._answers.get_nowait()
+            except queue.Empty:
+                return
+            self.checks_out -= 1
+            closing = self._core.closing.is_set()
+            if probability is None:
+                step = self.turn_policy.on_check_failed(seq, now, closing=closing)
+            else:
+                step = self.turn_policy.on_check_result(seq, probability, now, closing=closing)
+            self._act(step, now)
+
+    def receive_timeout(self, longest: float) -> float:
+        """Return how long the rx loop may block on Twilio: briefly while a check is out."""
+        return min(longest, ANSWER_POLL_S) if self.checks_out else longest
+
+    def _act(self, step: TurnStep, now: float) -> None:
+        for event in step.events:
+            self._on_turn(event, now)
+        if step.check is not None:
+            self._ask(step.check, now)
+
+    def _ask(self, check: CheckRequest, now: float) -> None:
+        core = self._core
+        if self._checks is not None and self._checks.submit(
+            check.audio, partial(self._answered, check.seq), skip=core.closing,
+            max_wait_s=self._max_wait_s,
+        ):
+            self.checks_out += 1
+            return
+        core.log.warning("[TURN] end-of-turn check refused (the model is busy or off): "
+                         "this turn ends at the fixed silence")
+        self._act(self.turn_policy.on_check_failed(check.seq, now,
+                                                   closing=core.closing.is_set()), now)
+
+    def _answered(self, seq: int, probability: float | None) -> None:
+        """Take a check's answer (on the model's worker thread): never blocks it."""
+        try:
+            self._answers.put_nowait((seq, probability))
+        except queue.Full:  # 150 checks out at once: not one call's pauses
+            self._core.log.warning("[TURN] end-of-turn answer dropped: queue full")
 
     def _captured_at(self, timestamp_ms: int, now: float) -> float:
         """Return when the frame with this stream timestamp left Twilio, on our clock."""
@@ -96,8 +163,7 @@ class Uplink:
         core = self._core
         core.log.debug("inbound gap of %d ms treated as silence", gap_ms)
         step = self.turn_policy.feed_gap(gap_ms, now, closing=core.closing.is_set())
-        for event in step.events:
-            self._on_turn(event, now)
+        self._act(step, now)
         pad_ms = min(gap_ms, MAX_GAP_PAD_MS)
         # Padding is caller audio too: forged timestamps must not amplify a flood.
         if core.config.server_turns and self._budget.take(pad_ms, now):

@@ -180,6 +180,41 @@ def paused_sentence(gap_s: float = 0.3) -> Scenario:
     )
 
 
+# "Weasels have eaten our | phone system": the end of "our" (forced alignment), where the
+# end-of-turn model hears an unfinished phrase (P 0.03 on our 8 kHz path) and where the
+# whole sentence scores finished (0.96): scripts/eot_eval.py -v.
+WEASELS_CUT_S = 1.71
+
+
+def pause_inside_sentence(pause_s: float = 1.0, turn_model: str = "smart-turn") -> Scenario:
+    """A pause to think inside one sentence, twice END_SILENCE_MS long: with the model, one
+    turn and one answer; with TURN_MODEL=off, the fixed silence cuts the caller off."""
+    return Scenario(
+        f"pause_inside_sentence_{turn_model}",
+        f"'weasels have eaten our ... phone system', a {pause_s * 1000:.0f} ms pause inside "
+        f"(TURN_MODEL={turn_model})",
+        clips=(Clip(WEASELS, 7.0, length=WEASELS_CUT_S),
+               Clip(WEASELS, start=WEASELS_CUT_S, gap=pause_s)),
+        duration=15.0,
+        overrides={**QUIET, "turn_model": turn_model},
+        modes=("local",),
+    )
+
+
+def finished_sentence(end_silence_ms: int = 1000) -> Scenario:
+    """A finished sentence: the model ends the turn after its check (asked at 200 ms of
+    silence), sooner than the fixed silence would (END_SILENCE_MS, 1,000 here: room for
+    a check slowed by a loaded machine)."""
+    return Scenario(
+        "finished_sentence",
+        "'weasels have eaten our phone system.': the model ends the turn at its check",
+        clips=(Clip(WEASELS, 7.0),),
+        duration=13.0,
+        overrides={**QUIET, "turn_model": "smart-turn", "end_silence_ms": end_silence_ms},
+        modes=("local",),
+    )
+
+
 def repeated_barge_in(n: int = 4) -> Scenario:
     # Each barge-in utterance (3 s) ends its answer's turn; the next answer starts about
     # 0.6 s after it and the next utterance lands ~3.9 s into it, after response.done.
@@ -308,11 +343,12 @@ def pause_then_barge_in(mode: str, run: int = 0, gain_db: float = NOMINAL_GAIN_D
     """A sentence with a pause long enough to end the turn: the AI starts answering in
     the pause, the continuation barges in and gets one answer.
 
-    Local mode: END_SILENCE_MS 250 and a 400 ms pause. Server mode: the server VAD's
-    silence is at least 500 ms (SERVER_VAD_SILENCE_MS), so the pause is 800 ms there.
+    Local mode: END_SILENCE_MS 250 (TURN_MODEL=off: the fixed silence is what makes
+    this pause end the turn) and a 400 ms pause. Server mode: the server VAD's silence
+    is at least 500 ms (SERVER_VAD_SILENCE_MS), so the pause is 800 ms there.
     The caller speaks at `gain_db` (default: the nominal level), on a handset.
     """
-    gap, overrides = 0.4, {**QUIET, "end_silence_ms": 250}
+    gap, overrides = 0.4, {**QUIET, "end_silence_ms": 250, "turn_model": "off"}
     if mode == "server":
         gap, overrides = 0.8, {**QUIET, "server_vad_silence_ms": 500}
     return Scenario(
@@ -345,6 +381,9 @@ def catalogue() -> dict[str, Scenario]:
         noise_bursts(),
         speech_in_noise(),
         paused_sentence(),
+        pause_inside_sentence(),
+        pause_inside_sentence(turn_model="off"),
+        finished_sentence(),
         repeated_barge_in(),
         barge_in(-10.0, "handset", 0),
         echo_alone("bad line, saturated speaker"),

@@ -10,9 +10,27 @@ speech, and the silence that ends a turn depends on *how* the speech ended:
     SPEAKING  --check_silence_ms of silence-->                    CheckRequest (CHECKING)
     SPEAKING  --the same, less than min_speech_ms of speech-->   IDLE (a click: no event)
     CHECKING  --result >= threshold-->                            TurnEnd("complete")
-    CHECKING  --result below it-->                                WAITING
+    CHECKING  --result below it-->                                WAITING (until its wait)
+    CHECKING  --the check failed (queue full, model error)-->     WAITING (fallback_silence_ms)
+    WAITING   --the silence its wait asked for-->                 TurnEnd("likely" | "fallback")
     CHECKING/WAITING --speech frame-->                            SPEAKING (result, if any, dropped)
-    any but IDLE --max_silence_ms of silence-->                   TurnEnd("silence")
+    any but IDLE --max_silence_ms of silence-->                   TurnEnd("cap")
+
+The wait after an answer below `threshold`: without `threshold_at_cap` (the server's
+setting) every such turn waits for the cap; with it, the threshold falls in a straight
+line from `threshold` at the check to `threshold_at_cap` at the cap, so a turn the model
+calls fairly likely finished ends sooner (measured with scripts/eot_eval.py --sweep: on
+our material it only adds splits, the model's mid-phrase answers are as high as its
+finished ones). The model is not asked again as the silence grows: its answer for the
+same phrase barely moves between 0.2 and 1.2 s of silence (measured in phase 1), so a
+second check costs CPU and decides nothing. A failed check falls back to today's fixed
+silence (`fallback_silence_ms`, END_SILENCE_MS): a caller never waits longer because the
+model is busy.
+
+What the model hears: the utterance so far with 500 ms of lead-in, its last 8 s, and
+(`max_pause_heard_ms`) each pause inside it cut short -- a pause it already judged "not
+the end" lowered its answer for the finished sentence after it (0.97 -> 0.70 for a
+1.2 s pause, measured), so it hears that pause no longer than the check silence.
 
 Pure: no threads and no clock; `now` only stamps events, durations are counted in audio
 (20 ms per frame, gaps by their length) like `mediasrv.policy.vad`. The policy never runs the
@@ -50,22 +68,36 @@ class TurnModel(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class EndTurnConfig:
+    # Defaults: the model's own operating point (phase 1). The server's come from the
+    # TURN_* settings (mediasrv.web.wiring.end_turn_config), measured on our material.
     # A breath inside a phrase is 100-200 ms; at 200 ms the model hears the phrase's end.
     check_silence_ms: int = 200
     # A pause to think rarely lasts longer; the seed's cascade ends turns after 2 s.
     max_silence_ms: int = 1600
     threshold: float = 0.5  # the model's own decision point (pipecat, smart-turn)
+    # None: below `threshold` the cap ends the turn; else the threshold falls to this at
+    # the cap (see the module docstring).
+    threshold_at_cap: float | None = None
+    fallback_silence_ms: int = 500  # a failed check: today's END_SILENCE_MS
     # Less speech than this is a click or a cough: not worth a check (the VAD's onset).
     min_speech_ms: int = 100
     # Audio kept before the first speech frame: the model was trained on whole phrases,
     # pipecat gives it 500 ms of lead-in.
     pre_speech_ms: int = 500
     max_audio_ms: int = 8000  # the model sees the last 8 s at most
+    # None: the model hears the utterance as spoken; else each pause inside it is cut to
+    # this many ms (the trailing silence is kept whole).
+    max_pause_heard_ms: int | None = None
 
     def __post_init__(self) -> None:
-        _check("check_silence_ms", self.check_silence_ms, FRAME_MS, 1000)
-        _check("max_silence_ms", self.max_silence_ms, self.check_silence_ms, 5000)
-        _check("threshold", self.threshold, 0.01, 0.99)
+        # The fields that come from settings (the silences, the threshold) were checked
+        # there (mediasrv.web.settings), once; these are the policy's own, and the one
+        # relation the state machine needs.
+        if not self.check_silence_ms < self.max_silence_ms:
+            raise ConfigError(f"check_silence_ms={self.check_silence_ms} must be below "
+                              f"max_silence_ms={self.max_silence_ms}")
+        if self.threshold_at_cap is not None:
+            _check("threshold_at_cap", self.threshold_at_cap, 0.0, self.threshold)
         _check("min_speech_ms", self.min_speech_ms, 0, 1000)
         _check("pre_speech_ms", self.pre_speech_ms, 0, 2000)
         _check("max_audio_ms", self.max_audio_ms, 1000, 8000)
@@ -89,7 +121,10 @@ class CheckRequest:
 @dataclass(frozen=True, slots=True)
 class TurnEnd:
     at: float
-    reason: str  # "complete" (the model said so) | "silence" (the cap)
+    # "complete": the model said so at the check; "likely": the wait its answer earned
+    # (threshold_at_cap); "fallback": the fixed silence after a failed check;
+    # "cap": TURN_MAX_SILENCE_MS
+    reason: str
     silence_ms: int  # audio since the last speech frame
     probability: float | None  # the last check's result for this audio, if any
 
@@ -101,7 +136,7 @@ class Phase(Enum):
     IDLE = "idle"
     SPEAKING = "speaking"
     CHECKING = "checking"  # a check is out for the current audio
-    WAITING = "waiting"  # the check said "not finished": wait for speech or the cap
+    WAITING = "waiting"  # the check said "not finished" (or failed): wait for speech or its wait
 
 
 class EndTurnPolicy:
@@ -112,10 +147,13 @@ class EndTurnPolicy:
         self.phase = Phase.IDLE
         self._pre: deque[Floats] = deque(maxlen=max(1, cfg.pre_speech_ms // FRAME_MS))
         self._audio: deque[Floats] = deque(maxlen=cfg.max_audio_ms // FRAME_MS)
+        self._speech: deque[bool] = deque(maxlen=cfg.max_audio_ms // FRAME_MS)  # per frame
         self._speech_ms = 0
         self._silence_ms = 0
         self._seq = 0
         self._probability: float | None = None
+        self._end_ms = cfg.max_silence_ms  # the silence that ends this turn, and why
+        self._end_reason = "cap"
 
     def feed(self, frame: Floats, speech: bool, now: float) -> EndTurnEvent | None:
         """Take one 20 ms frame (8 kHz floats) and the VAD's verdict on it."""
@@ -125,8 +163,10 @@ class EndTurnPolicy:
                 self._pre.append(frame)
                 return None
             self._audio.extend(self._pre)
+            self._speech.extend([False] * len(self._pre))
             self._pre.clear()
         self._audio.append(frame)
+        self._speech.append(speech)
         return self._step(speech, frame.shape[0] * 1000 // SAMPLE_RATE, now)
 
     def feed_gap(self, ms: int, now: float) -> EndTurnEvent | None:
@@ -135,6 +175,7 @@ class EndTurnPolicy:
             return None
         for _ in range(min(ms, self.config.max_audio_ms) // FRAME_MS):
             self._audio.append(_SILENT_FRAME)  # the model must hear the pause as silence
+            self._speech.append(False)
         return self._step(False, ms, now)
 
     def on_result(self, seq: int, probability: float, now: float) -> TurnEnd | None:
@@ -144,7 +185,35 @@ class EndTurnPolicy:
         self._probability = probability
         if probability >= self.config.threshold:
             return self._end(now, "complete")
+        wait = self._wait_ms(probability)
+        return self._wait(wait, "likely" if wait < self.config.max_silence_ms else "cap", now)
+
+    def on_failure(self, seq: int, now: float) -> TurnEnd | None:
+        """Take a check that could not be run: end the turn at the fixed silence."""
+        if self.phase is not Phase.CHECKING or seq != self._seq:
+            return None
+        wait = min(self.config.fallback_silence_ms, self.config.max_silence_ms)
+        return self._wait(wait, "fallback", now)
+
+    def reset(self) -> None:
+        """Forget the utterance (the VAD gave it up, or ended it first)."""
+        self._reset()
+
+    def _wait_ms(self, probability: float) -> int:
+        """Return the silence at which the falling threshold reaches `probability`."""
+        cfg = self.config
+        floor = cfg.threshold_at_cap
+        if floor is None or probability < floor or cfg.threshold <= floor:
+            return cfg.max_silence_ms
+        share = (cfg.threshold - probability) / (cfg.threshold - floor)
+        wait = cfg.check_silence_ms + share * (cfg.max_silence_ms - cfg.check_silence_ms)
+        return -(-int(wait) // FRAME_MS) * FRAME_MS  # a whole frame: it is counted in frames
+
+    def _wait(self, wait_ms: int, reason: str, now: float) -> TurnEnd | None:
         self.phase = Phase.WAITING
+        self._end_ms, self._end_reason = wait_ms, reason
+        if self._silence_ms >= wait_ms:
+            return self._end(now, reason)
         return None
 
     def _step(self, speech: bool, ms: int, now: float) -> EndTurnEvent | None:
@@ -154,20 +223,43 @@ class EndTurnPolicy:
             self._speech_ms += ms
             self._silence_ms = 0
             self._probability = None
+            self._end_ms, self._end_reason = cfg.max_silence_ms, "cap"
             return None
         before = self._silence_ms
         self._silence_ms += ms
         if self._silence_ms >= cfg.max_silence_ms:
-            return self._end(now, "silence")
+            return self._end(now, "cap")
+        if self.phase is Phase.WAITING and self._silence_ms >= self._end_ms:
+            return self._end(now, self._end_reason)
         if self.phase is Phase.SPEAKING and before < cfg.check_silence_ms <= self._silence_ms:
             if self._speech_ms < cfg.min_speech_ms:
                 self._reset()  # a click, not an utterance: as the VAD drops an onset
                 return None
             self.phase = Phase.CHECKING
             self._seq += 1
-            audio = np.concatenate(self._audio)
+            audio = self._check_audio()
             return CheckRequest(self._seq, audio, now, self._silence_ms)
         return None
+
+    def _check_audio(self) -> Floats:
+        keep = self.config.max_pause_heard_ms
+        if keep is None:
+            return np.concatenate(self._audio)
+        keep_frames = keep // FRAME_MS
+        out: list[Floats] = []
+        pause: list[Floats] = []
+        heard_speech = False
+        for frame, speech in zip(self._audio, self._speech, strict=True):
+            if not speech:
+                pause.append(frame)
+                continue
+            out.extend(pause[-keep_frames:] if heard_speech and keep_frames else
+                       pause if not heard_speech else [])
+            pause.clear()
+            heard_speech = True
+            out.append(frame)
+        out.extend(pause)  # the trailing silence, whole: the model judges how speech ended
+        return np.concatenate(out)
 
     def _end(self, now: float, reason: str) -> TurnEnd:
         event = TurnEnd(now, reason, self._silence_ms, self._probability)
@@ -177,10 +269,12 @@ class EndTurnPolicy:
     def _reset(self) -> None:
         self.phase = Phase.IDLE
         self._audio.clear()
+        self._speech.clear()
         self._pre.clear()
         self._speech_ms = 0
         self._silence_ms = 0
         self._probability = None
+        self._end_ms, self._end_reason = self.config.max_silence_ms, "cap"
         self._seq += 1  # any check still out belongs to the turn that just ended
 
 

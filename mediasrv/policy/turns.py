@@ -19,6 +19,15 @@ Rules, per inbound frame:
 - at the VAD's end of speech, one candidate: `EndOfUtterance` if it lasted at least
   `min_utterance_ms`, was not echo and the call is not closing; else `UtteranceSkipped`.
 
+With an end-of-turn model (`TurnConfig.end_turn`, see `mediasrv.policy.endturn`) the VAD's
+own end silence is the model policy's cap, and the turn usually ends sooner: the policy
+hears every frame, and a frame counts as the caller's speech only if the VAD calls it
+speech *and* the echo guard says it can be the caller (our own echo never holds a turn
+open). When it asks for a check, the step carries it (`TurnStep.check`); the shell runs
+it and reports back with `on_check_result` / `on_check_failed`. A turn it ends goes
+through the same end-of-utterance path (closing, echo, too short: `END OF UTTERANCE`),
+and the VAD is put back to silence (`Vad.end_now`), so the utterance never ends twice.
+
 `echo_blocked` on both tells that some frames of the utterance were withheld as echo.
 An utterance is *echo* when none of its speech frames could be the caller.
 """
@@ -34,7 +43,16 @@ import numpy as np
 from mediasrv.audio import FRAME_MS, ULAW_DECODE
 from mediasrv.errors import ConfigError
 from mediasrv.policy.echo import EchoGuard, ulaw_peak_dbfs
-from mediasrv.policy.vad import SpeechClassifier, SpeechEnd, SpeechStart, Vad, VadConfig, VadState
+from mediasrv.policy.endturn import CheckRequest, EndTurnConfig, EndTurnPolicy, TurnEnd
+from mediasrv.policy.vad import (
+    SpeechClassifier,
+    SpeechEnd,
+    SpeechStart,
+    Vad,
+    VadConfig,
+    VadEvent,
+    VadState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +73,9 @@ class TurnConfig:
     echo_cancel: bool = True
     prefix_ms: int = 300  # audio before detection forwarded with it: the first syllable
     vad_onset_ms: int = 100  # see VadConfig.onset_ms
+    # The end-of-turn model's policy (TURN_MODEL=smart-turn); None: the fixed
+    # `end_silence_ms` ends every turn (TURN_MODEL=off, and server mode).
+    end_turn: EndTurnConfig | None = None
 
     def __post_init__(self) -> None:
         # The fields that come from settings were checked there (mediasrv.web.settings),
@@ -101,6 +122,7 @@ TurnEvent = UtteranceStarted | BargeIn | EndOfUtterance | UtteranceSkipped
 class TurnStep:
     forward: bytes  # mu-law to send to OpenAI now (may be empty)
     events: tuple[TurnEvent, ...] = ()
+    check: CheckRequest | None = None  # run the end-of-turn model on this, then report
 
 
 _NOTHING = TurnStep(b"")
@@ -117,9 +139,13 @@ class TurnPolicy:
     ) -> None:
         self.config = cfg = config if config is not None else TurnConfig()
         self._log = logger  # a call passes its own, so every turn line names the call
-        self.vad = Vad(
-            VadConfig(end_silence_ms=cfg.end_silence_ms, onset_ms=cfg.vad_onset_ms), classifier
-        )
+        end_turn = cfg.end_turn
+        # With the model, the VAD ends an utterance only at the model policy's cap: until
+        # then the policy decides (and the VAD still ends echo the policy never heard).
+        end_silence_ms = cfg.end_silence_ms if end_turn is None else end_turn.max_silence_ms
+        self.vad = Vad(VadConfig(end_silence_ms=end_silence_ms, onset_ms=cfg.vad_onset_ms),
+                       classifier)
+        self.end_turn = EndTurnPolicy(end_turn) if end_turn is not None else None
         self.echo = EchoGuard(
             echo_window_ms=cfg.echo_window_ms,
             erl_db=cfg.erl_db,
@@ -162,6 +188,8 @@ class TurnPolicy:
             self._speech_until_ms = self._audio_ms
         elif self._in_utterance and event is None and vad.state is VadState.SILENCE:
             self._in_utterance = False  # an onset the VAD gave up on (a click, a cough)
+            if self.end_turn is not None:
+                self.end_turn.reset()
         in_window = self.echo.in_window(now, ai_playing)
         # Judged on every frame in the window (the canceller learns only from echo), but
         # the costly "is it our echo after all" check only on speech, where it decides.
@@ -197,11 +225,58 @@ class TurnPolicy:
             self._started = True
             events.insert(0, UtteranceStarted(now))
         forward = self._forward(frame_ulaw, in_window)
+        check = None
+        if self.end_turn is not None:
+            if isinstance(event, SpeechEnd):
+                self.end_turn.reset()  # the VAD ended it first (echo, or the cap)
+            else:
+                asked = self.end_turn.feed(x, vad.is_speech and maybe_caller, now)
+                check, event = self._from_end_turn(asked, now, event)
         if event is not None:
             self._on_vad_event(event, now, closing, events)
-        if not forward and not events:
+        if not forward and not events and check is None:
             return _NOTHING
-        return TurnStep(forward, tuple(events))
+        return TurnStep(forward, tuple(events), check)
+
+    def on_check_result(self, seq: int, probability: float, now: float, *,
+                        closing: bool = False) -> TurnStep:
+        """Take the model's answer to `TurnStep.check` number `seq`."""
+        if self.end_turn is None:
+            return _NOTHING
+        self._log.debug("[TURN] check %d: p=%.2f", seq, probability)
+        return self._ended(self.end_turn.on_result(seq, probability, now), now, closing)
+
+    def on_check_failed(self, seq: int, now: float, *, closing: bool = False) -> TurnStep:
+        """Take a check that could not be run (the shell logged why): fixed silence."""
+        if self.end_turn is None:
+            return _NOTHING
+        return self._ended(self.end_turn.on_failure(seq, now), now, closing)
+
+    def _ended(self, end: TurnEnd | None, now: float, closing: bool) -> TurnStep:
+        event = self._end_speech(end, now) if end is not None else None
+        if event is None:
+            return _NOTHING
+        events: list[TurnEvent] = []
+        self._on_vad_event(event, now, closing, events)
+        return TurnStep(b"", tuple(events))
+
+    def _from_end_turn(
+        self, asked: CheckRequest | TurnEnd | None, now: float, event: VadEvent | None
+    ) -> tuple[CheckRequest | None, VadEvent | None]:
+        if isinstance(asked, CheckRequest):
+            return asked, event
+        if isinstance(asked, TurnEnd):
+            return None, self._end_speech(asked, now) or event
+        return None, event
+
+    def _end_speech(self, end: TurnEnd, now: float) -> SpeechEnd | None:
+        """End the VAD's utterance for the end-of-turn policy; None if it has none."""
+        speech_end = self.vad.end_now(now)
+        if speech_end is not None:
+            p = "-" if end.probability is None else f"{end.probability:.2f}"
+            self._log.info("[TURN] %s after %d ms of silence (p=%s)", end.reason,
+                           end.silence_ms, p)
+        return speech_end
 
     def _log_caller_over_echo(self) -> None:
         echo = self.echo
@@ -219,11 +294,17 @@ class TurnPolicy:
         event = self.vad.feed_gap(ms, now)
         self.echo.gap(ms)
         self._audio_ms += max(0, ms)
+        check = None
+        if self.end_turn is not None:
+            if event is not None:
+                self.end_turn.reset()
+            else:
+                check, event = self._from_end_turn(self.end_turn.feed_gap(ms, now), now, None)
         if event is None:
-            return _NOTHING
+            return TurnStep(b"", (), check) if check is not None else _NOTHING
         events: list[TurnEvent] = []
         self._on_vad_event(event, now, closing, events)
-        return TurnStep(b"", tuple(events))
+        return TurnStep(b"", tuple(events), check)
 
     def _forward(self, frame_ulaw: bytes, in_window: bool) -> bytes:
         prefix = self._prefix

@@ -23,6 +23,7 @@ A frame counts as speech when it is active and the classifier's latest probabili
     MAYBE_SPEECH --onset_ms of speech-->                       SPEECH   (emits SpeechStart)
     MAYBE_SPEECH --onset_hangover_ms without speech-->         SILENCE
     SPEECH       --end_silence_ms without speech-->            SILENCE  (emits SpeechEnd)
+    SPEECH       --end_now() (the end-of-turn model decided)--> SILENCE  (returns SpeechEnd)
 
 Durations are counted in audio (20 ms per frame, gaps by their length), not from `now`,
 so bursty frame delivery does not stretch or shrink an utterance.
@@ -192,6 +193,17 @@ class Vad:
         self._prob = 0.0
         self.is_speech = False
         return self._step(False, ms, now)
+
+    def end_now(self, now: float) -> SpeechEnd | None:
+        """End confirmed speech now (an end-of-turn model decided); None if there is none.
+
+        Back to SILENCE, so the same utterance never ends twice; the classifier and the
+        noise floor keep their state: the audio goes on.
+        """
+        if self.state is not VadState.SPEECH:
+            return None
+        self.state = VadState.SILENCE
+        return SpeechEnd(at=now, duration_s=self._span_ms / 1000.0)
 
     def _track_floor(self, level: float, active: bool, speech: bool) -> None:
         floor = self.floor_dbfs

@@ -253,6 +253,17 @@ def server_vad(threshold: float, silence_ms: int) -> dict[str, Any]:
     }
 
 
+def semantic_vad(eagerness: str) -> dict[str, Any]:
+    """Return semantic VAD settings (OpenAI's turn model) where we create and cancel
+    responses ourselves; `eagerness` is low, medium, high or auto."""
+    return {
+        "type": "semantic_vad",
+        "eagerness": eagerness,
+        "create_response": False,
+        "interrupt_response": False,
+    }
+
+
 def response_create(event_id: str, purpose: str, instructions: str = "") -> str:
     """Build `response.create`; `purpose` travels in metadata (the local backend uses it)."""
     response: dict[str, Any] = {"metadata": {"purpose": purpose}}

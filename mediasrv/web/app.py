@@ -24,6 +24,7 @@ from twilio.request_validator import RequestValidator
 from mediasrv import __version__
 from mediasrv.backends.realtime.client import Connector, ws_connector
 from mediasrv.call import Call, CallDeps
+from mediasrv.call.turn_checks import THREAD_NAME as TURN_MODEL_THREAD
 from mediasrv.clock import Clock, RealClock
 from mediasrv.errors import PeerClosed
 from mediasrv.protocol.twilio import Start
@@ -34,7 +35,7 @@ from mediasrv.web.logs import configure_logging
 from mediasrv.web.metrics import Metrics
 from mediasrv.web.settings import Settings
 from mediasrv.web.shutdown import Shutdown
-from mediasrv.web.wiring import call_config, realtime_backend
+from mediasrv.web.wiring import call_config, realtime_backend, turn_checks
 
 log = logging.getLogger(__name__)
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
@@ -100,6 +101,7 @@ def create_app(
     backend_health = BackendHealth(clock)
     connect = backend_health.track(connect_realtime or _default_connector(settings))
     config, open_backend = call_config(settings), realtime_backend(connect, settings)
+    checks = turn_checks(settings)
     validator = None
     if settings.signatures_enabled:
         validator = RequestValidator(settings.twilio_auth_token)
@@ -176,7 +178,7 @@ def create_app(
         def admit(start: Start) -> str | None:  # the call sid is known only from `start`
             return check_start(start) or registry.claim(call, start.call_sid)
 
-        deps = CallDeps(config, clock, open_backend, prompts, metrics, admit, hang_up)
+        deps = CallDeps(config, clock, open_backend, prompts, metrics, admit, hang_up, checks)
         call = Call(TwilioWs(ws), deps)
         if not registry.add(call):
             return
@@ -230,9 +232,11 @@ def _thread_counts() -> dict[str, int]:
     """Threads of this process by role: leaks show up here (the soak reads it)."""
     names = [t.name for t in threading.enumerate()]
     backend = sum(1 for n in names if n.startswith("mediasrv-backend-"))
-    calls = sum(1 for n in names if n.startswith("mediasrv-")) - backend
+    model = sum(1 for n in names if n.startswith(TURN_MODEL_THREAD))  # one per process
+    calls = sum(1 for n in names if n.startswith("mediasrv-")) - backend - model
     pool = sum(1 for n in names if n.startswith("ThreadPoolExecutor"))  # gunicorn gthread
-    return {"total": len(names), "call": calls, "backend": backend, "http_pool": pool}
+    return {"total": len(names), "call": calls, "backend": backend, "turn_model": model,
+            "http_pool": pool}
 
 
 def _rest_hang_up(

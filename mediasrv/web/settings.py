@@ -27,6 +27,9 @@ DEFAULT_INSTRUCTIONS = (
 )
 DEFAULT_GREETING = "Hello! How can I help you today?"
 TURN_MODES = ("local", "server")
+TURN_MODELS = ("smart-turn", "off")  # the end-of-turn model in local mode; off = END_SILENCE_MS
+SERVER_VAD_TYPES = ("server_vad", "semantic_vad")  # OpenAI's turn_detection.type
+EAGERNESS = ("low", "medium", "high", "auto")  # semantic_vad's (auto = medium)
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,10 @@ class Settings:
     append_batch_ms: int = 100
     end_silence_ms: int = 500
     min_utterance_ms: int = 300
+    turn_model: str = "smart-turn"
+    turn_check_silence_ms: int = 200
+    turn_max_silence_ms: int = 1500
+    turn_model_threshold: float = 0.9
     barge_in_min_ms: int = 120
     echo_window_ms: int = 500
     echo_erl_db: float = 6.0
@@ -60,6 +67,8 @@ class Settings:
     max_calls: int = 50
     server_vad_threshold: float = 0.6
     server_vad_silence_ms: int = 500
+    server_vad_type: str = "server_vad"
+    server_vad_eagerness: str = "auto"
     input_transcription_model: str = "gpt-4o-mini-transcribe"
     openai_connect_timeout_s: float = 3.0
     openai_stall_timeout_s: float = 4.0
@@ -216,6 +225,12 @@ _SPEC: dict[str, tuple[str, _Parser]] = {
     "APPEND_BATCH_MS": ("append_batch_ms", _int(20, 1000)),
     "END_SILENCE_MS": ("end_silence_ms", _int(200, 3000)),
     "MIN_UTTERANCE_MS": ("min_utterance_ms", _int(60, 600)),
+    # The end-of-turn model (local mode; mediasrv.policy.endturn, docs/turn-taking.md).
+    # Below 100 ms of silence the model is asked inside words (measured: more splits).
+    "TURN_MODEL": ("turn_model", _Choice(*TURN_MODELS)),
+    "TURN_CHECK_SILENCE_MS": ("turn_check_silence_ms", _int(100, 1000)),
+    "TURN_MAX_SILENCE_MS": ("turn_max_silence_ms", _int(300, 5000)),
+    "TURN_MODEL_THRESHOLD": ("turn_model_threshold", _float(0.01, 0.99)),
     "BARGE_IN_MIN_MS": ("barge_in_min_ms", _int(20, 2000)),
     "ECHO_WINDOW_MS": ("echo_window_ms", _int(0, 5000)),
     "ECHO_ERL_DB": ("echo_erl_db", _float(0.0, 60.0)),
@@ -225,6 +240,8 @@ _SPEC: dict[str, tuple[str, _Parser]] = {
     "MAX_CALLS": ("max_calls", _int(1, 10_000)),
     "SERVER_VAD_THRESHOLD": ("server_vad_threshold", _float(0.0, 1.0)),
     "SERVER_VAD_SILENCE_MS": ("server_vad_silence_ms", _int(500, 5000)),
+    "SERVER_VAD_TYPE": ("server_vad_type", _Choice(*SERVER_VAD_TYPES)),
+    "SERVER_VAD_EAGERNESS": ("server_vad_eagerness", _Choice(*EAGERNESS)),
     "INPUT_TRANSCRIPTION_MODEL": ("input_transcription_model", _text),
     "OPENAI_CONNECT_TIMEOUT_S": ("openai_connect_timeout_s", _float(0.1, 60.0)),
     "OPENAI_STALL_TIMEOUT_S": ("openai_stall_timeout_s", _float(0.5, 600.0)),
@@ -268,6 +285,24 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     if "log_level" in values:
         values["log_level"] = str(values["log_level"]).upper()
     settings = Settings(**values)
+    _check_together(settings)
+    return settings
+
+
+def _check_together(settings: Settings) -> None:
+    """Raise ConfigError for settings that are valid alone but not together."""
+    if settings.turn_check_silence_ms >= settings.turn_max_silence_ms:
+        raise ConfigError(
+            f"TURN_CHECK_SILENCE_MS ({settings.turn_check_silence_ms}) must be below "
+            f"TURN_MAX_SILENCE_MS ({settings.turn_max_silence_ms}): the model is asked "
+            "after the first, the second ends the turn whatever it said"
+        )
+    semantic = settings.turn_detection == "server" and settings.server_vad_type == "semantic_vad"
+    if semantic and settings.local_backend:
+        raise ConfigError(
+            "SERVER_VAD_TYPE=semantic_vad needs OpenAI's Realtime API (set OPENAI_API_KEY): "
+            "the built-in backend has server_vad only"
+        )
     if settings.instance_path and settings.web_concurrency > 1:
         # The kernel hands the stream to any worker; only the one that answered /voice
         # holds the reservation. One worker per instance; more instances for more cores.
@@ -276,7 +311,6 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             "worker that reserved a call at /voice must be the one its stream reaches; "
             "run one instance per core instead (docs/scaling-out.md)"
         )
-    return settings
 
 
 def _shown(name: str, raw: str) -> str:

@@ -13,7 +13,11 @@ from mediasrv.backends.realtime.backend import RealtimeBackend, RealtimeConfig
 from mediasrv.backends.realtime.client import Connector
 from mediasrv.call.core import CallConfig, OpenBackend
 from mediasrv.call.observer import CallLog
+from mediasrv.call.turn_checks import CheckRunner, shared_turn_checks
+from mediasrv.models import turn_model
+from mediasrv.policy.endturn import EndTurnConfig
 from mediasrv.policy.turns import TurnConfig
+from mediasrv.protocol import realtime as wire
 from mediasrv.web.settings import Settings
 
 
@@ -37,19 +41,59 @@ def call_config(s: Settings) -> CallConfig:
             echo_window_ms=s.echo_window_ms,
             erl_db=s.echo_erl_db,
             echo_cancel=s.echo_cancel,
+            end_turn=end_turn_config(s),
         ),
     )
 
 
+def uses_turn_model(s: Settings) -> bool:
+    """Tell whether calls run the end-of-turn model (local mode, TURN_MODEL=smart-turn)."""
+    return s.turn_detection == "local" and s.turn_model == "smart-turn"
+
+
+def end_turn_config(s: Settings) -> EndTurnConfig | None:
+    """Return the end-of-turn policy of every call; None: the fixed END_SILENCE_MS."""
+    if not uses_turn_model(s):
+        return None
+    return EndTurnConfig(
+        check_silence_ms=s.turn_check_silence_ms,
+        max_silence_ms=s.turn_max_silence_ms,
+        threshold=s.turn_model_threshold,
+        fallback_silence_ms=s.end_silence_ms,
+        # A pause longer than the check silence was already judged "not the end"; heard
+        # at full length it lowers the model's answer for the finished sentence after it
+        # (measured: scripts/eot_eval.py --sweep), so the model hears it that short.
+        max_pause_heard_ms=s.turn_check_silence_ms,
+    )
+
+
+def turn_checks(s: Settings) -> CheckRunner | None:
+    """Return the process's end-of-turn worker when calls use the model, else None.
+
+    The model file is loaded here, at start-up, so a missing or broken file stops the
+    server with its reason instead of failing every check; the worker starts here too,
+    in the process that serves (gunicorn loads the app after forking), so the process's
+    thread count is the same before its first call and after its last (the soak's check).
+    """
+    if not uses_turn_model(s):
+        return None
+    turn_model.load_session()
+    return shared_turn_checks().start()
+
+
 def realtime_config(s: Settings) -> RealtimeConfig:
     """Return the Realtime session settings (`session.update`) of every call."""
-    server_vad = (s.server_vad_threshold, s.server_vad_silence_ms)
+    turn = None
+    if s.turn_detection == "server" and s.server_vad_type == "semantic_vad":
+        turn = wire.semantic_vad(s.server_vad_eagerness)
+    elif s.turn_detection == "server":
+        turn = wire.server_vad(s.server_vad_threshold, s.server_vad_silence_ms)
     return RealtimeConfig(
         model=s.openai_realtime_model,
         instructions=s.instructions,
         voice=s.openai_voice,
         transcription_model=s.input_transcription_model,
-        server_vad=server_vad if s.turn_detection == "server" else None,
+        turn_detection=turn,
     )
 
 

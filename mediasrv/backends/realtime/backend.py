@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from mediasrv.backends import base
 from mediasrv.backends.realtime.client import Connector, RealtimeClient
@@ -42,8 +43,9 @@ class RealtimeConfig:
     instructions: str
     voice: str
     transcription_model: str = ""
-    # (threshold, silence ms) when the backend's VAD ends turns; None: we commit turns
-    server_vad: tuple[float, int] | None = None
+    # `audio.input.turn_detection` when the backend ends turns (server_vad or semantic_vad,
+    # built by mediasrv.protocol.realtime); None: we commit turns ourselves
+    turn_detection: dict[str, Any] | None = None
 
 
 class RealtimeBackend:
@@ -127,9 +129,8 @@ class RealtimeBackend:
 
     def _on_open(self, client: RealtimeClient) -> None:
         cfg = self._config
-        turn = wire.server_vad(*cfg.server_vad) if cfg.server_vad is not None else None
         client.send(wire.session_update(model=cfg.model, instructions=cfg.instructions,
-                                        voice=cfg.voice, turn_detection=turn,
+                                        voice=cfg.voice, turn_detection=cfg.turn_detection,
                                         transcription_model=cfg.transcription_model))
         with self._lock:
             self._opened += 1
