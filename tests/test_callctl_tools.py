@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from mediasrv.callctl.toolcalls import ToolCall
 from mediasrv.callctl.tools import (
     Answer,
     EndCall,
@@ -23,6 +22,7 @@ from mediasrv.callctl.tools_file import (
     parse_transfer_numbers,
 )
 from mediasrv.errors import ConfigError
+from mediasrv.protocol.toolcalls import ToolCall
 
 ORDER_TOOL: dict[str, Any] = {
     "name": "look_up_order", "description": "Find an order by its number.",

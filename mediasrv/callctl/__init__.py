@@ -4,7 +4,6 @@ Layer: decision code in the policy style (no threads, no sockets, `now` as an ar
 value objects in and out), plus two thin shells that say so in their docstrings:
 
     keypad.py      DTMF digits -> one caller message ("The caller pressed 1 2 3 4 #")
-    toolcalls.py   tool calls from the wire: Chat Completions deltas, Realtime GA events
     tools.py       the tool registry: end_call, transfer_call(to), TOOLS_FILE webhooks;
                    the JSON-schema `tools` payloads of both APIs
     tools_file.py  TOOLS_FILE and TRANSFER_NUMBERS, validated at start-up in words

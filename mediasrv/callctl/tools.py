@@ -20,7 +20,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .toolcalls import ToolCall
+from mediasrv.protocol.toolcalls import ToolCall
+
 from .tools_file import TransferTarget, WebhookTool
 
 JsonObj = dict[str, Any]
