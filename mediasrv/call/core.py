@@ -125,6 +125,12 @@ class _NoBackend:
     def truncate(self, item_id: str, content_index: int, heard_ms: int) -> bool:
         return False
 
+    def tool_result(self, call_id: str, output: str) -> bool:
+        return False
+
+    def caller_text(self, text: str) -> bool:
+        return False
+
     def reconnect(self, reason: str) -> None:
         pass
 
