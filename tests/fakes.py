@@ -244,10 +244,12 @@ def start_msg(call_sid: str = "CA00000001") -> dict[str, Any]:
 
 
 def call_deps(settings: Settings, clock: Clock, rt: FakeRealtime,
-              observer: Observer | None = None) -> CallDeps:
-    """Return a call's dependencies as the app builds them, with `rt` as its backend socket."""
-    return CallDeps(call_config(settings), clock, realtime_backend(lambda: rt, settings),
-                    observer=observer or NullObserver())
+              observer: Observer | None = None, **deps: Any) -> CallDeps:
+    """Return a call's dependencies as the app builds them, with `rt` as its backend socket
+    (and `deps` for the fields the app would fill from other settings: tools, REST...)."""
+    tools = deps["tools"].specs() if "tools" in deps else ()
+    return CallDeps(call_config(settings), clock, realtime_backend(lambda: rt, settings, tools),
+                    observer=observer or NullObserver(), **deps)
 
 
 def call_settings(**overrides: Any) -> Settings:
@@ -256,11 +258,12 @@ def call_settings(**overrides: Any) -> Settings:
 
 
 @contextmanager
-def running_call(**overrides: Any):  # type: ignore[no-untyped-def]
+def running_call(deps: dict[str, Any] | None = None, **overrides: Any):  # type: ignore[no-untyped-def]
+    """Run a call on fakes; `overrides` are settings, `deps` extra CallDeps fields."""
     order: list[tuple[str, str]] = []
     clock = ManualClock()
     twilio, rt, obs = FakeTwilio(order), FakeRealtime(order), RecordingObserver()
-    call = Call(twilio, call_deps(call_settings(**overrides), clock, rt, obs))
+    call = Call(twilio, call_deps(call_settings(**overrides), clock, rt, obs, **(deps or {})))
     rx = threading.Thread(target=call.run, name="mediasrv-test-rx")
     rx.start()
     twilio.push({"event": "connected", "protocol": "Call", "version": "1.0.0"})
