@@ -28,6 +28,7 @@ from twilio.request_validator import RequestValidator
 from mediasrv import __version__
 from mediasrv.backends.realtime.client import Connector, ws_connector
 from mediasrv.call import Call, CallDeps
+from mediasrv.call.observer import CallLog
 from mediasrv.clock import Clock, RealClock
 from mediasrv.errors import PeerClosed
 from mediasrv.protocol.twilio import Start
@@ -214,13 +215,13 @@ def create_app(
         call_sid = request.form.get("CallSid", "")
         answered = request.form.get("AnsweredBy", "")
         action = amd_action(answered)
-        log.info("[AMD] %s answered by %s: %s", call_sid or "(no CallSid)", answered or "?",
-                 action.value)
+        call_log = CallLog(logging.getLogger("mediasrv.call"), {"call_sid": call_sid or "-"})
+        call_log.info("[AMD] answered by %s: %s", answered or "?", action.value)
         if action is AmdAction.AGENT or not call_sid:
             return Response(status=204)
         if rest is None:
-            log.warning("[AMD] %s: cannot act without the REST API (TWILIO_ACCOUNT_SID and "
-                        "signed requests)", call_sid)
+            call_log.warning("[AMD] cannot act without the REST API (TWILIO_ACCOUNT_SID and "
+                             "signed requests)")
             return Response(status=204)
         call = next((c for c in registry.active() if c.call_sid == call_sid), None)
         if call is not None:
@@ -232,7 +233,7 @@ def create_app(
             else:
                 rest.hang_up(call_sid)
         except Exception as exc:  # Twilio still ends the call when the stream closes
-            log.warning("[AMD] %s: REST update failed: %s", call_sid, exc.__class__.__name__)
+            call_log.warning("[AMD] REST update failed: %s", exc.__class__.__name__)
         return Response(status=204)
 
     @app.get("/healthz")

@@ -80,13 +80,18 @@ class TwilioRest:
         twiml = say_and_hang_up_twiml(self._settings.voicemail_message)
         self._client.calls(call_sid).update(twiml=twiml)
 
-    def place_call(self, to: str, from_: str, *, amd: bool) -> str:
-        """Place an outbound call that runs our /voice (AMD async to /amd); return its sid."""
-        public = self._settings.public_url
-        options: dict[str, Any] = {"url": f"{public}/voice", "method": "POST"}
-        if amd:
-            options.update(machine_detection="DetectMessageEnd", async_amd="true",
-                           async_amd_status_callback=f"{public}/amd",
-                           async_amd_status_callback_method="POST")
-        call = self._client.calls.create(to=to, from_=from_, **options)
-        return str(call.sid)
+
+def place_call(settings: Settings, to: str, from_: str, *, amd: bool,
+               http_client: Any = None) -> str:
+    """Place an outbound call that runs our /voice (with AMD: answering-machine detection
+    to the end of a machine's greeting, its result to /amd); return the call sid."""
+    client = rest_client(settings.twilio_account_sid, settings.twilio_auth_token,
+                         settings.twilio_api_base_url, REST_TIMEOUT_S, http_client)
+    public = settings.public_url
+    options: dict[str, Any] = {"url": f"{public}/voice", "method": "POST"}
+    if amd:
+        options.update(machine_detection="DetectMessageEnd", async_amd="true",
+                       async_amd_status_callback=f"{public}/amd",
+                       async_amd_status_callback_method="POST")
+    call = client.calls.create(to=to, from_=from_, **options)
+    return str(call.sid)
