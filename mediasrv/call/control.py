@@ -188,9 +188,12 @@ class Control:
                 self._hand_over(result)
             if not delivery.ask:
                 return
-            asked = self._responses.request("after_tool")
+            # Sent, or deferred behind a response that slipped in: either way the AI is
+            # busy until the line has been heard. Not sent at all (the backend is gone):
+            # not busy, and an exit goes on at once -- there is nobody to say it.
+            self._responses.request("after_tool")
         with core.lock:
-            if asked and self._exit is not None:
+            if self._exit is not None:
                 self._exit.line_requested()
         core.wake()
 
