@@ -77,7 +77,8 @@ class TwilioWorld:
         return self.party.inbound(script, **options)
 
     def outbound(self, to: str, *, amd: bool = False) -> str:
-        """Place a call through the REST API (as scripts/call.py does); return its sid."""
+        """Place a call through the REST API (scripts/call.py does the same); return its
+        sid."""
         return place_call(self.settings, to, SERVER_NUMBER, amd=amd)
 
     def stop(self) -> None:
