@@ -114,6 +114,8 @@ def ai_turns(r: CallResult) -> list[AiTurn]:
     lo = 0
     for m in r.server_marks:  # a byte belongs to the response of the next mark
         rid = response_id(m.name) or "?"
+        if rid == "?" and m.offset == lo:
+            continue  # a mark with no audio before it (a round-trip probe): no response
         ranges.setdefault(rid, []).append((lo, m.offset))
         first_mark.setdefault(rid, m.at)
         lo = m.offset
