@@ -172,8 +172,8 @@ class Call:
         self.log.info("call started (stream %s, turn detection %s)", start.stream_sid,
                       self.config.turn_detection)
         core.observer.call_started()
+        self._control.start(start.call_sid)  # ready for tool calls before any can come
         core.backend.start()
-        self._control.start(start.call_sid)
 
     def _end_from(self, reason: str, by_caller: bool) -> None:
         self.end(reason, by_caller=by_caller)
