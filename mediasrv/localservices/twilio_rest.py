@@ -14,10 +14,11 @@ asks for (callbacks, TwiML fetches, stream stops) goes, in order, to one worker 
 them (the stand-in's auth token), so the server's signature checks are exercised.
 
 `MediaParty` is the seam to whoever holds the calls' media streams (the emulator:
-mediasrv/emulator/party.py): when a call's TwiML is replaced or the call ends, Twilio ends the running
-`<Connect><Stream>` with `stop` and closes it (PROTOCOLS-2 6); the stand-in tells the
-media party to do that. Faults (`RestFault`) answer 5xx, answer slowly, stall or drop
-the connection, for chosen operations; "connection refused" is a stopped stand-in.
+mediasrv/emulator/party.py): when a call's TwiML is replaced or the call ends, Twilio
+ends the running `<Connect><Stream>` with `stop` and closes it (PROTOCOLS-2 6); the
+stand-in tells the media party to do that. Faults (`RestFault`) answer 5xx, answer
+slowly, stall or drop the connection, for chosen operations; "connection refused" is a
+stopped stand-in.
 
 Layer: stand-ins.
 """
