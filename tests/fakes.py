@@ -22,7 +22,6 @@ from timing import bound
 
 from mediasrv.call import Call, CallDeps
 from mediasrv.call.observer import NullObserver, Observer
-from mediasrv.call.turn_checks import CheckRunner
 from mediasrv.clock import Clock, ManualClock
 from mediasrv.errors import PeerClosed
 from mediasrv.web.settings import Settings, load_settings
@@ -245,11 +244,13 @@ def start_msg(call_sid: str = "CA00000001") -> dict[str, Any]:
 
 
 def call_deps(settings: Settings, clock: Clock, rt: FakeRealtime,
-              observer: Observer | None = None, checks: CheckRunner | None = None) -> CallDeps:
+              observer: Observer | None = None, **deps: Any) -> CallDeps:
     """Return a call's dependencies as the app builds them, with `rt` as its backend socket
-    (and `checks` running the end-of-turn model's checks)."""
-    return CallDeps(call_config(settings), clock, realtime_backend(lambda: rt, settings),
-                    observer=observer or NullObserver(), turn_checks=checks)
+    (and `deps` for the fields the app would fill from other settings: turn_checks, tools,
+    REST...)."""
+    tools = deps["tools"].specs() if "tools" in deps else ()
+    return CallDeps(call_config(settings), clock, realtime_backend(lambda: rt, settings, tools),
+                    observer=observer or NullObserver(), **deps)
 
 
 def call_settings(**overrides: Any) -> Settings:
@@ -258,11 +259,12 @@ def call_settings(**overrides: Any) -> Settings:
 
 
 @contextmanager
-def running_call(checks: CheckRunner | None = None, **overrides: Any):  # type: ignore[no-untyped-def]
+def running_call(deps: dict[str, Any] | None = None, **overrides: Any):  # type: ignore[no-untyped-def]
+    """Run a call on fakes; `overrides` are settings, `deps` extra CallDeps fields."""
     order: list[tuple[str, str]] = []
     clock = ManualClock()
     twilio, rt, obs = FakeTwilio(order), FakeRealtime(order), RecordingObserver()
-    call = Call(twilio, call_deps(call_settings(**overrides), clock, rt, obs, checks))
+    call = Call(twilio, call_deps(call_settings(**overrides), clock, rt, obs, **(deps or {})))
     rx = threading.Thread(target=call.run, name="mediasrv-test-rx")
     rx.start()
     twilio.push({"event": "connected", "protocol": "Call", "version": "1.0.0"})

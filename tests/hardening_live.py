@@ -31,8 +31,10 @@ BOUND = bound(5.0)  # bound on every wait in these tests
 
 
 def settings(**overrides: Any) -> Settings:
+    # Pre-warm off: these tests post /voice without a stream, and a session opened for it
+    # would outlive the test (pre-warm has tests of its own: test_prewarm*.py).
     base: dict[str, Any] = {"greeting": "", "silence_timeout_s": 3600.0,
-                            "openai_connect_timeout_s": 1.0}
+                            "openai_connect_timeout_s": 1.0, "prewarm_timeout_s": 0.0}
     return load_settings({}, **{**base, **overrides})
 
 

@@ -98,7 +98,7 @@ def later() -> Iterator[Later]:
 
 def test_a_turn_the_model_calls_finished_is_committed_and_answered() -> None:
     runner = Answers(0.95)
-    with running_call(runner, end_silence_ms=3000, **LOCAL) as h:
+    with running_call({"turn_checks": runner}, end_silence_ms=3000, **LOCAL) as h:
         push(h, speech_frames() + [SILENT] * 15)  # 300 ms: past the check, far from 3 s
         h.rt.expect("input_audio_buffer.commit")
         h.rt.expect("response.create")
@@ -107,7 +107,8 @@ def test_a_turn_the_model_calls_finished_is_committed_and_answered() -> None:
 
 def test_a_check_may_wait_only_until_the_fixed_silence_would_end_its_turn() -> None:
     runner = Answers(0.95)
-    with running_call(runner, end_silence_ms=700, turn_check_silence_ms=200, **LOCAL) as h:
+    with running_call({"turn_checks": runner}, end_silence_ms=700, turn_check_silence_ms=200,
+                      **LOCAL) as h:
         push(h, speech_frames() + [SILENT] * 15)
         h.rt.expect("input_audio_buffer.commit")
     assert runner.max_waits == [pytest.approx(0.5)]  # asked at 200 ms, 700 ms would end it
@@ -117,7 +118,7 @@ def test_a_refused_check_ends_the_turn_at_the_fixed_silence(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="mediasrv.call")
-    with running_call(Refuses(), end_silence_ms=1000, **LOCAL) as h:
+    with running_call({"turn_checks": Refuses()}, end_silence_ms=1000, **LOCAL) as h:
         push(h, speech_frames() + [SILENT] * 15)
         h.sync()
         assert "input_audio_buffer.commit" not in h.rt.sent_types()
@@ -127,7 +128,7 @@ def test_a_refused_check_ends_the_turn_at_the_fixed_silence(
 
 
 def test_a_failed_check_ends_the_turn_at_the_fixed_silence() -> None:
-    with running_call(Answers(None), end_silence_ms=1000, **LOCAL) as h:
+    with running_call({"turn_checks": Answers(None)}, end_silence_ms=1000, **LOCAL) as h:
         push(h, speech_frames() + [SILENT] * 15)
         h.sync()
         assert "input_audio_buffer.commit" not in h.rt.sent_types()
@@ -136,7 +137,7 @@ def test_a_failed_check_ends_the_turn_at_the_fixed_silence() -> None:
 
 
 def test_an_answer_arriving_while_no_frames_come_still_ends_the_turn(later: Later) -> None:
-    with running_call(later, end_silence_ms=3000, **LOCAL) as h:
+    with running_call({"turn_checks": later}, end_silence_ms=3000, **LOCAL) as h:
         push(h, speech_frames() + [SILENT] * 15)
         h.sync()
         assert "input_audio_buffer.commit" not in h.rt.sent_types()

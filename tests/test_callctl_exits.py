@@ -97,3 +97,12 @@ def test_a_handover_line_never_confirmed_heard_still_transfers_with_a_note() -> 
     exit_ = TransferExit(SALES, now=0.0)
     action = exit_.tick(SPEAK_MAX_S)
     assert isinstance(action, SendTransfer) and "not confirmed heard" in action.note
+
+
+def test_the_line_counts_as_heard_only_once_asked_for_and_the_ai_is_idle() -> None:
+    exit_ = EndCallExit("", now=0.0)
+    assert exit_.observe(1.0, ai_busy=False) is None  # not asked for yet: nothing said
+    exit_.line_requested()
+    assert exit_.observe(1.5, ai_busy=True) is None
+    action = exit_.observe(4.0, ai_busy=False)
+    assert isinstance(action, HangUp) and "goodbye heard" in action.reason

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from mediasrv.callctl.toolcalls import ToolCall
 from mediasrv.callctl.tools import (
     Answer,
     EndCall,
@@ -23,6 +22,7 @@ from mediasrv.callctl.tools_file import (
     parse_transfer_numbers,
 )
 from mediasrv.errors import ConfigError
+from mediasrv.protocol.toolcalls import ToolCall
 
 ORDER_TOOL: dict[str, Any] = {
     "name": "look_up_order", "description": "Find an order by its number.",
@@ -186,11 +186,10 @@ def test_transfer_is_offered_only_when_there_are_transfer_numbers() -> None:
                                                     "look_up_order"]
 
 
-def test_realtime_tools_are_flat_functions() -> None:
-    tool = registry().realtime_tools()[2]
-    assert tool == {"type": "function", "name": "look_up_order",
-                    "description": "Find an order by its number.",
-                    "parameters": ORDER_TOOL["parameters"]}
+def test_a_webhook_tool_is_offered_with_its_description_and_parameters() -> None:
+    spec = registry().specs()[2]
+    assert (spec.name, spec.description, spec.parameters) == (
+        "look_up_order", "Find an order by its number.", ORDER_TOOL["parameters"])
 
 
 def test_chat_tools_wrap_each_function_once() -> None:
@@ -202,5 +201,6 @@ def test_chat_tools_wrap_each_function_once() -> None:
 
 
 def test_no_payload_carries_a_webhook_url_or_header() -> None:
-    text = json.dumps([registry().realtime_tools(), registry().chat_tools()])
+    specs = [(s.name, s.description, s.parameters) for s in registry().specs()]
+    text = json.dumps([specs, registry().chat_tools()])
     assert "tools.example.com" not in text and "very-secret" not in text

@@ -86,3 +86,45 @@ def test_a_reconnect_restores_the_same_session_settings() -> None:
         assert first.expect("session.update") == second.expect("session.update")
     finally:
         assert backend.close(WAIT) == []
+
+
+TOOL = base.ToolSpec("end_call", "End the call.", {"type": "object", "properties": {}})
+
+
+def test_tools_are_offered_and_a_turns_calls_come_before_its_response_done() -> None:
+    rt, events = FakeRealtime([]), Events()
+    backend = RealtimeBackend(lambda: rt, RealtimeConfig("m", "i", "v", tools=(TOOL,)),
+                              events, closing=threading.Event(), name="mediasrv-rt-test")
+    backend.start()
+    try:
+        assert events.next() == base.SessionReady(resumed=False)
+        assert [t["name"] for t in rt.expect("session.update")["session"]["tools"]] == \
+            ["end_call"]
+        item = {"id": "item_1", "type": "function_call", "call_id": "call_1",
+                "name": "end_call", "arguments": ""}
+        rt.emit({"type": "response.output_item.added", "response_id": "resp_1", "item": item})
+        rt.emit({"type": "response.function_call_arguments.done", "response_id": "resp_1",
+                 "item_id": "item_1", "call_id": "call_1", "arguments": '{"reason":"bye"}'})
+        rt.emit({"type": "response.done", "response": {"id": "resp_1", "status": "completed"}})
+        ready = events.next()
+        assert isinstance(ready, base.ToolCallsReady) and ready.response_id == "resp_1"
+        assert [(c.call_id, c.name, c.arguments, c.complete) for c in ready.calls] == \
+            [("call_1", "end_call", '{"reason":"bye"}', True)]
+        assert events.next() == base.ResponseDone("resp_1", "completed", "")
+    finally:
+        assert backend.close(WAIT) == []
+
+
+def test_a_tool_result_and_a_caller_text_go_out_as_conversation_items() -> None:
+    rt, events = FakeRealtime([]), Events()
+    backend = opened(lambda: rt, events)
+    try:
+        assert events.next() == base.SessionReady(resumed=False)
+        assert backend.tool_result("call_1", '{"ok":true}')
+        assert backend.caller_text("The caller pressed 1 #")
+        first, second = rt.expect("conversation.item.create"), rt.expect(
+            "conversation.item.create")
+        assert first["item"]["type"] == "function_call_output"
+        assert second["item"]["content"][0]["text"] == "The caller pressed 1 #"
+    finally:
+        assert backend.close(WAIT) == []

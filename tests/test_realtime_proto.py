@@ -76,3 +76,55 @@ def test_truncate_sends_integer_ms():
     doc = json.loads(rp.truncate("item_1", 0, 1234.9))  # type: ignore[arg-type]
     assert doc == {"type": "conversation.item.truncate", "item_id": "item_1",
                    "content_index": 0, "audio_end_ms": 1234}
+
+
+def test_function_call_items_are_parsed_and_assistant_messages_ignored():
+    call = {"id": "item_1", "type": "function_call", "call_id": "call_1", "name": "end_call",
+            "arguments": "", "status": "in_progress"}
+    ev = rp.parse_realtime(json.dumps({"type": "response.output_item.added",
+                                       "response_id": "resp_1", "item": call}))
+    assert ev == rp.FunctionCallItem("resp_1", call)
+    msg = {"id": "item_2", "type": "message", "role": "assistant", "content": []}
+    ignored = rp.parse_realtime(json.dumps({"type": "response.output_item.added",
+                                            "response_id": "resp_1", "item": msg}))
+    assert isinstance(ignored, rp.Ignored)
+
+
+def test_arguments_done_becomes_the_item_fields_it_carries():
+    ev = rp.parse_realtime(json.dumps({
+        "type": "response.function_call_arguments.done", "response_id": "resp_1",
+        "item_id": "item_1", "output_index": 0, "call_id": "call_1", "name": "lookup",
+        "arguments": '{"q":1}'}))
+    assert ev == rp.FunctionCallItem("resp_1", {"id": "item_1", "call_id": "call_1",
+                                                 "name": "lookup", "arguments": '{"q":1}'})
+
+
+def test_response_done_keeps_only_the_function_calls_of_its_output():
+    call = {"id": "item_1", "type": "function_call", "call_id": "call_1", "name": "x"}
+    ev = rp.parse_realtime(json.dumps({"type": "response.done", "response": {
+        "id": "resp_1", "status": "completed",
+        "output": [{"id": "item_0", "type": "message"}, call]}}))
+    assert isinstance(ev, rp.ResponseDone) and ev.function_calls == (call,)
+
+
+def test_session_update_offers_tools_only_when_there_are_some():
+    tool = rp.function_tool("end_call", "End the call.", {"type": "object", "properties": {}})
+    with_tools = json.loads(rp.session_update(model="m", instructions="i", voice="v",
+                                              turn_detection=None, tools=[tool]))["session"]
+    assert with_tools["tools"] == [{"type": "function", "name": "end_call",
+                                    "description": "End the call.",
+                                    "parameters": {"type": "object", "properties": {}}}]
+    assert with_tools["tool_choice"] == "auto"
+    plain = json.loads(rp.session_update(model="m", instructions="i", voice="v",
+                                         turn_detection=None))["session"]
+    assert "tools" not in plain and "tool_choice" not in plain
+
+
+def test_a_tool_result_and_a_caller_text_are_conversation_items():
+    assert json.loads(rp.function_call_output("call_1", '{"ok":true}')) == {
+        "type": "conversation.item.create",
+        "item": {"type": "function_call_output", "call_id": "call_1", "output": '{"ok":true}'}}
+    assert json.loads(rp.user_text("The caller pressed 1 #")) == {
+        "type": "conversation.item.create",
+        "item": {"type": "message", "role": "user",
+                 "content": [{"type": "input_text", "text": "The caller pressed 1 #"}]}}

@@ -28,15 +28,40 @@ The seam speaks in the call's terms, not a vendor's:
 Next backends plug in here. The cascade (Deepgram, chat, ElevenLabs; issue 12) maps
 `truncate`'s heard ms onto the words whose audio played (its TTS alignment is its own
 business) and keeps its own history; its `purpose` tells it a greeting or goodbye is
-fixed text, not a chat turn. Call control (issue 13) adds commands (a tool's result, a
-caller's key presses as text) and events (a tool call) beside these ones.
+fixed text, not a chat turn.
+
+Call control (issue 13). What every backend must do for tools and the keypad:
+
+- offer the model the `ToolSpec`s it was made with (they belong to the server, not to
+  one call: a backend gets them with its other session settings, before it connects,
+  and a reconnect offers them again);
+- when a model turn that called tools is over, emit one `ToolCallsReady` with its calls
+  in the model's order, *before* that response's `ResponseDone`; a call cut short (its
+  arguments incomplete, e.g. by a barge-in) is sent with `complete=False`: the call
+  answers it with a refusal rather than running it;
+- `tool_result(call_id, output)`: put the tool's result (JSON text) into the model's
+  context against that call; the call then asks for the answer with
+  `request_response(..., purpose="after_tool")`. Results are only sent while no
+  response is in flight, all results of one turn before that one request;
+- `caller_text(text)`: put a caller's message given as text (the keypad: "The caller
+  pressed 1 2 3 4 #") into the context as the caller's turn; the call asks for the
+  answer with `request_response(..., purpose="answer")` as for a spoken turn.
+
+The Realtime API does these with `session.tools`, `response.function_call_arguments.done`
+and `response.done` (the authority on a turn's calls), and `conversation.item.create` of
+a `function_call_output` or a user `input_text` message. The cascade: Chat Completions
+`tools`, tool-call deltas assembled by index (mediasrv.protocol.toolcalls), an assistant
+message with the `tool_calls` and one `tool` message per result in its history, then a
+new chat request; the text of `caller_text` as a user message.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from mediasrv.protocol.toolcalls import ToolCall
 
 
 class Backend(Protocol):
@@ -72,6 +97,14 @@ class Backend(Protocol):
         """Keep only the first `heard_ms` of an item's audio: what the caller heard."""
         ...
 
+    def tool_result(self, call_id: str, output: str) -> bool:
+        """Give the model the result (JSON text) of its tool call `call_id`."""
+        ...
+
+    def caller_text(self, text: str) -> bool:
+        """Give the model a caller's turn as text (the keypad), without asking an answer."""
+        ...
+
     def reconnect(self, reason: str) -> None:
         """The call judged the connection dead (no event for too long): treat it as lost."""
         ...
@@ -80,6 +113,15 @@ class Backend(Protocol):
         """Close the connection, wait up to `timeout` for the backend's threads; return the
         names of those still running."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool the model may call: its name, what it is for, its JSON-schema parameters."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
 
 
 # --- events ----------------------------------------------------------------------------
@@ -167,6 +209,15 @@ class AgentTranscript:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallsReady:
+    """A model turn called tools (sent before that response's `ResponseDone`)."""
+
+    response_id: str
+    calls: tuple[ToolCall, ...]
+    problems: tuple[str, ...] = ()  # wire oddities worth a log line (calls dropped)
+
+
+@dataclass(frozen=True, slots=True)
 class BackendError:
     code: str
     message: str
@@ -177,7 +228,7 @@ class BackendError:
 BackendEvent = (
     SessionReady | ConnectionLost | ResponseCreated | AudioDelta | AudioDone | ResponseDone
     | CallerSpeechStarted | CallerSpeechStopped | CallerTurnCommitted | Truncated
-    | CallerTranscript | AgentTranscript | BackendError
+    | CallerTranscript | AgentTranscript | ToolCallsReady | BackendError
 )
 
 EventSink = Callable[[BackendEvent], None]

@@ -5,7 +5,9 @@ Layer: call.
 `Call.run` is the rx loop (the flask-sock handler thread): it waits for `start`, builds
 the parts of the call and starts its threads (see core.py for all of them and the lock
 rule), then reads Twilio until the call ends: caller audio to the uplink, mark echoes to
-the playback ledger, `stop` to the end. Other threads end a call with `end(reason)`.
+the playback ledger, keys to call control, `stop` to the end -- a hang-up, unless call
+control caused it (a transfer, a voicemail redirect). Other threads end a call with
+`end(reason)`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from mediasrv.call.control import Control
 from mediasrv.call.core import CallConfig, CallCore, CallDeps, TwilioSocket
 from mediasrv.call.observer import CallLog
 from mediasrv.call.outbound import BargeIn, TxReports
@@ -71,6 +74,8 @@ class Call:
         self._threads: list[threading.Thread] = []  # rx loop only (started in _setup)
         self._barge_in = BargeIn(core)
         self._responses = Responses(core, self._barge_in)
+        self._control = Control(core, deps, self._responses, self._barge_in, self._end_from)
+        self._responses.tools = self._control
         self._echo = EchoReference()
         self._uplink = Uplink(core, self._echo, self._on_turn, deps.turn_checks)
         self._tx: TxLoop | None = None
@@ -102,9 +107,9 @@ class Call:
     def end(self, reason: str, *, by_caller: bool = False) -> None:
         """End the call from any thread (the rx loop closes the Twilio socket)."""
         with self._core.lock:
-            if not self.end_reason:
+            if not self.end_reason:  # the first ending names it, and says who ended it
                 self.end_reason = reason
-            self._caller_ended = self._caller_ended or by_caller
+                self._caller_ended = by_caller
         self._core.close()
 
     def request_response(self, purpose: str, instructions: str = "") -> bool:
@@ -114,6 +119,10 @@ class Call:
     def say_goodbye(self, reason: str) -> bool:
         """Begin a goodbye now (e.g. shutdown); the call hangs up once it has been heard."""
         return self._responses.say_goodbye(reason)
+
+    def redirected(self, reason: str) -> None:
+        """Twilio was told to run other TwiML (voicemail): its `stop` is not a hang-up."""
+        self._control.redirected(reason)
 
     def _await_start(self) -> Start | None:
         clock = self._core.clock
@@ -146,13 +155,15 @@ class Call:
         self.log.bind(start.call_sid)
         sid = start.call_sid[-8:]
         core.backend = self.deps.open_backend(self._responses.on_event, closing=core.closing,
-                                              name=f"mediasrv-rt-{sid}", logger=self.log)
+                                              name=f"mediasrv-rt-{sid}", logger=self.log,
+                                              call_sid=start.call_sid)
+        core.recording.start(start.call_sid)
         writer = TwilioWriter(self.ws, TwilioMessages(start.stream_sid), core.clock)
         self._tx = TxLoop(core.playout, writer, core.clock, core.closing,
                           TxReports(core, self._barge_in), self._echo,
                           prebuffer_ms=self.config.prebuffer_ms,
                           mark_interval_ms=self.config.mark_interval_ms)
-        self._watcher = Watcher(core, writer, self._responses, self._end_from)
+        self._watcher = Watcher(core, writer, self._responses, self._control, self._end_from)
         for name, target in (("tx", self._tx_run), ("watch", self._watcher.run)):
             # Daemon: never keep a dying process up; they still end on `closing`.
             thread = threading.Thread(target=target, name=f"mediasrv-{name}-{sid}", daemon=True)
@@ -161,6 +172,7 @@ class Call:
         self.log.info("call started (stream %s, turn detection %s)", start.stream_sid,
                       self.config.turn_detection)
         core.observer.call_started()
+        self._control.start(start.call_sid)  # ready for tool calls before any can come
         core.backend.start()
 
     def _end_from(self, reason: str, by_caller: bool) -> None:
@@ -181,7 +193,7 @@ class Call:
         core = self._core
         core.close()
         deadline = core.clock.now() + _JOIN_S
-        stuck = core.backend.close(timeout=_JOIN_S)
+        stuck = core.backend.close(timeout=_JOIN_S) + self._control.close()
         for thread in self._threads:
             thread.join(timeout=max(0.05, deadline - core.clock.now()))
             if thread.is_alive():
@@ -198,6 +210,7 @@ class Call:
             except Exception as exc:  # the socket close still ends the call (PROTOCOLS 1.7)
                 self.log.warning("REST hang-up failed: %s", exc.__class__.__name__)
         duration = core.clock.now() - core.started_at
+        core.recording.finish(reason, duration)
         self.log.info("call ended: reason=%s duration=%.1fs turns=%d barge_ins=%d",
                       reason, duration, answers, barge_ins)
         core.observer.call_ended(reason)
@@ -240,9 +253,9 @@ class Call:
         elif isinstance(msg, Mark):
             self._on_mark(msg.name, now)
         elif isinstance(msg, Stop):
-            self.end("caller hung up (stop)", by_caller=True)
+            self.end(self._control.stop_reason() or "caller hung up (stop)", by_caller=True)
         elif isinstance(msg, Dtmf):
-            self.log.info("dtmf digit %s", msg.digit)
+            self._control.on_dtmf(msg.digit, now)
         elif isinstance(msg, Start):
             self._bad_input("second start: dropped")
 

@@ -10,24 +10,29 @@ Threads of a call (all end when `closing` is set; every blocking wait has a boun
 - mediasrv-rt-<sid>: the backend's reader; hands each event to responses.py;
 - mediasrv-tx-<sid>: the paced tx loop, the *only* thread that writes to Twilio:
   frames, marks, probes and barge-in's `clear` (tx.py);
-- mediasrv-watch-<sid>: the watcher: ticks the supervisor at its next deadline or when
-  woken (watcher.py);
+- mediasrv-watch-<sid>: the watcher: ticks the supervisor and call control at their
+  next deadline or when woken (watcher.py);
+- on demand: a webhook tool's thread (mediasrv-tool-<sid>-N), a Twilio REST request
+  (mediasrv-rest-<sid>: a transfer, Twilio's recording), the recorder's writer
+  (mediasrv-rec-<sid>); each bounded by its own timeout and joined at the end (control.py,
+  recording.py);
 - and, shared by all calls of the process, mediasrv-turn-model: the end-of-turn model's
   worker (turn_checks.py), whose answers the rx loop takes back.
 
 The lock rule. State that must change together -- the response ledger, the playback
-ledger, the supervisor, the playout buffer's overflow and generation -- lives behind
-`lock`, the one call lock. A thread decides under it (a pure call returning a plan),
-flips the `threading.Event` flags that must change with that decision, and releases it;
-then it sends, logs and starts threads. Nothing blocks while holding it: no socket, no
-full queue (queue operations under it are `*_nowait`; a `queue.Queue`'s own mutex is
-taken inside it for an instant, never the other way round). Both halves are asserted:
-helpers named `*_locked` assert that their thread holds the lock (`CallLock.held`), and
-`backend` asserts that a command goes out with it released. The backend's own lock
-(backends/realtime) is a leaf: it is never held while calling out, and the call never
-holds its lock when it calls the backend, so the two are never nested. There is no lock
-around Twilio: only the tx thread writes to it, so nothing else ever waits on Twilio,
-and the backend's reader hands a barge-in to the tx thread through the playout buffer.
+ledger, the supervisor, the playout buffer's overflow and generation, and call control's
+keypad, tool tracker and exit -- lives behind `lock`, the one call lock. A thread
+decides under it (a pure call returning a plan), flips the `threading.Event` flags that
+must change with that decision, and releases it; then it sends, logs and starts threads.
+Nothing blocks while holding it: no socket, no full queue (queue operations under it are
+`*_nowait`; a `queue.Queue`'s own mutex is taken inside it for an instant, never the
+other way round). Both halves are asserted: helpers named `*_locked` assert that their
+thread holds the lock (`CallLock.held`), and `backend` asserts that a command goes out
+with it released. The backend's own lock (backends/realtime) is a leaf: it is never held
+while calling out, and the call never holds its lock when it calls the backend, so the
+two are never nested. There is no lock around Twilio: only the tx thread writes to it,
+so nothing else ever waits on Twilio, and the backend's reader hands a barge-in to the
+tx thread through the playout buffer.
 
 Read without the lock, on purpose: the Events (`closing`, `ai_speaking`); the playout
 buffer's generation (an int written under the lock; a stale read lets at most the
@@ -48,7 +53,11 @@ from mediasrv.backends.base import Backend, EventSink
 from mediasrv.call.lock import CallLock
 from mediasrv.call.observer import NULL_OBSERVER, CallLog, Observer
 from mediasrv.call.playout import PlayoutBuffer
+from mediasrv.call.recording import Recording
 from mediasrv.call.turn_checks import CheckRunner
+from mediasrv.callctl.tools import RunWebhook, ToolRegistry
+from mediasrv.callctl.tools_file import TransferTarget
+from mediasrv.callctl.webhook import ToolResult, WebhookRunner
 from mediasrv.clock import Clock
 from mediasrv.policy.ledger import ResponseLedger
 from mediasrv.policy.playback import Playback
@@ -72,6 +81,10 @@ class CallConfig:
     stall_timeout_s: float = 4.0
     ws_max_message_bytes: int = 64 * 1024
     turn: TurnConfig = field(default_factory=TurnConfig)
+    tool_timeout_s: float = 8.0
+    dtmf_barge_in: bool = False
+    dtmf_inter_digit_ms: int = 2000
+    recordings_dir: str = ""  # RECORD_CALLS: where to write ("" = no recording)
 
     @property
     def server_turns(self) -> bool:
@@ -87,10 +100,23 @@ class TwilioSocket(Protocol):
 
 
 class OpenBackend(Protocol):
-    """Make (not start) the call's backend; its events go to `events`."""
+    """Make (not start) the call's backend; its events go to `events`. `call_sid` lets
+    the web layer hand over a session it opened for this call at /voice (pre-warm)."""
 
     def __call__(self, events: EventSink, *, closing: threading.Event, name: str,
-                 logger: CallLog) -> Backend: ...
+                 logger: CallLog, call_sid: str) -> Backend: ...
+
+
+class ToolRunner(Protocol):
+    """Runs webhook tools off the call's threads (callctl/webhook.py)."""
+
+    def run(self, decision: RunWebhook) -> None: ...
+
+    def close(self, timeout: float = 2.0) -> None: ...
+
+
+# (call sid, timeout s, where results go) -> the runner of one call
+ToolRunnerFactory = Callable[[str, float, Callable[[ToolResult], None]], ToolRunner]
 
 
 @dataclass
@@ -105,6 +131,12 @@ class CallDeps:
     hang_up: Callable[[str], None] | None = None
     # Runs the end-of-turn model's checks (the process's worker); None: no model.
     turn_checks: CheckRunner | None = None
+    tools: ToolRegistry = field(default_factory=ToolRegistry)  # end_call only by default
+    tool_runner: ToolRunnerFactory = WebhookRunner
+    # REST: update the live call with <Dial> to the target (raises on failure); None = no
+    # transfers. Start Twilio's own recording of a call; None = off.
+    transfer: Callable[[str, TransferTarget], None] | None = None
+    start_recording: Callable[[str], None] | None = None
 
 
 class _NoBackend:
@@ -128,6 +160,12 @@ class _NoBackend:
         return False
 
     def truncate(self, item_id: str, content_index: int, heard_ms: int) -> bool:
+        return False
+
+    def tool_result(self, call_id: str, output: str) -> bool:
+        return False
+
+    def caller_text(self, text: str) -> bool:
         return False
 
     def reconnect(self, reason: str) -> None:
@@ -163,6 +201,7 @@ class CallCore:
         self.closing = threading.Event()
         self.ai_speaking = threading.Event()  # set with a response's audio; cleared by its drain
         self.watcher_wake = threading.Event()
+        self.recording = Recording(cfg.recordings_dir, log)
         self._backend: Backend = NO_BACKEND
 
     @property

@@ -60,6 +60,8 @@ class BargeIn:
                 core.backend.cancel(plan.response_id)
         latency_ms = (point.at - request.triggered_at) * 1000.0
         core.observer.barge_in(latency_ms)
+        core.recording.barge_in(point.at - core.started_at,
+                                [(c.item_id, c.audio_end_ms) for c in cuts])
         core.log.info("[BARGE-IN] trigger=%s speech_ms=%d response=%s heard_ms=%s "
                       "trigger_to_clear_ms=%.1f cancel=%s", request.trigger, request.speech_ms,
                       plan.response_id, [c.audio_end_ms for c in cuts], latency_ms, plan.cancel)
@@ -90,6 +92,9 @@ class TxReports:
 
     def item_sent(self, response_id: str) -> None:
         self._core.wake()  # its drain may be complete
+
+    def frame_sent(self, audio: bytes, plays_at: float) -> None:
+        self._core.recording.ai_frame(audio, plays_at - self._core.started_at)
 
     def before_clear(self) -> None:
         self._barge_in.before_clear()

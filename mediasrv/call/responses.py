@@ -9,11 +9,16 @@ thread (an answer from the rx loop, a greeting from the reader, an idle prompt f
 watcher); the ledger lets one at a time through and defers the rest.
 
 When the backend cannot speak, the call speaks for it from pre-rendered prompts: "one
-moment" while a reconnect is under way (and during dead air), the apology and a goodbye
-when it is gone for good.
+moment" while a reconnect is under way (and during dead air, and while a tool runs), the
+apology and a goodbye when it is gone for good.
+
+Tool calls go to call control (`tools`, control.py), which is also told when a response
+ends (its held tool results may go now) and when the session is lost.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from mediasrv.backends import base
 from mediasrv.call.core import CallCore
@@ -34,10 +39,32 @@ def reason_tag(reason: str) -> str:
     return next((t for r, t in REASON_TAGS.items() if reason.startswith(r)), "[SILENCE]")
 
 
+class ToolHooks(Protocol):
+    """What the backend's events tell call control (control.py)."""
+
+    def on_tool_calls(self, ev: base.ToolCallsReady, now: float) -> None: ...
+
+    def deliver(self) -> None: ...
+
+    def session_lost(self) -> None: ...
+
+
+class _NoTools:
+    def on_tool_calls(self, ev: base.ToolCallsReady, now: float) -> None:
+        pass
+
+    def deliver(self) -> None:
+        pass
+
+    def session_lost(self) -> None:
+        pass
+
+
 class Responses:
     def __init__(self, core: CallCore, barge_in: BargeIn) -> None:
         self._core = core
         self._barge_in = barge_in
+        self.tools: ToolHooks = _NoTools()  # call control, set before the call starts
 
     # --- requests (any thread) -----------------------------------------------------------
 
@@ -84,6 +111,10 @@ class Responses:
         core.log.info("[AI_TALK] local prompt %s (%d ms)", prompt, len(audio) // 8)
         core.wake()
 
+    def filler(self) -> None:
+        """Tell a caller waiting on a tool "one moment" (each time the wait falls silent)."""
+        self.say_local("one_moment")
+
     def hold(self) -> None:
         """Tell a waiting caller "one moment", once until the backend's audio flows again."""
         with self._core.lock:
@@ -126,6 +157,8 @@ class Responses:
                 self._barge_in.trigger("server_vad", now)
         elif isinstance(ev, base.CallerTurnCommitted):
             self._on_committed()
+        elif isinstance(ev, base.ToolCallsReady):
+            self.tools.on_tool_calls(ev, now)
         else:
             self._on_session_event(ev)
 
@@ -144,11 +177,13 @@ class Responses:
             core.log.info("item %s truncated at %d ms", ev.item_id, ev.audio_end_ms)
         elif isinstance(ev, base.CallerTranscript):
             core.log.info("[TRANSCRIPT] caller: %s", ev.text)
+            core.recording.caller_said(ev.text, core.clock.now() - core.started_at)
         elif isinstance(ev, base.AgentTranscript):
             with core.lock:
                 cut = core.ledger.is_cancelled(ev.response_id)
             core.log.info("[TRANSCRIPT] ai%s: %s", " (cut off by barge-in)" if cut else "",
                           ev.text)
+            core.recording.ai_said(ev.item_id, ev.text, core.clock.now() - core.started_at)
 
     def _on_delta(self, ev: base.AudioDelta, now: float) -> None:
         core = self._core
@@ -200,6 +235,7 @@ class Responses:
                       f" ({ev.reason})" if ev.reason else "")
         if done.deferred is not None:
             self.request(done.deferred)
+        self.tools.deliver()  # results held while this response was in flight
 
     def _log_audio_done(self, response_id: str) -> None:
         core = self._core
@@ -243,6 +279,7 @@ class Responses:
             core.ledger.on_lost()
         core.wake()
         core.observer.reconnect()
+        self.tools.session_lost()
         if ev.retrying:
             self.hold()
             return

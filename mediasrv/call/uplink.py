@@ -79,6 +79,7 @@ class Uplink:
                 self._on_gap(msg.timestamp_ms - self._next_ts, now)
             self._next_ts = msg.timestamp_ms + len(msg.payload) // 8
         core = self._core
+        core.recording.caller_frame(msg.payload, now - core.started_at)  # as captured
         ai_playing = core.ai_playing()
         for sent_at, frame in self._echo.take():
             self.turn_policy.on_sent(frame, sent_at)

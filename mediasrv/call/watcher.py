@@ -2,13 +2,16 @@
 
 Layer: call.
 
-It sleeps until the supervisor's next deadline, or until something it judges changes
-and a part of the call wakes it (`CallCore.wake`: a response created or done, all of
+It sleeps until the next deadline of the supervisor or of call control (a keypad
+entry's timeout, a tool's backstop, an exit's line), or until something it judges
+changes and a part of the call wakes it (`CallCore.wake`: a response created or done, all of
 a response's audio queued or sent, a mark echoed, a barge-in, a caller's utterance). It
 then reads a snapshot and ticks the supervisor under the call lock, and carries out
 what comes back after releasing it: the end of a drain, the idle prompt and the
-goodbye, "one moment" in dead air, a reconnect of a stalled backend, the end of a call
-whose Twilio socket failed. No thread polls queue sizes; no thread per response.
+goodbye, "one moment" in dead air (every time while a tool runs), a reconnect of a
+stalled backend, the end of a call whose Twilio socket failed; and what call control
+decided (a keypad entry, a spoken exit's next step, held tool results to deliver). No
+thread polls queue sizes; no thread per response.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import queue
 import threading
 from collections.abc import Callable
 
+from mediasrv.call.control import TOOL_WAIT, Control
 from mediasrv.call.core import CallCore
 from mediasrv.call.responses import Responses, reason_tag
 from mediasrv.call.tx import TwilioWriter
@@ -30,10 +34,11 @@ IDLE_WAIT_S = 1.0
 
 class Watcher:
     def __init__(self, core: CallCore, writer: TwilioWriter, responses: Responses,
-                 end: Callable[[str, bool], None]) -> None:
+                 control: Control, end: Callable[[str, bool], None]) -> None:
         self._core = core
         self._writer = writer
         self._responses = responses
+        self._control = control
         self._end = end  # (reason, by the caller's side: no REST hang-up)
         self._barriers: queue.SimpleQueue[threading.Event] = queue.SimpleQueue()
 
@@ -44,17 +49,21 @@ class Watcher:
             barriers = self._take_barriers()
             now = core.clock.now()
             with core.lock:
-                actions = core.supervisor.tick(now, self._snapshot_locked())
+                snapshot = self._snapshot_locked()
+                actions = core.supervisor.tick(now, snapshot)
                 if any(isinstance(a, sup.Drained) for a in actions):
                     core.ai_speaking.clear()  # with the decision: a new response may start
-                deadline = core.supervisor.next_deadline()
+                decided = self._control.tick_locked(now, snapshot.ai_busy)
+                due = [d for d in (core.supervisor.next_deadline(),
+                                   self._control.next_deadline_locked()) if d is not None]
             for action in actions:
                 self._act(action)
+            self._control.act(decided)
             for barrier in barriers:
                 barrier.set()
-            if actions:
+            if actions or decided:
                 continue  # what was done may be due to be judged again at once
-            until = now + IDLE_WAIT_S if deadline is None else min(deadline, now + IDLE_WAIT_S)
+            until = min([now + IDLE_WAIT_S, *due])
             core.clock.sleep_until(until, core.watcher_wake)
         for barrier in self._take_barriers():
             barrier.set()
@@ -85,7 +94,7 @@ class Watcher:
             last_sent_at=self._writer.last_sent_at,
             ai_busy=in_flight or core.ai_speaking.is_set() or queued > 0
             or core.playback.has_unheard(),
-            wait_reason=ledger.wait_reason(connected),
+            wait_reason=ledger.wait_reason(connected) or self._control.wait_reason_locked(),
             backend_busy=in_flight,
             connected=connected,
         )
@@ -102,7 +111,10 @@ class Watcher:
         elif isinstance(action, sup.DeadAir):
             log.warning("[DEAD_AIR] caller waiting in silence for %.1f s: %s",
                         action.silent_s, action.reason)
-            self._responses.hold()
+            if action.reason.startswith(TOOL_WAIT):
+                self._responses.filler()
+            else:
+                self._responses.hold()
         elif isinstance(action, sup.Stalled):
             core.backend.reconnect(action.reason)
         elif isinstance(action, sup.TxFailed):

@@ -4,9 +4,9 @@ Layer: decision code in the policy style (no threads, no sockets, `now` as an ar
 value objects in and out), plus two thin shells that say so in their docstrings:
 
     keypad.py      DTMF digits -> one caller message ("The caller pressed 1 2 3 4 #")
-    toolcalls.py   tool calls from the wire: Chat Completions deltas, Realtime GA events
     tools.py       the tool registry: end_call, transfer_call(to), TOOLS_FILE webhooks;
-                   the JSON-schema `tools` payloads of both APIs
+                   the tools as the seam offers them, Chat Completions' `tools`
+    tracker.py     a call's tool calls: running, results waiting for the backend
     tools_file.py  TOOLS_FILE and TRANSFER_NUMBERS, validated at start-up in words
     exits.py       the spoken exits: end-call (goodbye -> heard -> hang up) and transfer
                    (handover line -> heard -> REST update -> stream stopped)
@@ -16,6 +16,7 @@ value objects in and out), plus two thin shells that say so in their docstrings:
     webhook.py     SHELL: runs a webhook tool on its own thread, bounded by TOOL_TIMEOUT_S
     recorder.py    SHELL: writes one call's stereo WAV and transcript on its own thread
 
-Nothing here is wired into the call yet (issue 13, phase 1): the call engine and both
-backends use it in phase 2.
+The call uses it through mediasrv/call/control.py and recording.py; the web layer
+through rest.py (REST actions) and settings.py (TOOLS_FILE, TRANSFER_NUMBERS). Tool calls
+off the wire are mediasrv.protocol.toolcalls (both backends read them).
 """

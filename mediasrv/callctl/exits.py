@@ -9,11 +9,16 @@ Pure state machines (no threads, `now` as an argument, actions returned as value
 
 Both wait until the line was *heard* (the playback ledger says so, or a barge-in cut it:
 a caller talking over "goodbye" is leaving too), bounded by SPEAK_MAX_S so lost marks
-never hold a line open. A transfer is done when Twilio ends the media stream with `stop`
-after the REST update (PROTOCOLS-2 6): that `stop` is the transfer succeeding, not a
-hang-up, so it must never be answered with `status=completed`; `stream_stopped()` says
-which it was. If no `stop` comes within STOP_WAIT_S of a successful update the call was
-redirected anyway, so the engine closes its end.
+never hold a line open. The engine says when the line was asked for (`line_requested`:
+the answer after the tool's result); from then on the AI is busy -- the request in
+flight, its audio queued or not yet confirmed played -- and `observe(now, ai_busy)` takes
+the first moment it is not as the line heard.
+
+A transfer is done when Twilio ends the media stream with `stop` after the REST update
+(PROTOCOLS-2 6): that `stop` is the transfer succeeding, not a hang-up, so it must never
+be answered with `status=completed`; `stream_stopped()` says which it was. If no `stop`
+comes within STOP_WAIT_S of a successful update the call was redirected anyway, so the
+engine closes its end.
 
 Layer: call control (pure: no threads, no I/O; `now` as an argument).
 """
@@ -81,9 +86,20 @@ class _SpokenExit:
     def __init__(self, now: float) -> None:
         self.state = ExitState.SPEAKING
         self._deadline: float | None = now + SPEAK_MAX_S
+        self._requested = False
 
     def next_deadline(self) -> float | None:
         return self._deadline
+
+    def line_requested(self) -> None:
+        """The line was asked for: the AI is busy with it from now until it was heard."""
+        self._requested = True
+
+    def observe(self, now: float, ai_busy: bool) -> ExitAction | None:
+        """Take the AI's state: once nothing of the requested line is left, it was heard."""
+        if not self._requested or ai_busy:
+            return None
+        return self.line_heard(now)
 
     def line_heard(self, now: float) -> ExitAction | None:
         """The goodbye or handover line has played (or was cut by a barge-in)."""

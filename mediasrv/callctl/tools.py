@@ -20,7 +20,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .toolcalls import ToolCall
+from mediasrv.backends.base import ToolSpec
+from mediasrv.protocol.toolcalls import ToolCall
+
 from .tools_file import TransferTarget, WebhookTool
 
 JsonObj = dict[str, Any]
@@ -43,15 +45,6 @@ END_CALL_ACCEPTED = json.dumps({"ok": True, "next": "Say a short goodbye now. Th
                                                     "ends when the caller has heard it."})
 TRANSFER_ACCEPTED = json.dumps({"ok": True, "next": "Tell the caller in one short sentence "
                                                     "that you are transferring them now."})
-
-
-@dataclass(frozen=True, slots=True)
-class ToolSpec:
-    """A tool as the model sees it."""
-
-    name: str
-    description: str
-    parameters: JsonObj
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +94,8 @@ class ToolRegistry:
         self._specs = self._build_specs()
 
     def specs(self) -> tuple[ToolSpec, ...]:
+        """Return the tools as the seam offers them to any backend (no URLs, no headers)."""
         return self._specs
-
-    def realtime_tools(self) -> list[JsonObj]:
-        """Return `session.tools` for the Realtime GA session.update (flat functions)."""
-        return [{"type": "function", "name": s.name, "description": s.description,
-                 "parameters": s.parameters} for s in self._specs]
 
     def chat_tools(self) -> list[JsonObj]:
         """Return `tools` for a Chat Completions request (functions wrapped once)."""

@@ -15,6 +15,12 @@ must not hang on a paced sender; every normal path still ends them through `clos
   with the time it was read (on loopback: when the server sent it) and notices when the
   server hangs up.
 
+Besides the caller's own hang-up (`hangup()`), Twilio itself may end the stream:
+`twilio_stop(reason)` sends `stop` as Twilio does when the call's TwiML is replaced (a
+transfer, a voicemail) or the call ends (party.py, for the REST stand-in). A call may
+also be placed from TwiML Twilio already fetched (`CallOptions.twiml`, an outbound call)
+and start its stream `stream_delay_s` after the TwiML was read (Twilio's own setup).
+
 The phone and the timeline are shared by both: one lock, never held across a socket call.
 """
 
@@ -25,7 +31,7 @@ import logging
 import socket
 import threading
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import websocket
@@ -61,6 +67,10 @@ class CallOptions:
     close_grace: float = 1.0  # after our stop, how long the server gets to close
     network: NetworkTiming = field(default_factory=NetworkTiming)  # server <-> Twilio transit
     clock: Clock = field(default_factory=RealClock)
+    call_sid: str | None = None  # Twilio's sid of this call (default: a new random one)
+    twiml: str | None = None  # TwiML already fetched: stream to its <Connect><Stream>
+    stream_delay_s: float = 0.0  # from the TwiML read to the stream's WebSocket connect
+    on_end: Callable[[EmulatedCall], None] | None = None  # told once the result is ready
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,7 @@ class EmulatedCall:
         self.base_url = base_url.rstrip("/")
         self.script = script
         self.opts = options or CallOptions()
-        self.call_sid = wire.new_sid("CA")
+        self.call_sid = self.opts.call_sid or wire.new_sid("CA")
         self.stream_sid = wire.new_sid("MZ")
         self._clock = self.opts.clock
         self._t0 = self._clock.now()
@@ -91,6 +101,7 @@ class EmulatedCall:
         self._closing = threading.Event()  # the stream is over: both threads end
         self._stop_sent = threading.Event()  # a close after this is not a server hang-up
         self._hangup_req = threading.Event()
+        self._twilio_stop = ""  # why Twilio ends the stream (set before _hangup_req)
         self._done = threading.Event()
         self._phone = Phone(script, self.opts.network, 0.0)
         self._timeline: list[TimelineEvent] = []
@@ -146,6 +157,12 @@ class EmulatedCall:
         self._hangup_req.set()
         self._wake.set()
 
+    def twilio_stop(self, reason: str) -> None:
+        """End the stream as Twilio does (its TwiML was replaced, or the call ended)."""
+        self._twilio_stop = reason or "stream stopped"
+        self._event("twilio stop", self._twilio_stop)
+        self.hangup()
+
     def run(self, timeout: float | None = None) -> CallResult:
         """Place the call, wait for it to end, return what happened."""
         if self.start():
@@ -179,7 +196,10 @@ class EmulatedCall:
 
     def _setup(self) -> None:
         o = self.opts
-        if o.post_voice:
+        if o.twiml is not None:
+            target = wire.parse_twiml(o.twiml)
+            self._stream_url, self._params = target.url, target.parameters
+        elif o.post_voice:
             params = {
                 "CallSid": self.call_sid,
                 "AccountSid": o.account_sid,
@@ -192,6 +212,8 @@ class EmulatedCall:
             self._stream_url = wire.public_stream_url(o.public_url, self.base_url)
             self._params = dict(o.custom_parameters)
         self._ws_url = o.ws_url or wire.local_ws_url(self._stream_url, self.base_url)
+        if o.stream_delay_s > 0:
+            self._clock.sleep_until(self._clock.now() + o.stream_delay_s)
         headers = []
         if o.auth_token:
             sig = wire.signature(o.auth_token, self._stream_url, {})
@@ -249,7 +271,10 @@ class EmulatedCall:
             if not self._closing.is_set():
                 self._stop_sent.set()
                 ws.send(wire.stop_msg(seq, self.stream_sid, self.call_sid, self.opts.account_sid))
-                self._hang_up_as("caller", "stop sent")
+                if self._twilio_stop:
+                    self._hang_up_as("twilio", self._twilio_stop)
+                else:
+                    self._hang_up_as("caller", "stop sent")
                 ws.send_close()
                 assert self._rx is not None
                 self._rx.join(timeout=self.opts.close_grace)  # the server's close
@@ -286,6 +311,9 @@ class EmulatedCall:
         return seq
 
     def _encode(self, msg: Outgoing, seq: int) -> str:
+        if msg.kind == "dtmf":
+            self._event("send dtmf", msg.name)
+            return wire.dtmf_msg(seq, self.stream_sid, msg.name)
         if msg.kind == "media":
             self._frames_sent = msg.frame + 1
             i = msg.frame
@@ -391,6 +419,11 @@ class EmulatedCall:
                 network=phone.network,
             )
         self._done.set()
+        if self.opts.on_end is not None:
+            try:
+                self.opts.on_end(self)
+            except Exception:  # the listener's bug must not hide this call's result
+                log.exception("call %s: on_end listener failed", self.call_sid)
 
     # -- helpers ----------------------------------------------------------------
 

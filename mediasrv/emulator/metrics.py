@@ -314,6 +314,11 @@ def summarize(r: CallResult) -> dict[str, Any]:
         "time_to_first_audio_ms": (
             round(r.media_arrivals[0][0] * 1000, 1) if r.media_arrivals else None
         ),
+        # from the stream's start (the `start` message sent), not from the webhook
+        "first_audio_after_start_ms": (
+            round((r.media_arrivals[0][0] - r.media_t0) * 1000, 1) if r.media_arrivals
+            else None
+        ),
         "greeting": None
         if first is None
         else {

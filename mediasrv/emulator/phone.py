@@ -13,7 +13,8 @@ wake-up jitter:
   tick), then travels back to the server;
 - inbound frame i is captured over stream time [i * 20 ms, (i + 1) * 20 ms) and leaves
   Twilio at the end of that window: the caller's microphone plus the echo of what the
-  playout model played in that window (line.py), mu-law encoded; then it travels.
+  playout model played in that window (line.py), mu-law encoded; then it travels;
+- a key the script presses at stream time s leaves as a `dtmf` message at s.
 
 All times are seconds of call time; stream time s is call time `media_t0 + s`.
 """
@@ -39,11 +40,11 @@ _NUDGE_S = 1e-7  # a mark that float error left unreleased at its own time is re
 class Outgoing:
     """A message Twilio sends to the server: inbound `media` frame i, or a mark echo."""
 
-    kind: str  # "media" | "mark"
-    made_at: float  # captured (end of the frame's window) or played, call time
+    kind: str  # "media" | "mark" | "dtmf"
+    made_at: float  # captured (end of the frame's window), played or pressed, call time
     frame: int = -1
     payload: bytes = b""
-    name: str = ""
+    name: str = ""  # the mark's name, or the key pressed
     played: bool = True  # mark echoes only: False when flushed by a clear
 
 
@@ -70,6 +71,7 @@ class Phone:
         )
         self._up: Link[Outgoing] = Link(network.up_ms, network.jitter_ms, network.seed + 1)
         self._next_frame = 0
+        self._next_key = 0
         self._echo_idx = 0
         self.sent = bytearray()  # every inbound frame as captured
         self.arrivals: list[tuple[float, int]] = []  # media at the socket: (time, bytes)
@@ -106,7 +108,8 @@ class Phone:
 
     def finished(self) -> bool:
         """True once every frame of the script was captured and has left for the server."""
-        return self._next_frame >= self.script.n_frames and len(self._up) == 0
+        return (self._next_frame >= self.script.n_frames and len(self._up) == 0
+                and self._next_key >= len(self.script.keys))
 
     def frame_end(self, i: int) -> float:
         """Return the call time at which inbound frame i has been captured."""
@@ -118,12 +121,20 @@ class Phone:
         times = [self._down.next_due(), self.playout.next_event_time()]
         if self._next_frame < self.script.n_frames:
             times.append(self.frame_end(self._next_frame))
+        if self._next_key < len(self.script.keys):
+            times.append(self.media_t0 + self.script.keys[self._next_key][0])
         return min((t for t in times if t is not None), default=None)
 
     def _step(self, t: float) -> None:
         arrival = self._down.next_due()
         mark = self.playout.next_event_time()
-        if arrival is not None and arrival <= t:
+        keys = self.script.keys
+        if self._next_key < len(keys) and self.media_t0 + keys[self._next_key][0] <= t:
+            key = keys[self._next_key][1]
+            self._next_key += 1
+            self.timeline.append(TimelineEvent(t, "dtmf", key))
+            self._up.push(Outgoing("dtmf", t, name=key), t)
+        elif arrival is not None and arrival <= t:
             self._apply(*self._down.pop_next())
         elif mark is not None and mark <= t:
             self.playout.advance(t)

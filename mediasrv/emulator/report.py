@@ -114,6 +114,8 @@ def ai_turns(r: CallResult) -> list[AiTurn]:
     lo = 0
     for m in r.server_marks:  # a byte belongs to the response of the next mark
         rid = response_id(m.name) or "?"
+        if rid == "?" and m.offset == lo:
+            continue  # a mark with no audio before it (a round-trip probe): no response
         ranges.setdefault(rid, []).append((lo, m.offset))
         first_mark.setdefault(rid, m.at)
         lo = m.offset
@@ -187,8 +189,13 @@ def format_summary(r: CallResult) -> str:
         elif row["during_ai_audio"]:
             said += ", over the AI, which did not stop"
         rows.append((row["onset_s"], said))
+    for event in r.timeline:
+        if event.event == "dtmf":
+            rows.append((event.t, f"caller  pressed {event.detail}"))
     h = s["hangup"]
-    if h["by"] is not None:
+    if h["by"] == "twilio":
+        rows.append((h["t_s"], "twilio  stopped the stream (the call's TwiML changed)"))
+    elif h["by"] is not None:
         rows.append((h["t_s"], f"{h['by']:<7} hung up"))
     lines += [f"{t:7.2f} s  {text}" for t, text in sorted(rows, key=lambda row: row[0])]
     lat = s["barge_in_latency_ms"]

@@ -104,6 +104,7 @@ class Scenario:
     greeting_prompts: tuple[str, ...] = ("greeting",)  # what the backend's greeting says
     kind: str = "other"  # which figure of the targets table it feeds (targets.py)
     group: str = ""  # its row within that figure (e.g. the line's name)
+    keys: tuple[tuple[float, str], ...] = ()  # the caller's key presses (stream time, key)
 
     @property
     def echo(self) -> EchoPath | None:
@@ -151,7 +152,7 @@ class Scenario:
                 segments.append(SpeechSegment(name, at, None, None))
         if self.background is not None:
             mix += self._background(audio_dir, total, loud)
-        return CallerScript.from_samples(mix, segments, self.line)
+        return CallerScript.from_samples(mix, segments, self.line, self.keys)
 
     def _background(self, audio_dir: Path, total: int, loud: list[Float]) -> Float:
         bg = self.background

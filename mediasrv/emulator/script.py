@@ -11,6 +11,10 @@ The script is only the caller's side. What the server receives is that signal th
 the call's `Line` (line.py): the echo of what Twilio actually played, loudspeaker
 saturation, hiss, and one mu-law encoding at the end. Without a line, `frame(i)` is
 the caller's signal mu-law encoded as is.
+
+`keys` are the caller's key presses, (stream time, key): Twilio reports each as a
+`dtmf` message on a bidirectional stream (PROTOCOLS.md 1.2); the tones themselves are
+not put into the audio.
 """
 
 from __future__ import annotations
@@ -126,6 +130,7 @@ class CallerScript:
         line: Line | EchoPath | None = None,
         *,
         samples: Float | None = None,
+        keys: Sequence[tuple[float, str]] = (),
     ) -> None:
         if samples is None:
             if len(ulaw) % FRAME_BYTES:
@@ -139,6 +144,7 @@ class CallerScript:
             self.ulaw = pcm16_to_ulaw(to_pcm16(mic.astype(np.float64)))
         self.segments = tuple(segments)
         self.line = Line(echo=line, hiss_dbov=None) if isinstance(line, EchoPath) else line
+        self.keys = tuple(sorted(keys))
 
     @classmethod
     def from_samples(
@@ -146,9 +152,10 @@ class CallerScript:
         samples: Float,
         segments: Sequence[SpeechSegment] = (),
         line: Line | EchoPath | None = None,
+        keys: Sequence[tuple[float, str]] = (),
     ) -> CallerScript:
         """Return a script over float samples (8 kHz, full scale 1.0)."""
-        return cls(b"", segments, line, samples=np.asarray(samples, np.float64))
+        return cls(b"", segments, line, samples=np.asarray(samples, np.float64), keys=keys)
 
     @classmethod
     def build(
@@ -159,8 +166,10 @@ class CallerScript:
         background: Path | str | None = None,
         background_db: float = 0.0,
         echo: Line | EchoPath | None = None,
+        keys: Sequence[tuple[float, str]] = (),
     ) -> CallerScript:
-        """Render placed WAVs over silence or a looped noise WAV (gain in dB)."""
+        """Render placed WAVs over silence or a looped noise WAV (gain in dB); the caller
+        presses `keys` ((stream time, key)) too."""
         voices = [(p, load_8k(p.path)) for p in placements]
         if duration is None:
             ends = [p.at + v.size / SAMPLE_RATE for p, v in voices]
@@ -181,7 +190,7 @@ class CallerScript:
                 track[lo:hi] = v[: hi - lo]
             mix += track
             segments.append(_locate(p, track))
-        return cls.from_samples(mix, segments, echo)
+        return cls.from_samples(mix, segments, echo, keys)
 
     @property
     def n_frames(self) -> int:

@@ -103,6 +103,17 @@ def mark_msg(seq: int, stream_sid: str, name: str) -> str:
     )
 
 
+def dtmf_msg(seq: int, stream_sid: str, digit: str) -> str:
+    return json.dumps(
+        {
+            "event": "dtmf",
+            "streamSid": stream_sid,
+            "sequenceNumber": str(seq),
+            "dtmf": {"track": "inbound_track", "digit": digit},
+        }
+    )
+
+
 def stop_msg(seq: int, stream_sid: str, call_sid: str, account_sid: str) -> str:
     return json.dumps(
         {

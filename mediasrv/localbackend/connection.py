@@ -188,6 +188,8 @@ class Connection:
             log.warning("fault injection: upgrade request left unanswered")
             return
         decision = decide_handshake(ev.target, list(ev.extra_headers), options.model)
+        if options.handshake_delay_s and self._dead.wait(options.handshake_delay_s):
+            return  # torn down while it waited
         if decision.status != 101:
             log.info("rejected upgrade to %s (%d)", ev.target, decision.status)
             with self._lock:

@@ -39,6 +39,16 @@ class BackendOptions:
       - "no_handshake": TCP connections are accepted but the HTTP upgrade is never answered.
       - "error_on_response": every `response.create` yields `response.created` then
         `response.done` with status "failed" and a `server_error` in status_details.
+
+    `handshake_delay_s` answers every upgrade that much later: the handshake time of a
+    real API far away (about 1 s for OpenAI), for measuring the pre-warm.
+
+    `tool_plan` makes the echo-test agent call tools: (n, name, arguments JSON) makes the
+    n-th answer of a session (1-based: responses asked for with purpose "answer") a
+    function call of `name` instead of speech, as a model calling a tool at once does.
+    The answer after the tool's result (purpose "after_tool") says goodbye for
+    `end_call`, "one moment please" (a handover line) for `transfer_call`, and the long
+    answer for any other tool.
     """
 
     speed: float = 5.0  # audio streamed at 5x real time, like the real API's bursts
@@ -57,6 +67,8 @@ class BackendOptions:
     # Keep per session what a judge needs (test and benchmark backends only: it holds
     # every appended byte): appends with their times, VAD starts, items, truncations.
     record_sessions: bool = False
+    handshake_delay_s: float = 0.0
+    tool_plan: tuple[tuple[int, str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.speed > 0:
@@ -69,6 +81,10 @@ class BackendOptions:
             raise ConfigError("fault_after_deltas must be >= 0")
         if self.socket_timeout_s <= 0:
             raise ConfigError("socket_timeout_s must be > 0")
+        if not 0 <= self.handshake_delay_s <= 60:
+            raise ConfigError("handshake_delay_s must be 0 to 60")
+        if any(n < 1 or not name for n, name, _ in self.tool_plan):
+            raise ConfigError("tool_plan: (answer number >= 1, tool name, arguments)")
         unknown = [n for n in self.greeting_prompts if n not in PROMPT_TEXTS]
         if not self.greeting_prompts or unknown:
             raise ConfigError(f"greeting_prompts must name prompts of {sorted(PROMPT_TEXTS)}")
@@ -85,7 +101,9 @@ class SessionRecord:
 
     appends: (time, audio) of every `input_audio_buffer.append`; speech_started: (time,
     audio_start_ms) of every server-VAD start; items: assistant items created;
-    truncations: (time, item, audio_end_ms, item_ms).
+    truncations: (time, item, audio_end_ms, item_ms); texts: (time, text) of caller
+    messages given as text; tool_calls: (time, call id, name, arguments) made;
+    tool_outputs: (time, call id, output) received.
     """
 
     session_id: str
@@ -93,6 +111,9 @@ class SessionRecord:
     speech_started: list[tuple[float, int]] = field(default_factory=list)
     items: list[str] = field(default_factory=list)
     truncations: list[tuple[float, str, int, int]] = field(default_factory=list)
+    texts: list[tuple[float, str]] = field(default_factory=list)
+    tool_calls: list[tuple[float, str, str, str]] = field(default_factory=list)
+    tool_outputs: list[tuple[float, str, str]] = field(default_factory=list)
 
     def add(self, now: float, kind: str, value: Any) -> None:
         if kind == "append":
@@ -103,10 +124,17 @@ class SessionRecord:
             self.items.append(value)
         elif kind == "truncation":
             self.truncations.append((now, *value))
+        elif kind == "text":
+            self.texts.append((now, value))
+        elif kind == "tool_call":
+            self.tool_calls.append((now, *value))
+        elif kind == "tool_output":
+            self.tool_outputs.append((now, *value))
 
     def copy(self) -> SessionRecord:
         return SessionRecord(self.session_id, list(self.appends), list(self.speech_started),
-                             list(self.items), list(self.truncations))
+                             list(self.items), list(self.truncations), list(self.texts),
+                             list(self.tool_calls), list(self.tool_outputs))
 
 
 @dataclass

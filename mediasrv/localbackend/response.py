@@ -170,3 +170,36 @@ class ResponseStream:
                   item=self._item(status)),
             event("response.done", response=self._response(status, details)),
         ]
+
+
+def function_call_response(response_id: str, item_id: str, call_id: str, name: str,
+                           arguments: str, metadata: dict[str, Any] | None,
+                           previous_item_id: str | None) -> list[JsonObj]:
+    """Return every event of a response that only calls a tool, in the real API's order:
+    created, the item added, its arguments (one delta, then done), the item done, done."""
+    def item(status: str, args: str) -> JsonObj:
+        return {"id": item_id, "object": "realtime.item", "type": "function_call",
+                "status": status, "call_id": call_id, "name": name, "arguments": args}
+
+    def response(status: str, output: list[JsonObj]) -> JsonObj:
+        return {"object": "realtime.response", "id": response_id, "status": status,
+                "status_details": None, "output": output, "conversation_id": "conv_local",
+                "output_modalities": ["audio"], "max_output_tokens": "inf",
+                "metadata": metadata, "usage": None}
+
+    ids = {"response_id": response_id, "item_id": item_id, "output_index": 0}
+    done_item = item("completed", arguments)
+    return [
+        event("response.created", response=response("in_progress", [])),
+        event("response.output_item.added", response_id=response_id, output_index=0,
+              item=item("in_progress", "")),
+        event("conversation.item.added", previous_item_id=previous_item_id,
+              item=item("in_progress", "")),
+        event("response.function_call_arguments.delta", delta=arguments, call_id=call_id, **ids),
+        event("response.function_call_arguments.done", arguments=arguments, call_id=call_id,
+              name=name, **ids),
+        event("response.output_item.done", response_id=response_id, output_index=0,
+              item=done_item),
+        event("conversation.item.done", previous_item_id=previous_item_id, item=done_item),
+        event("response.done", response=response("completed", [done_item])),
+    ]

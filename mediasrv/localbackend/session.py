@@ -22,8 +22,9 @@ from mediasrv.audio import BYTES_PER_MS
 
 from .options import BackendOptions, BackendStats
 from .prompts import PromptBank, compose, describe_caller_audio
-from .response import Pace, ResponseStream
+from .response import Pace, ResponseStream, function_call_response
 from .session_input import InputAudio
+from .tooling import ToolAgent, ToolOutput, read_item
 from .wire import (
     ClientEventError,
     JsonObj,
@@ -51,10 +52,11 @@ EVENT_KEYS: dict[str, frozenset[str]] = {
     "response.create": frozenset({"response"}),
     "response.cancel": frozenset({"response_id"}),
     "conversation.item.truncate": frozenset({"item_id", "content_index", "audio_end_ms"}),
+    "conversation.item.create": frozenset({"item", "previous_item_id"}),
 }
 # Real GA client events this backend does not implement: rejected with a clear reason.
-UNSUPPORTED = frozenset({"conversation.item.create", "conversation.item.delete",
-                         "conversation.item.retrieve", "output_audio_buffer.clear"})
+UNSUPPORTED = frozenset({"conversation.item.delete", "conversation.item.retrieve",
+                         "output_audio_buffer.clear"})
 RESPONSE_KEYS = frozenset({"output_modalities", "audio", "instructions", "conversation", "input",
                            "metadata", "tools", "tool_choice", "max_output_tokens", "prompt"})
 MIN_COMMIT_MS = 100  # the real API refuses to commit less than 100 ms of audio
@@ -95,6 +97,7 @@ class RealtimeSession:
         self._user_items: set[str] = set()
         self._last_item_id: str | None = None
         self._last_utterance: bytes | None = None
+        self._tools = ToolAgent(options.tool_plan)
         self._out: list[JsonObj] = []
         self._close: CloseAction | None = None
         self._handlers: dict[str, Callable[[JsonObj, float], None]] = {
@@ -105,6 +108,7 @@ class RealtimeSession:
             "response.create": self._on_response_create,
             "response.cancel": self._on_response_cancel,
             "conversation.item.truncate": self._on_truncate,
+            "conversation.item.create": self._on_item_create,
         }
 
     # -- inputs -------------------------------------------------------------------------
@@ -292,7 +296,14 @@ class RealtimeSession:
 
     def _start_response(self, metadata: dict[str, Any] | None, now: float) -> None:
         purpose = metadata.get("purpose") if metadata else None
-        speech = compose(self._bank, purpose, self._last_utterance,
+        caller = self._last_utterance
+        planned = self._tools.next_answer() if purpose == "answer" else None
+        if planned is not None:
+            self._call_tool(*planned, metadata, now)
+            return
+        if purpose == "after_tool":
+            purpose, caller = self._tools.after_tool_purpose(), None
+        speech = compose(self._bank, purpose, caller,
                          self._options.answer_caller_audio_cap_ms,
                          greeting=self._options.greeting_prompts)
         fault = self._options.fault
@@ -316,6 +327,31 @@ class RealtimeSession:
         self._active = stream
         self._last_item_id = stream.item_id
         self._pump(now)
+
+    def _call_tool(self, name: str, arguments: str, metadata: dict[str, Any] | None,
+                   now: float) -> None:
+        response_id, item_id, call_id = new_id("resp"), new_id("item"), new_id("call")
+        self._tools.called(call_id, name)
+        log.info("session %s: response %s calls the tool %s", self.id, response_id, name)
+        self._record(now, "tool_call", (call_id, name, arguments))
+        for ev in function_call_response(response_id, item_id, call_id, name, arguments,
+                                         metadata, self._last_item_id):
+            self._emit(ev)
+        self._last_item_id = item_id
+
+    def _on_item_create(self, msg: JsonObj, now: float) -> None:
+        item = read_item(msg.get("item"), self._tools.calls)
+        if isinstance(item, ToolOutput):
+            self._tools.took(item)
+            self._record(now, "tool_output", (item.call_id, item.output))
+        else:
+            self._last_utterance = None  # the next answer is to this text, not old audio
+            self._record(now, "text", item.text)
+        added = {**msg["item"], "id": new_id("item"), "object": "realtime.item",
+                 "status": "completed"}
+        previous, self._last_item_id = self._last_item_id, added["id"]
+        self._emit(event("conversation.item.added", previous_item_id=previous, item=added))
+        self._emit(event("conversation.item.done", previous_item_id=previous, item=added))
 
     def _pump(self, now: float) -> None:
         stream = self._active

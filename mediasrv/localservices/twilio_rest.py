@@ -13,11 +13,12 @@ asks for (callbacks, TwiML fetches, stream stops) goes, in order, to one worker 
 `tick()`). Callbacks are form POSTs signed with X-Twilio-Signature exactly as Twilio signs
 them (the stand-in's auth token), so the server's signature checks are exercised.
 
-`MediaParty` is the seam to whoever holds the calls' media streams (the emulator, in
-phase 2): when a call's TwiML is replaced or the call ends, Twilio ends the running
-`<Connect><Stream>` with `stop` and closes it (PROTOCOLS-2 6); the stand-in tells the
-media party to do that. Faults (`RestFault`) answer 5xx, answer slowly, stall or drop
-the connection, for chosen operations; "connection refused" is a stopped stand-in.
+`MediaParty` is the seam to whoever holds the calls' media streams (the emulator:
+mediasrv/emulator/party.py): when a call's TwiML is replaced or the call ends, Twilio
+ends the running `<Connect><Stream>` with `stop` and closes it (PROTOCOLS-2 6); the
+stand-in tells the media party to do that. Faults (`RestFault`) answer 5xx, answer
+slowly, stall or drop the connection, for chosen operations; "connection refused" is a
+stopped stand-in.
 
 Layer: stand-ins.
 """
@@ -55,7 +56,7 @@ MAX_TWIML_FETCH = 64 * 1024
 
 
 class MediaParty(Protocol):
-    """Holds the calls' media streams (the Twilio emulator implements it in phase 2)."""
+    """Holds the calls' media streams (mediasrv.emulator.party.EmulatorParty)."""
 
     def run_twiml(self, call_sid: str, twiml: str) -> None:
         """The call now runs `twiml` (open the stream of a <Connect><Stream>, ...)."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 # for again: the new session never heard the caller.
 RESUMABLE = ("greeting", "idle_prompt", "goodbye")
 # A deferred request is replaced by a later one of at least its rank.
-_RANK = {"answer": 1, "idle_prompt": 1, "greeting": 1, "goodbye": 2}
+_RANK = {"answer": 1, "idle_prompt": 1, "greeting": 1, "after_tool": 1, "goodbye": 2}
 # Responses of our own pre-rendered prompts: the backend never heard of them.
 LOCAL_PREFIX = "local_"
 

@@ -104,6 +104,11 @@ class Supervisor:
         self._ever_watched: set[str] = set()  # responses whose drain was ever watched
         self._drain_due: float | None = None
 
+    @property
+    def caller_talking(self) -> bool:
+        """Tell whether the caller is mid-utterance (not the moment to start talking)."""
+        return self._caller_talking
+
     # --- what happened -------------------------------------------------------------------
 
     def caller_started(self, now: float) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mediasrv.errors import RealtimeProtocolError
+from mediasrv.protocol.toolcalls import arguments_item
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,16 @@ class ResponseDone:
     response_id: str
     status: str
     reason: str
+    function_calls: tuple[dict[str, Any], ...] = ()  # `function_call` items of its output
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCallItem:
+    """What a function call item (or the `.done` of its arguments) says so far; the
+    fields of the item as sent (`id`, `call_id`, `name`, `arguments`, `status`)."""
+
+    response_id: str
+    item: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +112,7 @@ class Ignored:
 RealtimeEvent = (
     SessionEvent | ResponseCreated | AudioDelta | AudioDone | ResponseDone
     | InputSpeechStarted | InputSpeechStopped | InputCommitted | Truncated | ErrorEvent
-    | InputTranscript | OutputTranscript | Ignored
+    | InputTranscript | OutputTranscript | FunctionCallItem | Ignored
 )
 
 BETA_ALIASES = {
@@ -164,7 +175,22 @@ def _response_done(msg: dict[str, Any]) -> ResponseDone:
     response = msg["response"]
     details = response.get("status_details") or {}
     reason = details.get("reason") if isinstance(details, dict) else None
-    return ResponseDone(_s(response, "id"), str(response.get("status", "")), str(reason or ""))
+    output = response.get("output")
+    calls = tuple(item for item in output if isinstance(item, dict)
+                  and item.get("type") == "function_call") if isinstance(output, list) else ()
+    return ResponseDone(_s(response, "id"), str(response.get("status", "")), str(reason or ""),
+                        calls)
+
+
+def _output_item(msg: dict[str, Any]) -> FunctionCallItem | Ignored:
+    item = msg["item"]
+    if not isinstance(item, dict) or item.get("type") != "function_call":
+        return Ignored(str(msg["type"]))  # an assistant message: its audio says it all
+    return FunctionCallItem(_s(msg, "response_id"), item)
+
+
+def _arguments_done(msg: dict[str, Any]) -> FunctionCallItem:
+    return FunctionCallItem(_s(msg, "response_id"), arguments_item(msg))
 
 
 def _error(msg: dict[str, Any]) -> ErrorEvent:
@@ -200,6 +226,9 @@ _PARSERS: dict[str, Any] = {
     "response.output_audio_transcript.done": lambda m: OutputTranscript(
         _s(m, "response_id"), _s(m, "item_id"), _s(m, "transcript")
     ),
+    "response.output_item.added": _output_item,
+    "response.output_item.done": _output_item,
+    "response.function_call_arguments.done": _arguments_done,
 }
 
 
@@ -220,15 +249,16 @@ def session_update(
     voice: str,
     turn_detection: dict[str, Any] | None,
     transcription_model: str = "",
+    tools: list[dict[str, Any]] | None = None,
 ) -> str:
-    """Build the GA `session.update` with mu-law in and out."""
+    """Build the GA `session.update` with mu-law in and out (and the model's tools)."""
     audio_in: dict[str, Any] = {
         "format": {"type": "audio/pcmu"},
         "turn_detection": turn_detection,
     }
     if transcription_model:
         audio_in["transcription"] = {"model": transcription_model}
-    session = {
+    session: dict[str, Any] = {
         "type": "realtime",
         "model": model,
         "output_modalities": ["audio"],
@@ -238,7 +268,30 @@ def session_update(
             "output": {"format": {"type": "audio/pcmu"}, "voice": voice},
         },
     }
+    if tools:
+        session["tools"] = tools
+        session["tool_choice"] = "auto"
     return json.dumps({"type": "session.update", "session": session})
+
+
+def function_tool(name: str, description: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Return one entry of `session.tools`: a flat function (no Chat-style wrapper)."""
+    return {"type": "function", "name": name, "description": description,
+            "parameters": parameters}
+
+
+def function_call_output(call_id: str, output: str) -> str:
+    """Build the `conversation.item.create` that hands one tool's result to the model."""
+    return json.dumps({"type": "conversation.item.create",
+                       "item": {"type": "function_call_output", "call_id": call_id,
+                                "output": output}})
+
+
+def user_text(text: str) -> str:
+    """Build the `conversation.item.create` of a caller's message given as text."""
+    return json.dumps({"type": "conversation.item.create",
+                       "item": {"type": "message", "role": "user",
+                                "content": [{"type": "input_text", "text": text}]}})
 
 
 def server_vad(threshold: float, silence_ms: int) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,19 +54,22 @@ class BackendPool:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # guards _backends (calls may be set up in parallel)
-        self._backends: dict[tuple[str, ...], LocalBackend] = {}
-        self._start(("greeting",))
+        self._backends: dict[tuple[tuple[str, Any], ...], LocalBackend] = {}
+        self.url_with()
 
     def url_for(self, scenario: Scenario) -> str:
         """Return the URL of a backend that greets as `scenario` needs (started once)."""
-        return self._start(scenario.greeting_prompts)
+        return self.url_with(greeting_prompts=scenario.greeting_prompts)
 
-    def _start(self, key: tuple[str, ...]) -> str:
+    def url_with(self, **options: Any) -> str:
+        """Return the URL of a recording backend with these BackendOptions (started once),
+        e.g. a tool plan or a handshake delay."""
+        key = tuple(sorted({"greeting_prompts": ("greeting",), **options}.items()))
         with self._lock:
             backend = self._backends.get(key)
             if backend is None:
-                options = BackendOptions(greeting_prompts=key, record_sessions=True)
-                backend = LocalBackend(options).start(host="127.0.0.1", port=0)
+                backend = LocalBackend(BackendOptions(**dict(key), record_sessions=True))
+                backend.start(host="127.0.0.1", port=0)
                 self._backends[key] = backend
             return backend.url
 
@@ -109,12 +112,17 @@ def scenario_settings(
 
 
 class LocalServer:
-    """The real WSGI app (create_app) on a loopback port, served by werkzeug threads."""
+    """The real WSGI app (create_app) on a loopback port, served by werkzeug threads.
 
-    def __init__(self, settings: Settings, host: str = "127.0.0.1") -> None:
-        self.settings = settings
-        self.app = create_app(settings)
-        self._server: BaseWSGIServer = make_server(host, 0, self.app, threaded=True)
+    `settings` may be a function of the server's own base URL (for PUBLIC_URL: the
+    origin Twilio signs with), called once the port is bound.
+    """
+
+    def __init__(self, settings: Settings | Callable[[str], Settings],
+                 host: str = "127.0.0.1") -> None:
+        self._server: BaseWSGIServer = make_server(host, 0, self._wsgi, threaded=True)
+        self.settings = settings(self.base_url) if callable(settings) else settings
+        self.app = create_app(self.settings)
         # Daemon: an interrupted run must not hang on it; stop() shuts it down and joins.
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="mediasrv-e2e-http", daemon=True
@@ -123,6 +131,9 @@ class LocalServer:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_port}"
+
+    def _wsgi(self, environ: Any, start_response: Any) -> Any:
+        return self.app(environ, start_response)  # bound before the app exists
 
     def start(self) -> LocalServer:
         self._thread.start()

@@ -1,6 +1,11 @@
-"""The Flask app: POST /voice (TwiML), WS /media (the call), GET /healthz, GET /metrics.
+"""The Flask app: POST /voice (TwiML), WS /media (the call), POST /amd, GET /healthz,
+GET /metrics.
 
 Layer: web.
+
+`/voice` reserves the call's slot and pre-warms its AI session (prewarm.py); `/amd` takes
+Twilio's answering-machine result of an outbound call (rest.py: a machine gets the
+voicemail message, then a hang-up).
 
 `/healthz` is liveness (200 while the process serves); `/healthz?ready=1` is readiness
 (503 while draining or at MAX_CALLS). See health.py.
@@ -12,7 +17,6 @@ import hashlib
 import hmac
 import logging
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,7 @@ from twilio.request_validator import RequestValidator
 from mediasrv import __version__
 from mediasrv.backends.realtime.client import Connector, ws_connector
 from mediasrv.call import Call, CallDeps
+from mediasrv.call.observer import CallLog
 from mediasrv.call.turn_checks import THREAD_NAME as TURN_MODEL_THREAD
 from mediasrv.clock import Clock, RealClock
 from mediasrv.errors import PeerClosed
@@ -33,9 +38,11 @@ from mediasrv.web.admission import Admission
 from mediasrv.web.health import BackendHealth, readiness
 from mediasrv.web.logs import configure_logging
 from mediasrv.web.metrics import Metrics
+from mediasrv.web.prewarm import Prewarm
+from mediasrv.web.rest import AmdAction, TwilioRest, amd_action
 from mediasrv.web.settings import Settings
 from mediasrv.web.shutdown import Shutdown
-from mediasrv.web.wiring import call_config, realtime_backend, turn_checks
+from mediasrv.web.wiring import call_config, realtime_backend, tool_registry, turn_checks
 
 log = logging.getLogger(__name__)
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
@@ -43,7 +50,6 @@ PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 # reason and goes on (parse_twilio); simple-websocket's own cap *closes* the socket
 # (1009), so it is set far higher, only to bound the memory one message can take.
 WS_HARD_MAX_BYTES = 2 * 1024 * 1024
-REST_TIMEOUT_S = 5.0  # the REST hang-up runs on the ending call's own thread
 
 
 class TwilioWs:
@@ -100,8 +106,17 @@ def create_app(
     registry = Admission(settings.max_calls, clock)
     backend_health = BackendHealth(clock)
     connect = backend_health.track(connect_realtime or _default_connector(settings))
-    config, open_backend = call_config(settings), realtime_backend(connect, settings)
+    rest = TwilioRest(settings, metrics, twilio_http_client) if settings.rest_enabled \
+        else None
+    _warn_call_control(settings)
+    tools = tool_registry(settings)
+    config = call_config(settings)
+    open_backend = realtime_backend(connect, settings, tools.specs())
     checks = turn_checks(settings)
+    prewarm = None
+    if settings.prewarm_timeout_s > 0:
+        prewarm = Prewarm(open_backend, settings.prewarm_timeout_s, settings.max_calls, clock)
+        open_backend = prewarm.open_backend
     validator = None
     if settings.signatures_enabled:
         validator = RequestValidator(settings.twilio_auth_token)
@@ -111,17 +126,16 @@ def create_app(
             "for Twilio signatures and anyone can open a call. Set both in production. !!!"
         )
     prompts = load_prompts()
-    hang_up = _rest_hang_up(settings, metrics, twilio_http_client)
     shutdown = Shutdown(registry, clock, settings.graceful_timeout_s, settings.shutdown_goodbye_s,
                         metrics)
     app.extensions["mediasrv"] = {
         "registry": registry, "metrics": metrics, "settings": settings, "shutdown": shutdown,
-        "backend_health": backend_health,
+        "backend_health": backend_health, "prewarm": prewarm, "rest": rest,
     }
 
     @app.post("/voice")
     def voice() -> Response:
-        if validator is not None and not _valid_voice(validator, settings):
+        if validator is not None and not _valid_webhook(validator, settings):
             log.warning("/voice: bad or missing X-Twilio-Signature: 403")
             return Response("forbidden", status=403)
         answer = voice_answer(request.form.get("CallSid", ""),
@@ -134,6 +148,8 @@ def create_app(
             params = {}
             if validator is not None and call_sid:
                 params["token"] = stream_token(settings.twilio_auth_token, call_sid)
+            if prewarm is not None and call_sid:
+                prewarm.open(call_sid)
             return handoff.stream(settings.stream_url(request.host), params)
         # Handing off needs instance routing: without it the proxy may stream anywhere.
         answer = handoff.refuse(
@@ -178,7 +194,11 @@ def create_app(
         def admit(start: Start) -> str | None:  # the call sid is known only from `start`
             return check_start(start) or registry.claim(call, start.call_sid)
 
-        deps = CallDeps(config, clock, open_backend, prompts, metrics, admit, hang_up, checks)
+        deps = CallDeps(config, clock, open_backend, prompts, metrics, admit,
+                        rest.hang_up if rest else None, checks, tools,
+                        transfer=rest.transfer if rest else None,
+                        start_recording=rest.start_recording
+                        if rest and settings.twilio_recording == "dual" else None)
         call = Call(TwilioWs(ws), deps)
         if not registry.add(call):
             return
@@ -187,6 +207,36 @@ def create_app(
         finally:
             registry.remove(call)
             metrics.call_finished(call)
+
+    @app.post("/amd")
+    def amd() -> Response:
+        """Twilio's asynchronous answering-machine result for an outbound call."""
+        if validator is not None and not _valid_webhook(validator, settings):
+            log.warning("/amd: bad or missing X-Twilio-Signature: 403")
+            return Response("forbidden", status=403)
+        call_sid = request.form.get("CallSid", "")
+        answered = request.form.get("AnsweredBy", "")
+        action = amd_action(answered)
+        call_log = CallLog(logging.getLogger("mediasrv.call"), {"call_sid": call_sid or "-"})
+        call_log.info("[AMD] answered by %s: %s", answered or "?", action.value)
+        if action is AmdAction.AGENT or not call_sid:
+            return Response(status=204)
+        if rest is None:
+            call_log.warning("[AMD] cannot act without the REST API (TWILIO_ACCOUNT_SID and "
+                             "signed requests)")
+            return Response(status=204)
+        call = next((c for c in registry.active() if c.call_sid == call_sid), None)
+        if call is not None:
+            call.redirected("voicemail left" if action is AmdAction.VOICEMAIL
+                            else f"answered by {answered}: hung up")
+        try:
+            if action is AmdAction.VOICEMAIL:
+                rest.voicemail(call_sid)
+            else:
+                rest.hang_up(call_sid)
+        except Exception as exc:  # Twilio still ends the call when the stream closes
+            call_log.warning("[AMD] REST update failed: %s", exc.__class__.__name__)
+        return Response(status=204)
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -239,33 +289,18 @@ def _thread_counts() -> dict[str, int]:
             "http_pool": pool}
 
 
-def _rest_hang_up(
-    settings: Settings, metrics: Metrics, http_client: Any
-) -> Callable[[str], None] | None:
-    """Return a function ending a call through the REST API, or None when not configured."""
-    if not settings.rest_hangup_enabled:
-        return None
-    from twilio.http.http_client import TwilioHttpClient
-    from twilio.rest import Client
-
-    client = Client(
-        settings.twilio_account_sid,
-        settings.twilio_auth_token,
-        http_client=http_client or TwilioHttpClient(timeout=REST_TIMEOUT_S),
-    )
-
-    def hang_up(call_sid: str) -> None:
-        try:
-            client.calls(call_sid).update(status="completed")
-        except Exception:
-            metrics.rest_hangups.labels(outcome="failed").inc()
-            raise
-        metrics.rest_hangups.labels(outcome="ok").inc()
-
-    return hang_up
+def _warn_call_control(settings: Settings) -> None:
+    """Say at start-up which call-control settings cannot work as configured."""
+    if settings.rest_enabled:
+        return
+    needs = "needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and PUBLIC_URL (the REST API)"
+    if settings.transfer_numbers:
+        log.warning("TRANSFER_NUMBERS is set but transfers %s: no transfer tool", needs)
+    if settings.twilio_recording == "dual":
+        log.warning("TWILIO_RECORDING=dual %s: Twilio will not record", needs)
 
 
-def _valid_voice(validator: RequestValidator, settings: Settings) -> bool:
+def _valid_webhook(validator: RequestValidator, settings: Settings) -> bool:
     url = settings.public_url + request.full_path.rstrip("?")
     params: dict[str, Any] = request.form.to_dict(flat=True)
     return bool(validator.validate(url, params, request.headers.get("X-Twilio-Signature", "")))

@@ -68,4 +68,7 @@ def configure_logging(
     handler._mediasrv = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # twilio-python logs every REST request and response (9 lines each) at INFO; our own
+    # [REST] line says what was done. Its warnings and errors still show.
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
     return handler

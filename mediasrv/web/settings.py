@@ -17,6 +17,13 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from mediasrv.callctl.tools_file import (
+    E164,
+    TransferTarget,
+    WebhookTool,
+    load_tools_file,
+    parse_transfer_numbers,
+)
 from mediasrv.errors import ConfigError
 
 DEFAULT_INSTRUCTIONS = (
@@ -26,6 +33,9 @@ DEFAULT_INSTRUCTIONS = (
     "only what they said."
 )
 DEFAULT_GREETING = "Hello! How can I help you today?"
+DEFAULT_VOICEMAIL = (
+    "Hello, this is an automated call. Sorry we missed you; please call us back. Goodbye."
+)
 TURN_MODES = ("local", "server")
 TURN_MODELS = ("smart-turn", "off")  # the end-of-turn model in local mode; off = END_SILENCE_MS
 SERVER_VAD_TYPES = ("server_vad", "semantic_vad")  # OpenAI's turn_detection.type
@@ -78,6 +88,20 @@ class Settings:
     shutdown_goodbye_s: float = 10.0
     instance_path: str = ""
     busy_redirects: int = 2
+    # Call control (README "Call control"). TRANSFER_NUMBERS and TOOLS_FILE hold what
+    # was read from them: the allow-list, and the webhook tools of the file.
+    transfer_numbers: tuple[TransferTarget, ...] = ()
+    twilio_caller_id: str = ""
+    tools_file: tuple[WebhookTool, ...] = ()
+    tool_timeout_s: float = 8.0
+    dtmf_barge_in: bool = False
+    dtmf_inter_digit_ms: int = 2000
+    record_calls: bool = False
+    recordings_dir: str = "recordings"
+    twilio_recording: str = "off"
+    twilio_api_base_url: str = ""
+    prewarm_timeout_s: float = 10.0
+    voicemail_message: str = DEFAULT_VOICEMAIL
 
     @property
     def local_backend(self) -> bool:
@@ -108,6 +132,11 @@ class Settings:
     def rest_hangup_enabled(self) -> bool:
         """End calls through the REST API too (the call sid is trusted only when signed)."""
         return bool(self.twilio_account_sid and self.signatures_enabled)
+
+    @property
+    def rest_enabled(self) -> bool:
+        """Use the Twilio REST API (hang-up, transfer, recording, AMD): the same rule."""
+        return self.rest_hangup_enabled
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -193,6 +222,34 @@ class _Bool(_Parser):
         raise ValueError("is not true or false")
 
 
+class _Phone(_Parser):
+    limits = "+E.164 number"
+
+    def __call__(self, raw: str) -> str:
+        value = raw.strip()
+        if not E164.match(value):
+            raise ValueError("is not an E.164 number like +15551230001")
+        return value
+
+
+class _TransferNumbers(_Parser):
+    """The allow-list; `parse_transfer_numbers` names the bad entry (ConfigError)."""
+
+    limits = "+E.164 or NAME=+E.164, comma-separated"
+
+    def __call__(self, raw: str) -> tuple[TransferTarget, ...]:
+        return parse_transfer_numbers(raw)
+
+
+class _ToolsFile(_Parser):
+    """Read and check the tools file now; `load_tools_file` names the tool and field."""
+
+    limits = "path of a JSON file"
+
+    def __call__(self, raw: str) -> tuple[WebhookTool, ...]:
+        return load_tools_file(raw.strip())
+
+
 def _int(lo: int, hi: int) -> _Parser:
     return _Number(lo, hi, whole=True)
 
@@ -254,6 +311,19 @@ _SPEC: dict[str, tuple[str, _Parser]] = {
     # a full instance hands a call back to the proxy's /voice before answering busy.
     "INSTANCE_PATH": ("instance_path", _PathPrefix()),
     "BUSY_REDIRECTS": ("busy_redirects", _int(0, 10)),
+    # Call control: transfer, tools, keypad, recording, REST, pre-warm, voicemail.
+    "TRANSFER_NUMBERS": ("transfer_numbers", _TransferNumbers()),
+    "TWILIO_CALLER_ID": ("twilio_caller_id", _Phone()),
+    "TOOLS_FILE": ("tools_file", _ToolsFile()),
+    "TOOL_TIMEOUT_S": ("tool_timeout_s", _float(0.5, 60.0)),
+    "DTMF_BARGE_IN": ("dtmf_barge_in", _Bool()),
+    "DTMF_INTER_DIGIT_MS": ("dtmf_inter_digit_ms", _int(300, 10_000)),
+    "RECORD_CALLS": ("record_calls", _Bool()),
+    "RECORDINGS_DIR": ("recordings_dir", _text),
+    "TWILIO_RECORDING": ("twilio_recording", _Choice("off", "dual")),
+    "TWILIO_API_BASE_URL": ("twilio_api_base_url", _Url("https", "http")),
+    "PREWARM_TIMEOUT_S": ("prewarm_timeout_s", _float(0.0, 60.0)),
+    "VOICEMAIL_MESSAGE": ("voicemail_message", _text),
 }
 
 # Set but empty keeps the default, except for these, where empty turns the feature off.

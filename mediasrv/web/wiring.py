@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import threading
 
-from mediasrv.backends.base import Backend, EventSink
+from mediasrv.backends.base import Backend, EventSink, ToolSpec
 from mediasrv.backends.realtime.backend import RealtimeBackend, RealtimeConfig
 from mediasrv.backends.realtime.client import Connector
 from mediasrv.call.core import CallConfig, OpenBackend
 from mediasrv.call.observer import CallLog
 from mediasrv.call.turn_checks import CheckRunner, shared_turn_checks
+from mediasrv.callctl.tools import ToolRegistry
 from mediasrv.models import turn_model
 from mediasrv.policy.endturn import EndTurnConfig
 from mediasrv.policy.turns import TurnConfig
@@ -43,6 +44,10 @@ def call_config(s: Settings) -> CallConfig:
             echo_cancel=s.echo_cancel,
             end_turn=end_turn_config(s),
         ),
+        tool_timeout_s=s.tool_timeout_s,
+        dtmf_barge_in=s.dtmf_barge_in,
+        dtmf_inter_digit_ms=s.dtmf_inter_digit_ms,
+        recordings_dir=s.recordings_dir if s.record_calls else "",
     )
 
 
@@ -81,7 +86,13 @@ def turn_checks(s: Settings) -> CheckRunner | None:
     return shared_turn_checks().start()
 
 
-def realtime_config(s: Settings) -> RealtimeConfig:
+def tool_registry(s: Settings) -> ToolRegistry:
+    """Return the tools every call offers: end_call, transfer_call when it can work
+    (an allow-list and the REST API), the TOOLS_FILE webhooks."""
+    return ToolRegistry(s.transfer_numbers if s.rest_enabled else (), s.tools_file)
+
+
+def realtime_config(s: Settings, tools: tuple[ToolSpec, ...] = ()) -> RealtimeConfig:
     """Return the Realtime session settings (`session.update`) of every call."""
     turn = None
     if s.turn_detection == "server" and s.server_vad_type == "semantic_vad":
@@ -94,15 +105,17 @@ def realtime_config(s: Settings) -> RealtimeConfig:
         voice=s.openai_voice,
         transcription_model=s.input_transcription_model,
         turn_detection=turn,
+        tools=tools,
     )
 
 
-def realtime_backend(connect: Connector, s: Settings) -> OpenBackend:
+def realtime_backend(connect: Connector, s: Settings,
+                     tools: tuple[ToolSpec, ...] = ()) -> OpenBackend:
     """Return how each call opens its Realtime backend through `connect`."""
-    config = realtime_config(s)
+    config = realtime_config(s, tools)
 
     def open_backend(events: EventSink, *, closing: threading.Event, name: str,
-                     logger: CallLog) -> Backend:
+                     logger: CallLog, call_sid: str) -> Backend:
         return RealtimeBackend(connect, config, events, closing=closing, name=name,
                                logger=logger)
 

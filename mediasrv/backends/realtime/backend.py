@@ -11,10 +11,16 @@ what a new connection needs is this backend's business: the session.update it se
 that a new Realtime session has not heard the caller. The call only decides what the
 caller hears meanwhile.
 
+Tools: the session offers the config's tools; function calls are gathered per response
+(mediasrv.protocol.toolcalls, `response.done` the authority) and reported as one
+`ToolCallsReady` just before that response's `ResponseDone`. Calls of a lost session are
+forgotten: the new session never made them.
+
 `_lock` guards which client is current, the retry budget and the threads started; it is
 a leaf lock: nothing is sent, logged or called back while it is held. Commands read the
 current client without it (one reference read): a command racing a loss reaches the
-old client, whose closed socket makes it return False.
+old client, whose closed socket makes it return False. The tool-call assembler is the
+reader thread's own (events come from one reader at a time).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any
 from mediasrv.backends import base
 from mediasrv.backends.realtime.client import Connector, RealtimeClient
 from mediasrv.protocol import realtime as wire
+from mediasrv.protocol.toolcalls import RealtimeToolCalls
 
 log = logging.getLogger(__name__)
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
@@ -46,6 +53,7 @@ class RealtimeConfig:
     # `audio.input.turn_detection` when the backend ends turns (server_vad or semantic_vad,
     # built by mediasrv.protocol.realtime); None: we commit turns ourselves
     turn_detection: dict[str, Any] | None = None
+    tools: tuple[base.ToolSpec, ...] = ()
 
 
 class RealtimeBackend:
@@ -67,6 +75,7 @@ class RealtimeBackend:
         self._opened = 0  # sessions set up: the first greets, later ones resume
         self._connect_error = ""  # the last failed connect's reason: logged once at ERROR
         self._last_request = ""
+        self._tool_calls = RealtimeToolCalls()
 
     @property
     def connected(self) -> bool:
@@ -92,6 +101,12 @@ class RealtimeBackend:
 
     def truncate(self, item_id: str, content_index: int, heard_ms: int) -> bool:
         return self._send(wire.truncate(item_id, content_index, heard_ms))
+
+    def tool_result(self, call_id: str, output: str) -> bool:
+        return self._send(wire.function_call_output(call_id, output))
+
+    def caller_text(self, text: str) -> bool:
+        return self._send(wire.user_text(text))
 
     def reconnect(self, reason: str) -> None:
         client = self._client
@@ -129,9 +144,12 @@ class RealtimeBackend:
 
     def _on_open(self, client: RealtimeClient) -> None:
         cfg = self._config
+        tools = [wire.function_tool(t.name, t.description, t.parameters) for t in cfg.tools]
+        self._tool_calls.reset()  # on this client's reader: a new session made no calls yet
         client.send(wire.session_update(model=cfg.model, instructions=cfg.instructions,
                                         voice=cfg.voice, turn_detection=cfg.turn_detection,
-                                        transcription_model=cfg.transcription_model))
+                                        transcription_model=cfg.transcription_model,
+                                        tools=tools))
         with self._lock:
             self._opened += 1
             resumed = self._opened > 1
@@ -160,6 +178,15 @@ class RealtimeBackend:
     # --- events ----------------------------------------------------------------------------
 
     def _on_event(self, ev: wire.RealtimeEvent) -> None:
+        if isinstance(ev, wire.FunctionCallItem):
+            self._tool_calls.note(ev.response_id, ev.item)
+            return
+        if isinstance(ev, wire.ResponseDone):
+            calls = self._tool_calls.done(ev.response_id, ev.status, list(ev.function_calls))
+            if calls is not None:
+                for problem in calls.problems:
+                    self._log.warning("[TOOL] %s", problem)
+                self._events(base.ToolCallsReady(ev.response_id, calls.calls, calls.problems))
         seam = self._translate(ev)
         if seam is not None:
             self._events(seam)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from mediasrv.callctl.toolcalls import (
+from mediasrv.protocol.toolcalls import (
     ChatToolCallAssembler,
     RealtimeToolCalls,
     ToolCall,
     assistant_message,
-    function_call_output,
     tool_message,
 )
 
@@ -188,8 +186,19 @@ def test_calls_of_one_response_are_not_reported_with_another() -> None:
     assert done is not None and len(done.calls) == 1
 
 
-def test_the_function_call_output_event_carries_call_id_and_output() -> None:
-    event = json.loads(function_call_output("call_1", '{"ok":true}'))
-    assert event == {"type": "conversation.item.create",
-                     "item": {"type": "function_call_output", "call_id": "call_1",
-                              "output": '{"ok":true}'}}
+def test_a_call_completed_before_its_response_was_cancelled_stays_complete() -> None:
+    rt = RealtimeToolCalls()
+    rt.feed(item_added("resp_1", "item_1", "call_1", "lookup"))
+    rt.feed({"type": "response.output_item.done", "response_id": "resp_1", "output_index": 0,
+             "item": {"id": "item_1", "type": "function_call", "call_id": "call_1",
+                      "name": "lookup", "arguments": '{"q":1}', "status": "completed"}})
+    done = rt.feed(response_done("resp_1", status="cancelled"))
+    assert done is not None and done.calls == (ToolCall("call_1", "lookup", '{"q":1}'),)
+
+
+def test_an_item_marked_incomplete_is_incomplete_even_in_a_completed_response() -> None:
+    rt = RealtimeToolCalls()
+    done = rt.feed(response_done("resp_1", output=[
+        {"id": "item_1", "type": "function_call", "call_id": "call_1", "name": "lookup",
+         "arguments": '{"q":', "status": "incomplete"}]))
+    assert done is not None and [c.complete for c in done.calls] == [False]

@@ -12,15 +12,17 @@ item of type `function_call` with `call_id` and `name`), streams
 `response.function_call_arguments.delta`, ends it with `.done` (`call_id`, `arguments`,
 and `name` on current servers) and lists every call again in `response.done`'s `output`,
 which is the authority: a response may hold several calls, and `.done` is "also emitted
-when a Response is interrupted", with arguments cut short. Calls of a response that did
-not complete are marked `complete=False`; the registry refuses to run them.
+when a Response is interrupted", with arguments cut short. A call is complete when its
+item says so (`status` "completed" on `response.output_item.done` or in the output): a
+barge-in that cancels the response after the call was complete does not lose it. An item
+without a final status is complete when its response completed; the others are marked
+`complete=False`, and the registry refuses to run them.
 
-Layer: call control (pure: no threads, no I/O).
+Layer: protocol (pure: no threads, no I/O). Both backends read tool calls with it.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,11 +155,13 @@ class RealtimeToolCalls:
 
     def __init__(self) -> None:
         self._by_item: dict[str, ToolCall] = {}  # item id -> what is known so far
+        self._status: dict[str, str] = {}  # item id -> the item's last status seen
         self._order: dict[str, list[str]] = {}  # response id -> item ids in order
 
     def reset(self) -> None:
         """Forget calls of responses that will never finish (the session was replaced)."""
         self._by_item.clear()
+        self._status.clear()
         self._order.clear()
 
     def feed(self, event: JsonObj) -> ToolCallsDone | None:
@@ -166,21 +170,26 @@ class RealtimeToolCalls:
         if kind in ("response.output_item.added", "response.output_item.done"):
             item = event.get("item")
             if isinstance(item, dict) and item.get("type") == "function_call":
-                self._note(str(event.get("response_id", "")), item)
+                self.note(str(event.get("response_id", "")), item)
         elif kind == "response.function_call_arguments.done":
-            self._note(str(event.get("response_id", "")),
-                       {"id": event.get("item_id"), "call_id": event.get("call_id"),
-                        "name": event.get("name"), "arguments": event.get("arguments")})
+            self.note(str(event.get("response_id", "")), arguments_item(event))
         elif kind == "response.done":
             response = event.get("response")
             if isinstance(response, dict):
-                return self._done(response)
+                output = response.get("output")
+                return self.done(str(response.get("id", "")),
+                                 str(response.get("status", "completed")),
+                                 output if isinstance(output, list) else [])
         return None
 
-    def _note(self, response_id: str, item: JsonObj) -> None:
+    def note(self, response_id: str, item: JsonObj) -> None:
+        """Take what a `function_call` item (or its arguments' `.done`) says so far."""
         item_id = item.get("id")
         if not isinstance(item_id, str) or not item_id:
             return
+        status = item.get("status")
+        if isinstance(status, str) and status:
+            self._status[item_id] = status
         old = self._by_item.get(item_id, ToolCall("", "", ""))
         new = ToolCall(_str_or(item.get("call_id"), old.call_id),
                        _str_or(item.get("name"), old.name),
@@ -189,38 +198,37 @@ class RealtimeToolCalls:
             self._order.setdefault(response_id, []).append(item_id)
         self._by_item[item_id] = new
 
-    def _done(self, response: JsonObj) -> ToolCallsDone | None:
-        response_id = str(response.get("id", ""))
+    def done(self, response_id: str, status: str, output: list[Any]) -> ToolCallsDone | None:
+        """The response is done: return its calls (None if it had none)."""
         item_ids = self._order.pop(response_id, [])
-        output = response.get("output")
-        for item in output if isinstance(output, list) else []:
+        for item in output:
             if isinstance(item, dict) and item.get("type") == "function_call":
-                self._note(response_id, item)
+                self.note(response_id, item)
                 item_id = item.get("id")
                 if isinstance(item_id, str) and item_id and item_id not in item_ids:
                     item_ids.append(item_id)  # announced without its response id
         self._order.pop(response_id, None)
         if not item_ids:
             return None
-        status = str(response.get("status", "completed"))
         calls, problems = [], []
         for item_id in item_ids:
             call = self._by_item.pop(item_id, ToolCall("", "", ""))
+            final = self._status.pop(item_id, "")
             if not call.call_id or not call.name:
                 problems.append(f"function call item {item_id} has no call_id or name: "
                                 "dropped")
                 continue
-            calls.append(ToolCall(call.call_id, call.name, call.arguments,
-                                  complete=status == "completed"))
+            complete = final == "completed" if final in ("completed", "incomplete") \
+                else status == "completed"
+            calls.append(ToolCall(call.call_id, call.name, call.arguments, complete))
         return ToolCallsDone(tuple(calls), tuple(problems), response_id, status)
+
+
+def arguments_item(event: JsonObj) -> JsonObj:
+    """Return `response.function_call_arguments.done` as the item fields it carries."""
+    return {"id": event.get("item_id"), "call_id": event.get("call_id"),
+            "name": event.get("name"), "arguments": event.get("arguments")}
 
 
 def _str_or(value: Any, default: str) -> str:
     return value if isinstance(value, str) and value else default
-
-
-def function_call_output(call_id: str, output: str) -> str:
-    """Return the Realtime event that hands one tool's result to the model."""
-    return json.dumps({"type": "conversation.item.create",
-                       "item": {"type": "function_call_output", "call_id": call_id,
-                                "output": output}})
