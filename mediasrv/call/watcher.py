@@ -100,8 +100,10 @@ class Watcher:
             log.info("[AUDIO_DRAIN] %s superseded after %d ms", action.response_id,
                      action.elapsed_ms)
         elif isinstance(action, sup.DeadAir):
-            log.warning("[DEAD_AIR] caller waiting in silence for %.1f s: %s",
-                        action.silent_s, action.reason)
+            detail = core.backend.waiting_for
+            log.warning("[DEAD_AIR] caller waiting in silence for %.1f s: %s%s",
+                        action.silent_s, action.reason,
+                        f" (waiting for {detail})" if detail else "")
             self._responses.hold()
         elif isinstance(action, sup.Stalled):
             core.backend.reconnect(action.reason)
