@@ -34,7 +34,7 @@ from mediasrv.web.logs import configure_logging
 from mediasrv.web.metrics import Metrics
 from mediasrv.web.settings import Settings
 from mediasrv.web.shutdown import Shutdown
-from mediasrv.web.wiring import call_config, realtime_backend
+from mediasrv.web.wiring import call_config, cascade_backend, cascade_services, realtime_backend
 
 log = logging.getLogger(__name__)
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
@@ -98,8 +98,14 @@ def create_app(
     metrics = metrics or Metrics()
     registry = Admission(settings.max_calls, clock)
     backend_health = BackendHealth(clock)
-    connect = backend_health.track(connect_realtime or _default_connector(settings))
-    config, open_backend = call_config(settings), realtime_backend(connect, settings)
+    config = call_config(settings)
+    if settings.cascade:
+        log.info("agent backend: cascade (Deepgram -> %s -> ElevenLabs)",
+                 settings.openai_chat_model)
+        open_backend = cascade_backend(cascade_services(settings), settings, clock)
+    else:
+        connect = backend_health.track(connect_realtime or _default_connector(settings))
+        open_backend = realtime_backend(connect, settings)
     validator = None
     if settings.signatures_enabled:
         validator = RequestValidator(settings.twilio_auth_token)
@@ -205,7 +211,8 @@ def create_app(
             max_calls=settings.max_calls,
             draining=slots.draining,
             instance_path=settings.instance_path or None,
-            backend="local" if settings.local_backend else "openai",
+            backend="cascade" if settings.cascade
+            else "local" if settings.local_backend else "openai",
             backend_reachable=backend.reachable,
             backend_checked_s_ago=None if backend.checked_at is None
             else round(clock.now() - backend.checked_at, 1),
