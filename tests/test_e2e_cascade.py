@@ -45,6 +45,8 @@ def test_greeting_then_one_answer_per_utterance_in_both_turn_modes() -> None:
         for end, answer in answered_after(r):
             assert end < answer < end + 4.0, why
         assert r.o.summary["clears"] == [] and r.o.count("[DEAD_AIR]") == 0, why
+        latencies = r.pipeline()  # what scripts/cascade_latency.py reports, per answer
+        assert len(latencies) == 2 and all(len(x) == 3 for x in latencies), why
         assert [m["content"] for m in r.chat_requests[-1]["messages"] if m["role"] == "user"] \
             == ["Yes I would like to check on my order please.", "What time is it."], why
 
