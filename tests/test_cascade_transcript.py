@@ -95,7 +95,32 @@ def test_speech_2_s_or_more_before_the_turn_never_merges_into_it() -> None:
     t.on_message(final("what time is it", 0.5, 2.5, from_finalize=False), 16.6)
     t.commit(16.7)
     [turn] = t.take_ready()
-    assert (turn.text, turn.dropped) == ("what time is it", "uh")
+    assert turn.text == "what time is it"
+
+
+def test_a_turn_pending_keeps_speech_before_a_gap_until_it_is_complete() -> None:
+    t = local()
+    t.audio(SECOND, now=11.0)
+    t.commit(11.0)  # the turn's audio: captured 10-11
+    t.audio(SECOND, now=15.0)  # the caller again, 4 s later
+    t.on_message(final("mine", 0.0, 0.9), 15.1)
+    t.on_message(final("next", 1.0, 1.9), 15.1)  # 2 s after "mine": the next turn's
+    t.on_message(final("", 0.9, 1.0, from_finalize=True), 15.2)
+    assert [x.text for x in t.take_ready()] == ["mine"]
+    t.commit(15.3)
+    t.on_message(final("", 1.9, 2.0, from_finalize=True), 15.4)
+    assert [x.text for x in t.take_ready()] == ["next"]
+
+
+def test_speech_no_turn_can_hold_is_forgotten_as_soon_as_a_2_s_gap_follows_it() -> None:
+    t = local()
+    for k in range(100):  # lyrics of music on hold: never a turn of ours
+        t.audio(SECOND, now=10.0 + 3 * k)
+        t.on_message(final(f"la {k}", k * 1.0, k * 1.0 + 0.8), 10.0 + 3 * k)
+    assert len(t._finals) == 1
+    t.commit(400.0)
+    t.on_message(final("", 99.8, 100.0, from_finalize=True), 400.1)
+    assert [x.text for x in t.take_ready()] == ["la 99"]
 
 
 def test_speech_less_than_2_s_apart_stays_one_turn() -> None:

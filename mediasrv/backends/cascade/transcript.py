@@ -191,8 +191,11 @@ class Transcripts:
         self._last_dg_end = max(self._last_dg_end, msg.end)
         start = msg.words_start if msg.words_start is not None else msg.start
         end = msg.words_end if msg.words_end is not None else msg.end
-        self._finals.append(_Final(msg.transcript, self.timeline.at(start, now),
-                                   self.timeline.at(end, now), msg.start))
+        final = _Final(msg.transcript, self.timeline.at(start, now), self.timeline.at(end, now),
+                       msg.start)
+        if final.text:
+            self._forget_before(final)
+        self._finals.append(final)
         if self._pending and msg.from_finalize:
             self._complete(now)  # Deepgram's answer to our Finalize
         while self._pending and self._finals_reach(self._pending[0].boundary):
@@ -200,6 +203,19 @@ class Transcripts:
         if self._server_turns and msg.speech_final and any(f.text for f in self._finals):
             return self._server_commit(now)
         return []
+
+    def _forget_before(self, final: _Final) -> None:
+        """Drop speech no turn can hold: 2 s or more before `final`, no turn pending.
+
+        It would be dropped when the next turn completes anyway (the 2 s rule); dropping
+        it now bounds a call of speech that is never a turn (lyrics of music on hold).
+        """
+        spoken = [f for f in self._finals if f.text]
+        if self._pending or not spoken or final.start - spoken[-1].end < GAP_S:
+            return
+        self._log.info("[TRANSCRIPT] %r dropped: %.0f s or more before the caller's next "
+                       "speech (the 2 s rule)", " ".join(f.text for f in spoken), GAP_S)
+        self._finals.clear()
 
     def _server_commit(self, now: float) -> list[base.BackendEvent]:
         self._turns += 1
