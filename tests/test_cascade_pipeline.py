@@ -210,6 +210,7 @@ def test_deepgram_lost_mid_call_is_redialled_without_troubling_the_call() -> Non
     assert actions == [Dial(STT, 2)]
     assert p.append(b"\x00" * 160, 30.1) == []  # nothing to send it to meanwhile
     p.opened(STT, 2, 30.2)
+    assert p.transcripts.timeline.sent_s == 0.0  # a new connection's clock: nothing sent
     assert p.append(b"\x00" * 160, 30.3) == [SendStt(b"\x00" * 160)]
     assert events(p.lost(STT, 2, "deepgram: closed 1011", 40.0)) == [
         base.ConnectionLost("deepgram: closed 1011", retrying=False)]

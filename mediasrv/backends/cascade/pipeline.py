@@ -161,8 +161,9 @@ class Pipeline:
     # --- commands from the call ------------------------------------------------------------
 
     def append(self, audio: bytes, now: float) -> list[Action]:
-        self.transcripts.audio(len(audio), now)
-        self._stt(audio, now)
+        if self.links.up(STT):  # (Deepgram's clock counts only what it was sent)
+            self.transcripts.audio(len(audio), now)
+            self._stt(audio, now)
         return self._take()
 
     def commit(self, now: float) -> list[Action]:
