@@ -28,6 +28,7 @@ from mediasrv.localservices import (
     LocalElevenLabs,
 )
 from mediasrv.localservices.chat_stream import Pace
+from mediasrv.localservices.deepgram_session import SessionConfig
 
 WAIT = 10.0
 CONFIG = CascadeConfig(chat_model="local-chat", instructions="be brief", greeting="Hello!")
@@ -157,3 +158,14 @@ def test_garbage_from_a_service_is_dropped_and_the_call_goes_on(service: str) ->
         assert r.backend.request_response("req_1", "greeting", "")
         done = r.events.until(base.ResponseDone)
         assert isinstance(done, base.ResponseDone) and done.status == "completed"
+
+
+def test_deepgrams_1011_close_is_named_redialled_once_then_given_up() -> None:
+    # The stand-in closes after 0.3 s without audio; our KeepAlive comes only after 4 s.
+    quick = DeepgramOptions(recognizer="canned", session=SessionConfig(no_audio_timeout_s=0.3))
+    with rig(dg=quick) as r:
+        assert r.events.until(base.SessionReady) == base.SessionReady(resumed=False)
+        final = r.events.until(base.ConnectionLost)
+        assert isinstance(final, base.ConnectionLost) and not final.retrying
+        assert final.reason.startswith("deepgram: closed 1011 (Deepgram did not receive audio")
+        assert r.dg.stats()["counts"]["sessions"] == 2  # the redial
