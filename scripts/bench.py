@@ -2,7 +2,7 @@
 
     python scripts/bench.py [--calls 25] [--duration 30] [--mode local|server]
         [--ramp [--steps 10,25,50,...]] [--no-floor] [--url http://host:port [--server-pid P]]
-        [--json out.json] [--profile DIR]
+        [--backend realtime|cascade] [--json out.json] [--profile DIR]
 
 Each phase starts fresh processes: the local Realtime backend (scripts/bench_roles.py),
 the server under test with `gunicorn` exactly as deployed (`gunicorn -c gunicorn.conf.py`
@@ -16,6 +16,11 @@ mediasrv's own claim, not the backend's record of what it was told.
 Every call: greeting (5.5 s), an utterance, the answer heard to its end, a second
 utterance, and during its answer a third utterance that barges in (the final one; its
 answer plays until the caller hangs up at --duration).
+
+`--backend cascade` (AGENT_BACKEND=cascade): instead of the Realtime backend, the three
+cascade stand-ins run as processes (scripts/bench_cascade.py) and their CPU is reported
+as the backend's; the table adds the cascade's own added latency from its `[PIPELINE]`
+log lines. The floor relay speaks Realtime only: use --no-floor.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from typing import IO, Any
 
 import numpy as np
 import psutil
+from bench_cascade import pipeline_latency, start_standins
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -206,7 +212,7 @@ def start_server(kind: str, port: int, backend_url: str, calls: int, mode: str,
 
 
 def run_emulators(url: str, calls: int, duration: float, echo_ms: float | None,
-                  sampler: Sampler | None, backend: Proc | None,
+                  sampler: Sampler | None, backends: list[int],
                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     n_proc = max(1, math.ceil(calls / CALLS_PER_EMULATOR))
     stagger = min(0.05, 3.0 / calls)
@@ -227,8 +233,8 @@ def run_emulators(url: str, calls: int, duration: float, echo_ms: float | None,
         procs.append(p)
     time.sleep(max(0.0, start_at - time.monotonic() - 0.2))
     cpu0 = sampler.cpu() if sampler else 0.0
-    backend_cpu = Sampler(backend.popen.pid) if backend else None
-    bcpu0 = backend_cpu.cpu() if backend_cpu else 0.0
+    backend_cpu = [Sampler(pid) for pid in backends]
+    bcpu0 = sum(b.cpu() for b in backend_cpu)
     psutil.cpu_percent()
     t0 = time.monotonic()
     while any(p.poll() is None for p in procs):
@@ -239,7 +245,7 @@ def run_emulators(url: str, calls: int, duration: float, echo_ms: float | None,
     usage = {
         "wall_s": round(wall, 1),
         "server_cpu_s": round(sampler.cpu() - cpu0, 2) if sampler else None,
-        "backend_cpu_pct": round(100 * (backend_cpu.cpu() - bcpu0) / wall, 1)
+        "backend_cpu_pct": round(100 * (sum(b.cpu() for b in backend_cpu) - bcpu0) / wall, 1)
         if backend_cpu else None,
         "machine_cpu_pct": round(psutil.cpu_percent(), 1),
     }
@@ -368,6 +374,7 @@ def aggregate(kind: str, calls: list[dict[str, Any]], usage: dict[str, Any],
             "truncation_error_max_ms": round(max(trunc), 1) if trunc else None,
         },
         "response_latency_ms": metrics.get("response_latency_ms"),
+        "pipeline": log.get("pipeline", {}),
         "cost": {
             "server_cpu_s": cpu_s,
             "cpu_per_call_s": round(cpu_s / call_s, 5) if cpu_s is not None and call_s else None,
@@ -434,6 +441,7 @@ def verdict(r: dict[str, Any]) -> str:
 def run_phase(kind: str, calls: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     backend: Proc | None = None
+    standins: list[subprocess.Popen[str]] = []
     server: Proc | None = None
     port = 0
     profiler = None
@@ -442,9 +450,14 @@ def run_phase(kind: str, calls: int, args: argparse.Namespace, out: Path) -> dic
             url = args.url
             sampler = Sampler(args.server_pid) if args.server_pid else None
         else:
-            backend, backend_url = start_backend(out)
+            env: dict[str, str] = {}
+            if kind == "mediasrv" and args.backend == "cascade":
+                standins, env = start_standins(out)
+                backend_url = ""
+            else:
+                backend, backend_url = start_backend(out)
             port = free_port()
-            server = start_server(kind, port, backend_url, calls, args.mode, out, {},
+            server = start_server(kind, port, backend_url, calls, args.mode, out, env,
                                   args.switch_interval_ms)
             url = f"http://127.0.0.1:{port}"
             sampler = Sampler(server.popen.pid)
@@ -452,7 +465,8 @@ def run_phase(kind: str, calls: int, args: argparse.Namespace, out: Path) -> dic
         idle_rss = sampler.rss() if sampler else 0
         if args.profile and sampler is not None:
             profiler = start_profile(sampler, Path(args.profile) / f"{kind}-{calls}", args)
-        results, usage = run_emulators(url, calls, args.duration, args.echo_ms, sampler, backend)
+        pids = [backend.popen.pid] if backend else [p.pid for p in standins]
+        results, usage = run_emulators(url, calls, args.duration, args.echo_ms, sampler, pids)
         metrics = scrape(port) if kind == "mediasrv" and port else {}
         stats = backend_stats(backend) if backend else {}
     finally:
@@ -465,7 +479,11 @@ def run_phase(kind: str, calls: int, args: argparse.Namespace, out: Path) -> dic
             assert backend.popen.stdin is not None
             backend.popen.stdin.close()
             backend.stop()
+        for standin in standins:
+            Proc(standin).stop()
     log = scan_log(server.log if server else None)
+    if standins:
+        log["pipeline"] = pipeline_latency(server.log if server else None)
     return aggregate(kind, results, usage, sampler, idle_rss, stats, metrics, log)
 
 
@@ -499,6 +517,10 @@ ROWS = [
         f"{r['barge_in']['truncation_error_p50_ms']}/{r['barge_in']['truncation_error_max_ms']}"),
     ("added latency p50/p99 ms", lambda r: "-" if not r["response_latency_ms"] else
         f"{r['response_latency_ms']['p50']}/{r['response_latency_ms']['p99']}"),
+    ("cascade: final transcript->chat sent p50/p99 ms", lambda r: "-" if not r["pipeline"]
+        else "/".join(str(v) for v in r["pipeline"]["transcript_to_chat_sent_ms"].values())),
+    ("cascade: first token->TTS text p50/p99 ms", lambda r: "-" if not r["pipeline"]
+        else "/".join(str(v) for v in r["pipeline"]["first_token_to_tts_text_ms"].values())),
     ("server CPU s per call-s", lambda r: r["cost"]["cpu_per_call_s"]),
     ("server CPU % of a core", lambda r: r["cost"]["server_cpu_pct_of_core"]),
     ("peak RSS MB (per call)", lambda r: f"{r['cost']['peak_rss_mb']} "
@@ -554,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write all results here")
     p.add_argument("--out", type=Path, default=Path("/tmp/mediasrv-bench"), help="logs")
     p.add_argument("--profile", help="py-spy record the worker into this directory")
+    p.add_argument("--backend", choices=["realtime", "cascade"], default="realtime",
+                   help="mediasrv AGENT_BACKEND (cascade: the three stand-ins as processes)")
     p.add_argument("--switch-interval-ms", type=float,
                    help="mediasrv worker: sys.setswitchinterval (post_worker_init hook)")
     args = p.parse_args(argv)
@@ -565,8 +589,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.floor_only:
         kinds = ["floor"]
     print(f"bench: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, mode {args.mode}, "
-          f"{args.duration:.0f} s calls", file=sys.stderr)
-    doc: dict[str, Any] = {"argv": sys.argv, "mode": args.mode, "cores": os.cpu_count(),
+          f"backend {args.backend}, {args.duration:.0f} s calls", file=sys.stderr)
+    doc: dict[str, Any] = {"argv": sys.argv, "mode": args.mode, "backend": args.backend,
+                           "cores": os.cpu_count(),
                            "load_before": os.getloadavg(), "runs": []}
     steps = [int(x) for x in args.steps.split(",")] if args.ramp else [args.calls]
     capacity: dict[str, int] = {}

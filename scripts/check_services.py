@@ -2,37 +2,40 @@
 
     .venv/bin/python scripts/check_services.py
 
-For each service whose key is set, the cheapest real request that proves both the key
-and the path mediasrv uses; for a service whose key is unset, the same request against
-its built-in local stand-in (started here, in-process), which is what mediasrv would use:
+The settings are mediasrv's own (mediasrv.web.settings: the same variables, defaults and
+checks as the server). For each service whose key is set, the cheapest real request that
+proves both the key and the path mediasrv uses; for a service that mediasrv would serve
+with its built-in local stand-in (no key, URL at its default), the same request against
+that stand-in (started here, in-process):
 
   realtime    WebSocket to the Realtime URL, wait for `session.created`, close (no audio)
-  deepgram    WebSocket to DEEPGRAM_URL with mediasrv's parameters, `CloseStream` at once,
-              wait for `Metadata` and the 1000 close (no audio is billed)
+  deepgram    WebSocket to DEEPGRAM_URL with the cascade's own query (DEEPGRAM_MODEL),
+              `CloseStream` at once, wait for `Metadata` (no audio is billed)
   chat        GET {OPENAI_BASE_URL}/models/{OPENAI_CHAT_MODEL} (free; proves key and model)
   elevenlabs  WebSocket to multi-stream-input with the xi-api-key header, `close_socket` at
               once, wait for the 1000 close (no text, no characters billed)
 
 Keys are never printed: every line is passed through `redact()`, and error bodies are
-reduced to their error code. Exit status 0 when every line is OK, 1 otherwise.
+reduced to their error code. Exit status 0 when every line is OK, 1 otherwise, 2 for a
+setting mediasrv itself would refuse.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlencode
 
 import websocket
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from mediasrv.backends.cascade import stt_wire, tts_wire  # noqa: E402
+from mediasrv.errors import ConfigError  # noqa: E402
 from mediasrv.localbackend import LocalBackend  # noqa: E402
 from mediasrv.localservices import (  # noqa: E402
     DeepgramOptions,
@@ -40,23 +43,16 @@ from mediasrv.localservices import (  # noqa: E402
     LocalDeepgram,
     LocalElevenLabs,
 )
-from mediasrv.web.settings import load_settings  # noqa: E402
+from mediasrv.web.settings import Settings, load_settings  # noqa: E402
+from mediasrv.web.wiring import LOCAL_ENDPOINTING_MS, LOCAL_VOICE  # noqa: E402
 
 TIMEOUT_S = 10.0
-DEFAULT_CHAT_MODEL = "gpt-4.1-mini"  # until settings.py carries OPENAI_CHAT_MODEL
-KEY_VARS = ("OPENAI_API_KEY", "DEEPGRAM_API_KEY", "ELEVENLABS_API_KEY")
 
 
-def env(name: str, default: str = "") -> str:
-    return os.environ.get(name, "").strip() or default
-
-
-def redact(text: str) -> str:
+def redact(text: str, settings: Settings) -> str:
     """Replace every configured key in `text` with ***."""
-    for name in KEY_VARS:
-        key = env(name)
-        if key:
-            text = text.replace(key, "***")
+    for key in settings.secrets:
+        text = text.replace(key, "***")
     return text
 
 
@@ -84,8 +80,7 @@ def ws_check(url: str, header: list[str], first: str | None, until: Callable[[di
         ws.shutdown()
 
 
-def check_realtime() -> tuple[str, str]:
-    settings = load_settings()
+def check_realtime(settings: Settings) -> tuple[str, str]:
     if settings.local_backend:
         with LocalBackend().start() as backend:
             return "local stand-in", ws_check(backend.url, [], None,
@@ -97,29 +92,25 @@ def check_realtime() -> tuple[str, str]:
                                        lambda m: m.get("type") == "session.created")
 
 
-def check_deepgram() -> tuple[str, str]:
-    query = urlencode({"model": env("DEEPGRAM_MODEL", "nova-3"), "encoding": "mulaw",
-                       "sample_rate": "8000", "channels": "1", "interim_results": "true"})
-    close = json.dumps({"type": "CloseStream"})
-    key = env("DEEPGRAM_API_KEY")
-    if not key:
+def check_deepgram(s: Settings) -> tuple[str, str]:
+    if s.stand_in("deepgram"):
         with LocalDeepgram(DeepgramOptions(recognizer="canned")).start() as dg:
-            return "local stand-in", ws_check(f"{dg.url}?{query}",
-                                              [f"Authorization: Token {dg.api_key}"], close,
-                                              lambda m: m.get("type") == "Metadata")
-    url = env("DEEPGRAM_URL", "wss://api.deepgram.com/v1/listen")
-    return url, ws_check(f"{url}?{query}", [f"Authorization: Token {key}"], close,
-                         lambda m: m.get("type") == "Metadata")
+            return "local stand-in", _deepgram(dg.url, dg.api_key, s)
+    return s.deepgram_url, _deepgram(s.deepgram_url, s.deepgram_api_key, s)
 
 
-def check_chat() -> tuple[str, str]:
-    model = env("OPENAI_CHAT_MODEL", DEFAULT_CHAT_MODEL)
-    key = env("OPENAI_API_KEY")
-    if not key:
+def _deepgram(url: str, key: str, s: Settings) -> str:
+    listen = stt_wire.listen_url(url, model=s.deepgram_model, endpointing_ms=LOCAL_ENDPOINTING_MS)
+    return ws_check(listen, [f"Authorization: Token {key}"], stt_wire.CLOSE_STREAM,
+                    lambda m: m.get("type") == "Metadata")
+
+
+def check_chat(s: Settings) -> tuple[str, str]:
+    if s.stand_in("chat"):
         with LocalChat().start() as chat:
-            return "local stand-in", _get_model(chat.base_url, chat.api_key, model)
-    base = env("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/")
-    return f"{base} model {model}", _get_model(base, key, model)
+            return "local stand-in", _get_model(chat.base_url, chat.api_key, s.openai_chat_model)
+    return (f"{s.openai_base_url} model {s.openai_chat_model}",
+            _get_model(s.openai_base_url, s.openai_api_key, s.openai_chat_model))
 
 
 def _get_model(base: str, key: str, model: str) -> str:
@@ -136,25 +127,22 @@ def _get_model(base: str, key: str, model: str) -> str:
         raise RuntimeError(f"HTTP {exc.code} {code or ''}".strip()) from None
 
 
-def check_elevenlabs() -> tuple[str, str]:
-    query = {"model_id": env("ELEVENLABS_MODEL", "eleven_flash_v2_5"),
-             "output_format": "ulaw_8000", "sync_alignment": "true"}
-    close = json.dumps({"close_socket": True})
-    key = env("ELEVENLABS_API_KEY")
-    if not key:
+def check_elevenlabs(s: Settings) -> tuple[str, str]:
+    if s.stand_in("elevenlabs"):
         with LocalElevenLabs().start() as tts:
-            return "local stand-in", ws_check(tts.url("local-voice", **query),
-                                              [f"xi-api-key: {tts.api_key}"], close,
-                                              lambda m: False)
-    voice = env("ELEVENLABS_VOICE_ID")
-    if not voice:
+            return "local stand-in", _elevenlabs(tts.base_url, tts.api_key, LOCAL_VOICE, s)
+    if not s.elevenlabs_voice_id:
         raise RuntimeError("ELEVENLABS_VOICE_ID is not set")
-    base = env("ELEVENLABS_URL", "wss://api.elevenlabs.io").rstrip("/")
-    url = f"{base}/v1/text-to-speech/{voice}/multi-stream-input?{urlencode(query)}"
-    return url.split("?")[0], ws_check(url, [f"xi-api-key: {key}"], close, lambda m: False)
+    url = f"{s.elevenlabs_url} voice {s.elevenlabs_voice_id}"
+    return url, _elevenlabs(s.elevenlabs_url, s.elevenlabs_api_key, s.elevenlabs_voice_id, s)
 
 
-CHECKS: dict[str, Callable[[], tuple[str, str]]] = {
+def _elevenlabs(base: str, key: str, voice: str, s: Settings) -> str:
+    url = tts_wire.stream_url(base, voice_id=voice, model=s.elevenlabs_model)
+    return ws_check(url, [f"xi-api-key: {key}"], tts_wire.CLOSE_SOCKET, lambda m: False)
+
+
+CHECKS: dict[str, Callable[[Settings], tuple[str, str]]] = {
     "realtime": check_realtime, "deepgram": check_deepgram, "chat": check_chat,
     "elevenlabs": check_elevenlabs,
 }
@@ -162,11 +150,16 @@ CHECKS: dict[str, Callable[[], tuple[str, str]]] = {
 
 def main() -> int:
     """Run every check, print one line per service, return the exit status."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", flush=True)
+        return 2
     failed = 0
     for name, check in CHECKS.items():
         started = time.monotonic()
         try:
-            where, result = check()
+            where, result = check(settings)
             line = f"{name:<11} OK    {where}: {result}"
         except websocket.WebSocketBadStatusException as exc:
             failed += 1
@@ -175,7 +168,7 @@ def main() -> int:
             failed += 1
             line = f"{name:<11} FAIL  {type(exc).__name__}: {exc}"
         elapsed_ms = (time.monotonic() - started) * 1000
-        print(redact(f"{line} ({elapsed_ms:.0f} ms)"), flush=True)
+        print(redact(f"{line} ({elapsed_ms:.0f} ms)", settings), flush=True)
     return 1 if failed else 0
 
 

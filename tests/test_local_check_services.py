@@ -12,7 +12,8 @@ from mediasrv.localservices import LocalDeepgram
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "check_services.py"
 KEYS = ("OPENAI_API_KEY", "DEEPGRAM_API_KEY", "ELEVENLABS_API_KEY", "OPENAI_REALTIME_URL",
-        "DEEPGRAM_URL", "OPENAI_BASE_URL", "ELEVENLABS_URL", "ELEVENLABS_VOICE_ID")
+        "DEEPGRAM_URL", "OPENAI_BASE_URL", "ELEVENLABS_URL", "ELEVENLABS_VOICE_ID",
+        "DEEPGRAM_MODEL", "OPENAI_CHAT_MODEL", "ELEVENLABS_MODEL", "AGENT_BACKEND")
 
 
 def run(**env: str) -> subprocess.CompletedProcess[str]:
@@ -38,3 +39,20 @@ def test_a_refused_key_fails_its_line_and_is_never_printed() -> None:
     assert deepgram.split()[:2] == ["deepgram", "FAIL"] and "401" in deepgram
     assert "dg-secret-value-123" not in result.stdout + result.stderr
     assert result.returncode == 1
+
+
+def test_the_checks_use_mediasrvs_own_settings_and_query() -> None:
+    with LocalDeepgram() as dg:
+        dg.start()
+        result = run(DEEPGRAM_API_KEY=dg.api_key, DEEPGRAM_URL=dg.url, DEEPGRAM_MODEL="whisper")
+    deepgram = next(line for line in result.stdout.splitlines() if line.startswith("deepgram"))
+    # the stand-in knows no model "whisper": the handshake carried DEEPGRAM_MODEL
+    assert deepgram.split()[:2] == ["deepgram", "FAIL"] and "400" in deepgram
+    assert dg.stats()["counts"].get("params_refused") == 1
+
+
+def test_a_setting_mediasrv_would_refuse_stops_the_checks_in_words() -> None:
+    result = run(OPENAI_BASE_URL="api.openai.com")
+    assert result.returncode == 2
+    assert result.stdout.strip() == ("configuration error: OPENAI_BASE_URL: 'api.openai.com' is "
+                                     "not a URL like http://HOST or https://HOST")

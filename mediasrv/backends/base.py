@@ -20,6 +20,8 @@ The seam speaks in the call's terms, not a vendor's:
 - `truncate(item, content_index, heard_ms)` tells the backend how much of an item the
   caller heard (from the playback ledger, when a barge-in cut it off); the backend
   keeps only that much in its conversation;
+- `waiting_for` says, in words, which of its services a waiting caller waits on (the
+  cascade has three; a `[DEAD_AIR]` line must name the one that is slow);
 - a lost connection is the backend's to repair: it retries once (a reconnect restores
   its own session settings, which only it knows) and says so with `ConnectionLost`
   (`retrying`), then `SessionReady(resumed=True)`, or gives up (`retrying=False`). The
@@ -70,6 +72,12 @@ class Backend(Protocol):
     @property
     def connected(self) -> bool:
         """Tell whether commands can be sent now."""
+        ...
+
+    @property
+    def waiting_for(self) -> str:
+        """Say what the backend waits on now, naming the service ("" if nothing, or if
+        the call's own account says it all); read without a lock, for `[DEAD_AIR]`."""
         ...
 
     def start(self) -> None:

@@ -143,6 +143,7 @@ class _NoBackend:
     """The backend of a call that has not started: nothing can be sent."""
 
     connected = False
+    waiting_for = ""
 
     def start(self) -> None:
         pass

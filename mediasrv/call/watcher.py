@@ -109,8 +109,10 @@ class Watcher:
             log.info("[AUDIO_DRAIN] %s superseded after %d ms", action.response_id,
                      action.elapsed_ms)
         elif isinstance(action, sup.DeadAir):
-            log.warning("[DEAD_AIR] caller waiting in silence for %.1f s: %s",
-                        action.silent_s, action.reason)
+            detail = core.backend.waiting_for
+            log.warning("[DEAD_AIR] caller waiting in silence for %.1f s: %s%s",
+                        action.silent_s, action.reason,
+                        f" (waiting for {detail})" if detail else "")
             if action.reason.startswith(TOOL_WAIT):
                 self._responses.filler()
             else:

@@ -42,7 +42,14 @@ from mediasrv.web.prewarm import Prewarm
 from mediasrv.web.rest import AmdAction, TwilioRest, amd_action
 from mediasrv.web.settings import Settings
 from mediasrv.web.shutdown import Shutdown
-from mediasrv.web.wiring import call_config, realtime_backend, tool_registry, turn_checks
+from mediasrv.web.wiring import (
+    call_config,
+    cascade_backend,
+    cascade_services,
+    realtime_backend,
+    tool_registry,
+    turn_checks,
+)
 
 log = logging.getLogger(__name__)
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
@@ -105,13 +112,19 @@ def create_app(
     metrics = metrics or Metrics()
     registry = Admission(settings.max_calls, clock)
     backend_health = BackendHealth(clock)
-    connect = backend_health.track(connect_realtime or _default_connector(settings))
     rest = TwilioRest(settings, metrics, twilio_http_client) if settings.rest_enabled \
         else None
     _warn_call_control(settings)
     tools = tool_registry(settings)
     config = call_config(settings)
-    open_backend = realtime_backend(connect, settings, tools.specs())
+    if settings.cascade:
+        log.info("agent backend: cascade (Deepgram -> %s -> ElevenLabs)",
+                 settings.openai_chat_model)
+        open_backend = cascade_backend(cascade_services(settings), settings, clock,
+                                       tools.specs())
+    else:
+        connect = backend_health.track(connect_realtime or _default_connector(settings))
+        open_backend = realtime_backend(connect, settings, tools.specs())
     checks = turn_checks(settings)
     prewarm = None
     if settings.prewarm_timeout_s > 0:
@@ -257,7 +270,8 @@ def create_app(
             max_calls=settings.max_calls,
             draining=slots.draining,
             instance_path=settings.instance_path or None,
-            backend="local" if settings.local_backend else "openai",
+            backend="cascade" if settings.cascade
+            else "local" if settings.local_backend else "openai",
             backend_reachable=backend.reachable,
             backend_checked_s_ago=None if backend.checked_at is None
             else round(clock.now() - backend.checked_at, 1),

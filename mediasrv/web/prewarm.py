@@ -117,6 +117,10 @@ class _Claimed:
     def connected(self) -> bool:
         return self._backend.connected
 
+    @property
+    def waiting_for(self) -> str:
+        return self._backend.waiting_for
+
     def start(self) -> None:
         self._switch.attach(self._events)  # it was started at /voice
 

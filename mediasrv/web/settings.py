@@ -40,6 +40,10 @@ TURN_MODES = ("local", "server")
 TURN_MODELS = ("smart-turn", "off")  # the end-of-turn model in local mode; off = END_SILENCE_MS
 SERVER_VAD_TYPES = ("server_vad", "semantic_vad")  # OpenAI's turn_detection.type
 EAGERNESS = ("low", "medium", "high", "auto")  # semantic_vad's (auto = medium)
+AGENT_BACKENDS = ("realtime", "cascade")
+DEFAULT_DEEPGRAM_URL = "wss://api.deepgram.com/v1/listen"
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_ELEVENLABS_URL = "wss://api.elevenlabs.io"
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,31 @@ class Settings:
     twilio_api_base_url: str = ""
     prewarm_timeout_s: float = 10.0
     voicemail_message: str = DEFAULT_VOICEMAIL
+    agent_backend: str = "realtime"
+    deepgram_api_key: str = ""
+    deepgram_url: str = DEFAULT_DEEPGRAM_URL
+    deepgram_model: str = "nova-3"
+    openai_base_url: str = DEFAULT_OPENAI_BASE_URL
+    # Non-reasoning: its first token is never held back by hidden reasoning (README).
+    openai_chat_model: str = "gpt-4.1-mini"
+    elevenlabs_api_key: str = ""
+    elevenlabs_url: str = DEFAULT_ELEVENLABS_URL
+    elevenlabs_voice_id: str = ""
+    elevenlabs_model: str = "eleven_flash_v2_5"
+
+    @property
+    def cascade(self) -> bool:
+        return self.agent_backend == "cascade"
+
+    def stand_in(self, service: str) -> bool:
+        """Tell whether a cascade service is the built-in stand-in: no key, default URL."""
+        key, url, default = {
+            "deepgram": (self.deepgram_api_key, self.deepgram_url, DEFAULT_DEEPGRAM_URL),
+            "chat": (self.openai_api_key, self.openai_base_url, DEFAULT_OPENAI_BASE_URL),
+            "elevenlabs": (self.elevenlabs_api_key, self.elevenlabs_url,
+                           DEFAULT_ELEVENLABS_URL),
+        }[service]
+        return not key and url == default
 
     @property
     def local_backend(self) -> bool:
@@ -141,7 +170,8 @@ class Settings:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in a log line."""
-        return tuple(s for s in (self.openai_api_key, self.twilio_auth_token) if s)
+        return tuple(s for s in (self.openai_api_key, self.twilio_auth_token,
+                                 self.deepgram_api_key, self.elevenlabs_api_key) if s)
 
 
 class _Parser:
@@ -198,15 +228,18 @@ class _Url(_Parser):
         return raw.strip().rstrip("/")
 
 
-class _PathPrefix(_Parser):
-    """A path prefix a proxy routes on, e.g. /i/a: segments of [A-Za-z0-9._~-]."""
+class _Pattern(_Parser):
+    """Text that must match a pattern whole: a proxy's path prefix, an id in a URL path."""
 
-    limits = "/NAME or /NAME/NAME..."
+    def __init__(self, pattern: str, limits: str, wrong: str) -> None:
+        self._pattern = re.compile(pattern)
+        self.limits = limits
+        self._wrong = wrong
 
     def __call__(self, raw: str) -> str:
         value = raw.strip()
-        if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
-            raise ValueError("is not a path like /i/a (letters, digits, . _ ~ -)")
+        if not self._pattern.fullmatch(value):
+            raise ValueError(self._wrong)
         return value
 
 
@@ -309,7 +342,9 @@ _SPEC: dict[str, tuple[str, _Parser]] = {
     "SHUTDOWN_GOODBYE_S": ("shutdown_goodbye_s", _float(0.0, 600.0)),
     # Scale-out (docs/scaling-out.md): this instance's route on the proxy, and how often
     # a full instance hands a call back to the proxy's /voice before answering busy.
-    "INSTANCE_PATH": ("instance_path", _PathPrefix()),
+    "INSTANCE_PATH": ("instance_path", _Pattern(
+        r"(/[A-Za-z0-9._~-]+)+", "/NAME or /NAME/NAME...",
+        "is not a path like /i/a (letters, digits, . _ ~ -)")),
     "BUSY_REDIRECTS": ("busy_redirects", _int(0, 10)),
     # Call control: transfer, tools, keypad, recording, REST, pre-warm, voicemail.
     "TRANSFER_NUMBERS": ("transfer_numbers", _TransferNumbers()),
@@ -324,6 +359,20 @@ _SPEC: dict[str, tuple[str, _Parser]] = {
     "TWILIO_API_BASE_URL": ("twilio_api_base_url", _Url("https", "http")),
     "PREWARM_TIMEOUT_S": ("prewarm_timeout_s", _float(0.0, 60.0)),
     "VOICEMAIL_MESSAGE": ("voicemail_message", _text),
+    # The cascade (issue 12): Deepgram -> OpenAI chat -> ElevenLabs. A service whose key
+    # is unset (and URL left at its default) is the built-in local stand-in.
+    "AGENT_BACKEND": ("agent_backend", _Choice(*AGENT_BACKENDS)),
+    "DEEPGRAM_API_KEY": ("deepgram_api_key", _text),
+    "DEEPGRAM_URL": ("deepgram_url", _Url("ws", "wss")),
+    "DEEPGRAM_MODEL": ("deepgram_model", _text),
+    "OPENAI_BASE_URL": ("openai_base_url", _Url("http", "https")),
+    "OPENAI_CHAT_MODEL": ("openai_chat_model", _text),
+    "ELEVENLABS_API_KEY": ("elevenlabs_api_key", _text),
+    "ELEVENLABS_URL": ("elevenlabs_url", _Url("ws", "wss")),
+    "ELEVENLABS_VOICE_ID": ("elevenlabs_voice_id", _Pattern(
+        r"[A-Za-z0-9_-]{1,64}", "letters, digits, _ and -",
+        "is not an id of letters, digits, _ and - (at most 64)")),
+    "ELEVENLABS_MODEL": ("elevenlabs_model", _text),
 }
 
 # Set but empty keeps the default, except for these, where empty turns the feature off.
@@ -373,6 +422,11 @@ def _check_together(settings: Settings) -> None:
             "SERVER_VAD_TYPE=semantic_vad needs OpenAI's Realtime API (set OPENAI_API_KEY): "
             "the built-in backend has server_vad only"
         )
+    if semantic and settings.cascade:
+        raise ConfigError(
+            "SERVER_VAD_TYPE=semantic_vad is the Realtime API's turn detection: with "
+            "AGENT_BACKEND=cascade, server turns are Deepgram's endpointing (server_vad)"
+        )
     if settings.instance_path and settings.web_concurrency > 1:
         # The kernel hands the stream to any worker; only the one that answered /voice
         # holds the reservation. One worker per instance; more instances for more cores.
@@ -381,6 +435,9 @@ def _check_together(settings: Settings) -> None:
             "worker that reserved a call at /voice must be the one its stream reaches; "
             "run one instance per core instead (docs/scaling-out.md)"
         )
+    if settings.cascade and settings.elevenlabs_api_key and not settings.elevenlabs_voice_id:
+        raise ConfigError("ELEVENLABS_VOICE_ID: required with ELEVENLABS_API_KEY (the voice "
+                          "the cascade speaks with)")
 
 
 def _shown(name: str, raw: str) -> str:

@@ -6,20 +6,31 @@ backend: neither of those imports this layer, they take their own config objects
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from mediasrv.backends.base import Backend, EventSink, ToolSpec
+from mediasrv.backends.cascade.actions import CascadeConfig
+from mediasrv.backends.cascade.backend import CascadeBackend, Services
 from mediasrv.backends.realtime.backend import RealtimeBackend, RealtimeConfig
 from mediasrv.backends.realtime.client import Connector
 from mediasrv.call.core import CallConfig, OpenBackend
 from mediasrv.call.observer import CallLog
 from mediasrv.call.turn_checks import CheckRunner, shared_turn_checks
 from mediasrv.callctl.tools import ToolRegistry
+from mediasrv.clock import Clock
 from mediasrv.models import turn_model
 from mediasrv.policy.endturn import EndTurnConfig
 from mediasrv.policy.turns import TurnConfig
 from mediasrv.protocol import realtime as wire
 from mediasrv.web.settings import Settings
+from mediasrv.web.standins import local_service
+
+log = logging.getLogger(__name__)
+LOCAL_VOICE = "local-voice"  # the ElevenLabs stand-in speaks any voice id with espeak-ng
+# Deepgram's endpointing with our own turn detection: finals come 300 ms into a pause,
+# before our END_SILENCE_MS commit, so Finalize mostly finds the turn already final.
+LOCAL_ENDPOINTING_MS = 300
 
 
 def call_config(s: Settings) -> CallConfig:
@@ -118,5 +129,51 @@ def realtime_backend(connect: Connector, s: Settings,
                      logger: CallLog, call_sid: str) -> Backend:
         return RealtimeBackend(connect, config, events, closing=closing, name=name,
                                logger=logger)
+
+    return open_backend
+
+
+def cascade_config(s: Settings, tools: tuple[ToolSpec, ...] = ()) -> CascadeConfig:
+    """Return how every call's cascade behaves."""
+    return CascadeConfig(chat_model=s.openai_chat_model, instructions=s.instructions,
+                         greeting=s.greeting, server_turns=s.turn_detection == "server",
+                         tools=tools)
+
+
+def cascade_services(s: Settings) -> Services:
+    """Return the three services' addresses and keys, starting stand-ins for missing keys."""
+    found = {"deepgram": (s.deepgram_url, s.deepgram_api_key),
+             "chat": (s.openai_base_url, s.openai_api_key),
+             "elevenlabs": (s.elevenlabs_url, s.elevenlabs_api_key)}
+    for service, key_name in (("deepgram", "DEEPGRAM_API_KEY"), ("chat", "OPENAI_API_KEY"),
+                              ("elevenlabs", "ELEVENLABS_API_KEY")):
+        if s.stand_in(service):
+            found[service] = local_service(service)
+            log.warning("!!! cascade: %s not set: %s is the BUILT-IN LOCAL stand-in at %s, "
+                        "not the real service !!!", key_name, service, found[service][0])
+        else:
+            log.info("cascade: %s at %s", service, found[service][0])
+    voice = s.elevenlabs_voice_id or LOCAL_VOICE
+    endpointing = s.server_vad_silence_ms if s.turn_detection == "server" \
+        else LOCAL_ENDPOINTING_MS
+    return Services(
+        deepgram_url=found["deepgram"][0], deepgram_key=found["deepgram"][1],
+        deepgram_model=s.deepgram_model,
+        chat_base_url=found["chat"][0], chat_key=found["chat"][1],
+        elevenlabs_url=found["elevenlabs"][0], elevenlabs_key=found["elevenlabs"][1],
+        voice_id=voice, tts_model=s.elevenlabs_model,
+        connect_timeout_s=s.openai_connect_timeout_s, read_timeout_s=s.openai_stall_timeout_s,
+        endpointing_ms=endpointing)
+
+
+def cascade_backend(services: Services, s: Settings, clock: Clock,
+                    tools: tuple[ToolSpec, ...] = ()) -> OpenBackend:
+    """Return how each call opens its cascade (Deepgram -> chat -> ElevenLabs)."""
+    config = cascade_config(s, tools)
+
+    def open_backend(events: EventSink, *, closing: threading.Event, name: str,
+                     logger: CallLog, call_sid: str) -> Backend:
+        return CascadeBackend(services, config, events, closing=closing, name=name,
+                              clock=clock, logger=logger)
 
     return open_backend

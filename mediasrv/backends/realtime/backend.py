@@ -82,6 +82,10 @@ class RealtimeBackend:
         client = self._client
         return client is not None and client.connected.is_set()
 
+    @property
+    def waiting_for(self) -> str:
+        return ""  # one service: the call's own reason ("response ... not answered") says it
+
     def start(self) -> None:
         self._dial()
 
