@@ -32,6 +32,7 @@ from mediasrv.call.observer import CallLog
 from mediasrv.call.turn_checks import THREAD_NAME as TURN_MODEL_THREAD
 from mediasrv.clock import Clock, RealClock
 from mediasrv.errors import PeerClosed
+from mediasrv.models import vad_silero
 from mediasrv.protocol.twilio import Start
 from mediasrv.web import handoff
 from mediasrv.web.admission import Admission
@@ -126,6 +127,9 @@ def create_app(
         connect = backend_health.track(connect_realtime or _default_connector(settings))
         open_backend = realtime_backend(connect, settings, tools.specs())
     checks = turn_checks(settings)
+    # Every call's VAD runs on this one session: loaded now, in the serving process, so
+    # the first calls neither wait for it nor count it as their own memory.
+    vad_silero.load_session()
     prewarm = None
     if settings.prewarm_timeout_s > 0:
         prewarm = Prewarm(open_backend, settings.prewarm_timeout_s, settings.max_calls, clock)
