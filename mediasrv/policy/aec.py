@@ -82,6 +82,7 @@ _COH_LEN = 1280
 _FOLLOW_FRAMES = 3  # residual vs estimate correlation window (60 ms)
 _COH_SEG = 256
 _REANCHOR_SLOTS = 10  # inbound count vs clock: beyond 200 ms apart, restart the count
+_ZERO_FRAME = np.zeros(FRAME, dtype=np.float32)  # the estimate while no delay is known
 
 
 class _SlotRing:
@@ -117,11 +118,13 @@ class _SlotRing:
         out = self._buf[i : i + n]
         if valid.all():
             return out
-        out = out.copy()
-        for s in slots[~valid]:
-            a, b = max(int(s) * FRAME - start, 0), min((int(s) + 1) * FRAME - start, n)
-            out[a:b] = 0.0
-        return out
+        # Missing slots read as zeros: one mask over the samples, not a loop over slots.
+        keep = np.repeat(valid, FRAME)[start - first * FRAME : start - first * FRAME + n]
+        return np.where(keep, out, np.float32(0.0))
+
+    def written_since(self, start: int) -> bool:
+        """Tell whether any slot from sample `start` on was written (cheap: no read)."""
+        return self.last >= start // FRAME
 
     def power(self, start: int, n: int) -> float:
         x = self.read(start, n)
@@ -210,7 +213,7 @@ class EchoCanceller:
             self.echo_power = 0.0
             self.residual_power = self.inbound_power
             self._res.put(self._in_slot, y)
-            self._est.put(self._in_slot, np.zeros_like(y))
+            self._est.put(self._in_slot, _ZERO_FRAME)
             return y
         start = end - (self.delay - _PRE)  # the reference sample aligned with `end`
         update = self._frames % _UPDATE_EVERY == 0
@@ -341,11 +344,13 @@ class EchoCanceller:
 
     def _estimate_delay(self, end: int) -> None:
         n, lag = _GCC_LEN, self.max_lag
-        if self._ref.power(end - n - lag, n + lag) <= _ACTIVE:
-            return  # nothing sent in the search span: no evidence, keep what we know
+        # Cheapest first: on a quiet line (most frames of most calls) the inbound decides.
         y = self._in.read(end - n, n)
         if float(np.dot(y, y)) / n <= _ACTIVE * 1e-2:
             return
+        span = end - n - lag
+        if not self._ref.written_since(span) or self._ref.power(span, n + lag) <= _ACTIVE:
+            return  # nothing sent in the search span: no evidence, keep what we know
         x = self._ref.read(end - n - lag, n + lag)
         cross = np.conj(np.fft.rfft(y, self._nfft)) * np.fft.rfft(x, self._nfft)
         cross *= self._band / (np.abs(cross) + 1e-12)
