@@ -32,6 +32,7 @@ power on frames judged echo), whether this frame's estimate matched an echo that
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -146,13 +147,12 @@ class EchoCanceller:
         self._in_slot = -1
         # Delay search: FFT long enough that the circular correlation never wraps.
         self._nfft = 1 << int(np.ceil(np.log2(2 * _GCC_LEN + self.max_lag)))
-        freqs = np.fft.rfftfreq(self._nfft, 1 / 8000)
-        self._band = _band(freqs, 200.0, 3400.0)  # phone band
+        self._band = _phone_band(self._nfft)
         self._cc = np.zeros(self.max_lag + 1, dtype=np.float32)
         self._frames = 0
         self.delay: int | None = None  # bulk echo delay in samples, once known
         self.sharpness = 0.0
-        self._window = np.hanning(_WIN).astype(np.float32)
+        self._window = _WINDOW
         self._sxx = np.zeros(_WIN // 2 + 1, dtype=np.float64)
         self._syx = np.zeros(_WIN // 2 + 1, dtype=np.complex128)
         self._hf = np.zeros(_CONV // 2 + 1, dtype=np.complex128)  # the filter, transformed
@@ -166,8 +166,8 @@ class EchoCanceller:
         self.inbound_power = 0.0
         self._res = _SlotRing(_SHORT_RING)  # the residual on the inbound timeline
         self._est = _SlotRing(_SHORT_RING)  # and the echo estimate
-        self._seg_window = np.hanning(_COH_SEG).astype(np.float32)
-        self._seg_band = _band(np.fft.rfftfreq(_COH_SEG, 1 / 8000), 300.0, 3400.0)
+        self._seg_window = _SEG_WINDOW
+        self._seg_band = _SEG_BAND
 
     @property
     def erle_db(self) -> float:
@@ -381,3 +381,22 @@ class EchoCanceller:
 
 def _band(freqs: npt.NDArray[np.floating[Any]], low: float, high: float) -> Floats:
     return ((freqs > low) & (freqs < high)).astype(np.float32)
+
+
+@functools.cache
+def _phone_band(nfft: int) -> Floats:
+    """The delay search's band weights, one array per FFT size for every call (read only)."""
+    band = _band(np.fft.rfftfreq(nfft, 1 / 8000), 200.0, 3400.0)
+    band.flags.writeable = False
+    return band
+
+
+def _constant(x: Floats) -> Floats:
+    x.flags.writeable = False
+    return x
+
+
+# Shared by every call's canceller, never written: ~35 KB a call less (with _phone_band).
+_WINDOW = _constant(np.hanning(_WIN).astype(np.float32))
+_SEG_WINDOW = _constant(np.hanning(_COH_SEG).astype(np.float32))
+_SEG_BAND = _constant(_band(np.fft.rfftfreq(_COH_SEG, 1 / 8000), 300.0, 3400.0))
