@@ -55,6 +55,7 @@ from mediasrv.backends.cascade.links import Links
 from mediasrv.backends.cascade.speech import SpokenText, TextChunker
 from mediasrv.backends.cascade.toolturn import ToolTurn
 from mediasrv.backends.cascade.transcript import Transcripts, Turn
+from mediasrv.protocol.toolcalls import ToolCall
 
 log = logging.getLogger(__name__)
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
@@ -445,12 +446,7 @@ class Pipeline:
         text = run.heard if run.heard is not None else (
             run.said.strip() if status == "completed" else run.spoken.text())
         calls = run.tools.take()
-        if text or calls is not None:
-            run.message = self.history.add("assistant", text,
-                                           calls.calls if calls is not None else ())
-        for typed in self._typed:
-            self.history.add("user", typed)
-        self._typed.clear()
+        self._remember(run, text, calls.calls if calls is not None else ())
         self._recent[run.item_id] = run
         while len(self._recent) > _RECENT_RUNS:
             del self._recent[next(iter(self._recent))]
@@ -461,10 +457,17 @@ class Pipeline:
         if calls is not None:
             for problem in calls.problems:
                 self._log.warning("[TOOL] %s", problem)
-            if calls.calls or calls.problems:
-                self._emit(base.ToolCallsReady(run.response_id, calls.calls, calls.problems))
+            self._emit(base.ToolCallsReady(run.response_id, calls.calls, calls.problems))
         self._emit(base.ResponseDone(run.response_id, status, reason))
         self._log_latency(run)
+
+    def _remember(self, run: Run, text: str, calls: tuple[ToolCall, ...]) -> None:
+        """Put the answer in the history (if heard or calling), then keys held behind it."""
+        if text or calls:
+            run.message = self.history.add("assistant", text, calls)
+        for typed in self._typed:
+            self.history.add("user", typed)
+        self._typed.clear()
 
     def _abandon(self, report: base.ConnectionLost) -> None:
         """Give the session up: the call says its apology and hangs up."""
