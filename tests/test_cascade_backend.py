@@ -8,7 +8,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -61,7 +61,8 @@ class Rig:
 
 @contextmanager
 def rig(dg: DeepgramOptions | None = None, chat: ChatOptions | None = None,
-        tts: ElevenLabsOptions | None = None, tts_key: str = "") -> Iterator[Rig]:
+        tts: ElevenLabsOptions | None = None, tts_key: str = "",
+        config: CascadeConfig = CONFIG) -> Iterator[Rig]:
     with ExitStack() as stack:
         d = stack.enter_context(LocalDeepgram(dg or DeepgramOptions(recognizer="canned")))
         c = stack.enter_context(LocalChat(chat))
@@ -71,7 +72,7 @@ def rig(dg: DeepgramOptions | None = None, chat: ChatOptions | None = None,
                             tts_key or t.api_key, "voice1", "eleven_flash_v2_5",
                             connect_timeout_s=2.0)
         events = Events()
-        backend = CascadeBackend(services, CONFIG, events, closing=threading.Event(),
+        backend = CascadeBackend(services, config, events, closing=threading.Event(),
                                  name="mediasrv-rt-test", clock=RealClock())
         backend.start()
         try:
@@ -123,6 +124,27 @@ def test_a_barge_in_closes_the_chat_stream_and_the_voice_context() -> None:
         assert r.chat.wait_for("streams_closed_by_client", timeout=WAIT)
         assert r.tts.wait_for("contexts_closed", timeout=WAIT)
         assert "streams_completed" not in r.chat.stats()["counts"]
+
+
+def test_a_tool_called_over_the_wire_is_reported_and_its_result_asked_about() -> None:
+    end = base.ToolSpec("end_call", "End the call.", {"type": "object", "properties": {}})
+    with rig(config=replace(CONFIG, tools=(end,))) as r:
+        r.events.until(base.SessionReady)
+        assert r.backend.caller_text("Please end call now")  # the keypad's way in
+        assert r.backend.request_response("req_1", "answer", "")
+        ready = r.events.until(base.ToolCallsReady)
+        assert isinstance(ready, base.ToolCallsReady)
+        [call] = ready.calls
+        assert (call.name, call.complete) == ("end_call", True)
+        assert r.events.until(base.ResponseDone) == base.ResponseDone(
+            ready.response_id, "completed", "")
+        assert r.backend.tool_result(call.call_id, '{"ok": true}')
+        assert r.backend.request_response("req_2", "after_tool", "")
+        r.events.until(base.ResponseDone)
+        first, after = r.chat.stats()["records"]["requests"]
+        assert first["messages"][-1] == {"role": "user", "content": "Please end call now"}
+        assert after["messages"][-1] == {"role": "tool", "tool_call_id": call.call_id,
+                                         "content": '{"ok": true}'}
 
 
 def test_a_refused_handshake_is_retried_once_then_given_up_by_name() -> None:

@@ -1,5 +1,7 @@
 """End to end, call control: the real app, the local backend (its tool plan), the Twilio
-emulator as the media party of the Twilio REST stand-in, real sockets, signed requests.
+emulator as the media party of the Twilio REST stand-in, real sockets, signed requests;
+and the tools and keypad again with AGENT_BACKEND=cascade and its three stand-ins
+(mediasrv.testing.cascade_callctl), whose chat model calls the tool the caller names.
 
 The calls of this module run at once, each in its own offline Twilio world (the module
 fixture `calls`), so the module takes as long as its longest call; each test then
@@ -18,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cascade_e2e import words_heard
 
 from mediasrv.callctl.tools import END_CALL_ACCEPTED
 from mediasrv.localbackend.prompts import PROMPT_TEXTS
 from mediasrv.testing.callctl import SALES, Done, call_jobs, run_calls
+from mediasrv.testing.cascade_callctl import cascade_jobs, line_of
 from mediasrv.testing.harness import BackendPool, LogCapture
 from mediasrv.testing.world import TwilioWorld
 from mediasrv.web.settings import DEFAULT_VOICEMAIL, Settings
@@ -36,7 +40,8 @@ def calls(backends: BackendPool, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[dict[str, Done]]:
     folder = tmp_path_factory.mktemp("recordings")
     with LogCapture() as logs:
-        yield run_calls(call_jobs(backends, folder, place_with_script), logs)
+        yield run_calls({**call_jobs(backends, folder, place_with_script),
+                         **cascade_jobs(backends)}, logs)
 
 
 def place_with_script(settings: Settings, to: str, from_: str, amd: bool) -> str:
@@ -188,6 +193,69 @@ def test_an_outbound_call_answered_by_a_machine_gets_the_voicemail_then_a_hang_u
     assert done.twilio["said"] == [DEFAULT_VOICEMAIL] and done.twilio["status"] == "completed"
     assert done.end_reason == "voicemail left", why
     assert done.result.hangup_by == "twilio", why
+
+
+# --- the same through the cascade (AGENT_BACKEND=cascade, its three stand-ins) ---------
+
+
+def heard_in_full(done: Done, starts: str) -> bool:
+    """Tell whether every word of the line starting `starts` was heard."""
+    item, renderings = line_of(done, starts)
+    heard_ms = done.result.summary()["heard_ms_per_item"].get(item, 0.0)
+    every, heard = words_heard(renderings, heard_ms)
+    return bool(every) and heard == every
+
+
+def test_cascade_end_call_speaks_the_answer_to_its_result_then_hangs_up_once_heard(
+        calls: dict[str, Done]) -> None:
+    done = calls["cascade_end_call"]
+    why = done.why()
+    first, after = done.extra["chat"]
+    assert "end_call" in [t["function"]["name"] for t in first["tools"]], why
+    [call] = after["messages"][-2]["tool_calls"]
+    assert after["messages"][-1] == {"role": "tool", "tool_call_id": call["id"],
+                                     "content": END_CALL_ACCEPTED}, why
+    assert heard_in_full(done, "The tool end_call returned"), why
+    assert done.end_reason.startswith("end_call (no reason given): goodbye heard"), why
+    assert done.result.hangup_by in ("server", "twilio"), why
+    assert [r["form"] for r in done.requests] == [{"Status": ["completed"]}], why
+
+
+def test_cascade_transfer_says_its_line_then_dials_and_its_stop_is_no_hang_up(
+        calls: dict[str, Done]) -> None:
+    done = calls["cascade_transfer"]
+    why = done.why()
+    [call] = done.extra["chat"][-1]["messages"][-2]["tool_calls"]
+    assert json.loads(call["function"]["arguments"]) == {"to": "sales"}, why
+    assert heard_in_full(done, "The tool transfer_call returned"), why
+    [update] = done.requests
+    [twiml] = update["form"]["Twiml"]
+    assert "<Dial" in twiml and f"<Number>{SALES.number}</Number>" in twiml, why
+    assert ("stop", "the call's TwiML was updated") in done.party, why
+    assert done.end_reason == "transferred to sales (+15551230001)", why
+    assert done.result.hangup_by == "twilio", why
+
+
+def test_cascade_webhook_result_reaches_the_chat_model_and_its_answer_is_heard(
+        calls: dict[str, Done]) -> None:
+    done = calls["cascade_webhook"]
+    why = done.why()
+    [body] = done.extra["bodies"]
+    assert (body["call_sid"], body["tool"]) == (done.result.call_sid, "look_up_order"), why
+    assert done.extra["chat"][-1]["messages"][-1] == {
+        "role": "tool", "tool_call_id": body["call_id"], "content": '{"status":"shipped"}'}
+    assert heard_in_full(done, "The tool look_up_order returned"), why
+    assert done.log("[AI_TALK] local prompt one_moment"), why  # the 3 s tool's filler
+
+
+def test_cascade_keys_reach_the_chat_model_as_a_user_message_and_are_answered(
+        calls: dict[str, Done]) -> None:
+    done = calls["cascade_keypad"]
+    why = done.why()
+    [request] = done.extra["chat"]
+    assert request["messages"][-1] == {"role": "user",
+                                       "content": "The caller pressed 1 2 3 4 #"}, why
+    assert heard_in_full(done, "You said:"), why
 
 
 # --- 6. the offline Twilio itself -------------------------------------------------------

@@ -44,6 +44,16 @@ def test_a_spoken_tool_name_calls_that_tool_with_the_users_text() -> None:
     assert json.loads(answer.tool.arguments) == {"query": "please look up order 42"}
 
 
+def test_a_string_argument_with_an_enum_gets_the_value_the_user_named() -> None:
+    transfer = {"type": "function", "function": {
+        "name": "transfer_call", "description": "Transfer the caller",
+        "parameters": {"type": "object", "required": ["to"], "properties": {
+            "to": {"type": "string", "enum": ["billing", "sales"]}}}}}
+    answer = plan_answer(validate(json.dumps(body("Transfer call to sales, please.",
+                                                  tools=[transfer])).encode(), None))
+    assert answer.tool is not None and json.loads(answer.tool.arguments) == {"to": "sales"}
+
+
 def test_tool_choice_none_never_calls_a_tool() -> None:
     req = validate(json.dumps(body("look up order 42", tools=[LOOKUP], tool_choice="none"))
                    .encode(), None)

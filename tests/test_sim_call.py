@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from flask import Flask, Response, request
 from flask_sock import Sock
 from twilio.request_validator import RequestValidator
@@ -132,13 +131,6 @@ def standin(behaviour: Behaviour) -> Iterator[tuple[str, Seen]]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=2)
-
-
-@pytest.fixture(autouse=True)
-def no_leftover_threads() -> Iterator[None]:
-    yield
-    left = [t.name for t in threading.enumerate() if t.name.startswith("mediasrv-")]
-    assert left == []
 
 
 def silence(seconds: float) -> CallerScript:

@@ -7,7 +7,8 @@ Answers are deterministic:
   - a tool is forced by `tool_choice`, or `tool_choice` is "auto"/"required" and the last
     user message names a declared tool (underscores and hyphens read as spaces, so a
     spoken "look up order" names `look_up_order`) -> a call of that tool whose required
-    string arguments all carry the user's text;
+    string arguments all carry the user's text (an argument with an `enum`: the first
+    of its values the user named, as a model picks "sales" from "put me through to sales");
   - otherwise "You said: <last user text>".
 
 The stream is built up front as (due time, SSE event) pairs, exactly as OpenAI streams
@@ -179,8 +180,14 @@ def _choose_tool(req: ChatRequest, said: str) -> JsonObj | None:
 def _arguments(function: JsonObj, said: str) -> JsonObj:
     params = function.get("parameters") or {}
     props = params.get("properties") or {}
-    return {name: said for name in params.get("required") or []
+    return {name: _value(props.get(name) or {}, said) for name in params.get("required") or []
             if (props.get(name) or {}).get("type") == "string"}
+
+
+def _value(prop: JsonObj, said: str) -> str:
+    words = f" {' '.join(re.findall(r'[a-z0-9+]+', said.lower()))} "
+    named = [v for v in prop.get("enum") or [] if isinstance(v, str) and f" {v.lower()} " in words]
+    return named[0] if named else said
 
 
 def _tool_name(messages: list[JsonObj], call_id: str) -> str:

@@ -23,6 +23,7 @@ Layer: protocol (pure: no threads, no I/O). Both backends read tool calls with i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,13 +79,17 @@ class ChatToolCallAssembler:
             return None
         delta = choice.get("delta")
         if isinstance(delta, dict) and isinstance(delta.get("tool_calls"), list):
-            for position, fragment in enumerate(delta["tool_calls"]):
-                self._feed_fragment(fragment, position)
+            self.feed_fragments(delta["tool_calls"])
         reason = choice.get("finish_reason")
         if isinstance(reason, str) and reason:
             self._finish_reason = reason
             return self.finish()
         return None
+
+    def feed_fragments(self, fragments: Sequence[Any]) -> None:
+        """Take one chunk's `delta.tool_calls` (a reader that parsed the chunk itself)."""
+        for position, fragment in enumerate(fragments):
+            self._feed_fragment(fragment, position)
 
     @property
     def finish_reason(self) -> str | None:

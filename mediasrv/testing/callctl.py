@@ -122,10 +122,12 @@ class SlowWebhook:
         self._stop.wait(WEBHOOK_DELAY_S)
         return HttpResponse(200, b'{"status": "shipped"}')
 
-    def tools(self) -> Any:
+    def tools(self, order_type: str = "integer") -> Any:
+        """Return the TOOLS_FILE tools; `order_type` "string" for a model that quotes the
+        caller's words (the chat stand-in fills string arguments only)."""
         return parse_tools(json.dumps({"tools": [{
             "name": "look_up_order", "description": "Find an order by its number.",
-            "parameters": {"type": "object", "properties": {"order": {"type": "integer"}},
+            "parameters": {"type": "object", "properties": {"order": {"type": order_type}},
                            "required": ["order"]},
             "url": f"{self.server.url}/order"}]}))
 
@@ -154,6 +156,12 @@ def recorded_call(backends: BackendPool, logs: LogCapture, folder: Path) -> Done
     return done
 
 
+def keypad_script() -> CallerScript:
+    """Return a caller who keys 1 2 3 4 # after the greeting and says nothing."""
+    return CallerScript.build([], duration=14.0, keys=[(7.0, "1"), (7.3, "2"), (7.6, "3"),
+                                                       (7.9, "4"), (8.2, "#")])
+
+
 def call_jobs(backends: BackendPool, folder: Path, place: Place) -> dict[str, Job]:
     """Return the calls of call control by name; `folder` takes the recordings."""
     return {
@@ -162,9 +170,7 @@ def call_jobs(backends: BackendPool, folder: Path, place: Place) -> dict[str, Jo
             transfer_numbers=(SALES,)),
         "end_call": lambda logs: recorded_call(backends, logs, folder),
         "webhook": lambda logs: webhook_call(backends, logs),
-        "keypad": lambda logs: inbound(backends, logs, CallerScript.build(
-            [], duration=14.0, keys=[(7.0, "1"), (7.3, "2"), (7.6, "3"), (7.9, "4"),
-                                     (8.2, "#")])),
+        "keypad": lambda logs: inbound(backends, logs, keypad_script()),
         "dtmf_barge_in": lambda logs: inbound(backends, logs, CallerScript.build(
             [], duration=8.0, keys=[(2.0, "5")]), dtmf_barge_in=True),
         "prewarm": lambda logs: inbound(

@@ -99,21 +99,28 @@ class CascadeOutcome:
         return None
 
 
+def start_standins(stack: ExitStack, s: StandIns
+                   ) -> tuple[dict[str, str], LocalChat, LocalElevenLabs]:
+    """Start one call's three stand-ins (stopped with `stack`); return the environment
+    that points a server at them, and the chat and voice stand-ins (what they saw)."""
+    dg = stack.enter_context(LocalDeepgram(s.deepgram or DeepgramOptions(
+        recognizer="canned", canned_transcripts=s.transcripts)))
+    chat = stack.enter_context(LocalChat(s.chat))
+    tts = stack.enter_context(LocalElevenLabs(s.tts))
+    dg.start(), chat.start(), tts.start()
+    env = {"AGENT_BACKEND": "cascade", "DEEPGRAM_URL": dg.url,
+           "DEEPGRAM_API_KEY": dg.api_key, "OPENAI_BASE_URL": chat.base_url,
+           "OPENAI_API_KEY": chat.api_key, "ELEVENLABS_URL": tts.base_url,
+           "ELEVENLABS_API_KEY": tts.api_key, "ELEVENLABS_VOICE_ID": "e2e-voice"}
+    return env, chat, tts
+
+
 def place(jobs: Sequence[Job]) -> list[CascadeOutcome]:
     """Place every job's call at once; return their outcomes in order."""
     with LogCapture() as logs, ExitStack() as stack:
         specs, standins = [], []
         for job in jobs:
-            s = job.standins
-            dg = stack.enter_context(LocalDeepgram(s.deepgram or DeepgramOptions(
-                recognizer="canned", canned_transcripts=s.transcripts)))
-            chat = stack.enter_context(LocalChat(s.chat))
-            tts = stack.enter_context(LocalElevenLabs(s.tts))
-            dg.start(), chat.start(), tts.start()
-            env = {"AGENT_BACKEND": "cascade", "DEEPGRAM_URL": dg.url,
-                   "DEEPGRAM_API_KEY": dg.api_key, "OPENAI_BASE_URL": chat.base_url,
-                   "OPENAI_API_KEY": chat.api_key, "ELEVENLABS_URL": tts.base_url,
-                   "ELEVENLABS_API_KEY": tts.api_key, "ELEVENLABS_VOICE_ID": "e2e-voice"}
+            env, chat, tts = start_standins(stack, job.standins)
             settings = load_settings(env, turn_detection=job.mode, **job.scenario.overrides)
             server = stack.enter_context(LocalServer(settings))
             specs.append((server.base_url, job.scenario, job.mode))

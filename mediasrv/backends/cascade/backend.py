@@ -149,13 +149,10 @@ class CascadeBackend:
         return self._connected and self._put(lambda: self._core.truncate(item_id, heard_ms))
 
     def tool_result(self, call_id: str, output: str) -> bool:
-        # Not built yet for the cascade (issue 13 in the cascade: in progress on a branch).
-        self._log.warning("cascade: tool result for %s refused: tools not built yet", call_id)
-        return False
+        return self._connected and self._put(lambda: self._core.tool_result(call_id, output))
 
     def caller_text(self, text: str) -> bool:
-        self._log.warning("cascade: caller text refused: not built yet")
-        return False
+        return self._connected and self._put(lambda: self._core.caller_text(text))
 
     def reconnect(self, reason: str) -> None:
         now = self._clock.now()

@@ -5,8 +5,9 @@ Layer: backends.
 
 The traps this module absorbs: the usage chunk (and some providers' chunks mid-stream)
 carry `choices: []`, so nothing here indexes `choices[0]` blindly; an `error` object can
-arrive mid-stream instead of a chunk; `[DONE]` ends the stream. Tool calls are not ours
-to run (call control adds them): a `finish_reason` of `tool_calls` ends the answer.
+arrive mid-stream instead of a chunk; `[DONE]` ends the stream. Tool-call fragments are
+handed on raw, with the chunk's text and `finish_reason` (compatible providers put all
+three in one chunk): assembling them by index is mediasrv.protocol.toolcalls' job.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mediasrv.backends.base import ToolSpec
 from mediasrv.errors import ProtocolError
 
 # A spoken answer is a few sentences; this caps a runaway one (and its cost) at ~300 words.
@@ -23,7 +25,11 @@ MAX_COMPLETION_TOKENS = 400
 
 @dataclass(frozen=True, slots=True)
 class Delta:
+    """Text, tool-call fragments (raw `delta.tool_calls`), or both, of one chunk."""
+
     text: str
+    tool_calls: tuple[Any, ...] = ()
+    finish: str = ""  # the same chunk's finish_reason ("" if none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +52,19 @@ class Failure:
 ChatEvent = Delta | Finish | Done | Failure
 
 
-def request_body(model: str, messages: list[dict[str, str]]) -> bytes:
-    """Return the JSON body of a streamed completion of `messages`."""
-    return json.dumps({
+def request_body(model: str, messages: list[dict[str, Any]],
+                 tools: tuple[ToolSpec, ...] = ()) -> bytes:
+    """Return the JSON body of a streamed completion of `messages`, offering `tools`."""
+    body: dict[str, Any] = {
         "model": model, "messages": messages, "stream": True,
         "stream_options": {"include_usage": True},
         "max_completion_tokens": MAX_COMPLETION_TOKENS,
-    }).encode()
+    }
+    if tools:  # (an empty `tools` list is refused by the API)
+        body["tools"] = [{"type": "function", "function": {
+            "name": t.name, "description": t.description, "parameters": t.parameters}}
+            for t in tools]
+    return json.dumps(body).encode()
 
 
 def parse_line(line: bytes) -> ChatEvent | None:
@@ -86,12 +98,16 @@ def _choice(choices: Any) -> ChatEvent | None:
         raise ProtocolError("chat: a choice that is not an object")
     delta = choice.get("delta") or {}
     content = delta.get("content") if isinstance(delta, dict) else None
-    if isinstance(content, str) and content:
-        return Delta(content)
+    text = content if isinstance(content, str) else ""
+    calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+    fragments = tuple(calls) if isinstance(calls, list) else ()
     reason = choice.get("finish_reason")
-    if isinstance(reason, str) and reason:
-        return Finish(reason)
-    return None  # the role chunk, a tool-call fragment, a refusal fragment
+    finish = reason if isinstance(reason, str) else ""
+    if text or fragments:
+        return Delta(text, fragments, finish)
+    if finish:
+        return Finish(finish)
+    return None  # the role chunk, a refusal fragment
 
 
 def error_message(body: Any) -> str:

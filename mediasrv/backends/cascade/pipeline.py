@@ -16,6 +16,15 @@ greeting is exactly the GREETING setting). A barge-in (`truncate`, then `cancel`
 the chat stream, closes the run's context and drops its late audio by context id; the
 history then holds only the words the caller heard (speech.SpokenText).
 
+Tools (issue 13): the request offers the config's tools; an answer's tool-call fragments
+are gathered by index (toolturn.ToolTurn) while its text is spoken as usual; when the
+run ends its calls go out as one `ToolCallsReady`, just before its `ResponseDone`
+(`complete=False` for calls of a stream cut short), and into the history with the heard
+part of its text. `tool_result` keeps each result against its call (history.History);
+the call's `after_tool` request then asks the chat model again with that history.
+`caller_text` (the keypad) adds a user message -- after the answer being spoken, if
+one is -- and lets the next `answer` go ahead without any spoken words.
+
 Failures: a chat request that fails before any text is asked once more, then the
 session is given up; one that fails after some text ends the answer there. A lost
 ElevenLabs socket ends the answer speaking on it where its audio ended. Redials and
@@ -44,7 +53,9 @@ from mediasrv.backends.cascade.actions import (
 from mediasrv.backends.cascade.history import History, Message
 from mediasrv.backends.cascade.links import Links
 from mediasrv.backends.cascade.speech import SpokenText, TextChunker
+from mediasrv.backends.cascade.toolturn import ToolTurn
 from mediasrv.backends.cascade.transcript import Transcripts, Turn
+from mediasrv.protocol.toolcalls import ToolCall
 
 log = logging.getLogger(__name__)
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
@@ -76,6 +87,7 @@ class Run:
     message: Message | None = None  # its entry in the history
     chunker: TextChunker = field(default_factory=TextChunker)
     spoken: SpokenText = field(default_factory=SpokenText)
+    tools: ToolTurn = field(default_factory=ToolTurn)
     turn_done_at: float | None = None
     chat_sent_at: float | None = None
     first_token_at: float | None = None
@@ -111,6 +123,8 @@ class Pipeline:
         self._jobs = 0
         self._tts_backlog: list[SendTts] = []  # the run's text while ElevenLabs redials
         self._stt_sent_at = now
+        self._typed: list[str] = []  # caller texts held until the answer speaking ends
+        self._typed_since_answer = False  # an `answer` needs no spoken words then
         self._out: list[Action] = []
 
     # --- the session -----------------------------------------------------------------------
@@ -220,6 +234,20 @@ class Pipeline:
         self._emit(base.AgentTranscript(run.response_id, item_id, run.heard))
         return self._take()
 
+    def tool_result(self, call_id: str, output: str) -> list[Action]:
+        if not self.history.add_result(call_id, output):
+            self._log.warning("[TOOL] result for %s dropped: no call of that id in the "
+                              "history", call_id)
+        return []
+
+    def caller_text(self, text: str) -> list[Action]:
+        self._typed_since_answer = True
+        if self._run is not None and self._run.created:
+            self._typed.append(text)  # after the answer being spoken, as it comes after it
+        else:
+            self.history.add("user", text)
+        return []
+
     def stalled(self, reason: str, now: float) -> list[Action]:
         """The call saw nothing from us for its stall timeout: unstick what we wait on."""
         run = self._run
@@ -293,12 +321,15 @@ class Pipeline:
         if isinstance(ev, chat_wire.Delta):
             if run.first_token_at is None:
                 run.first_token_at = at
-            piece = run.chunker.feed(ev.text)
+            run.tools.feed(ev)
+            piece = run.chunker.feed(ev.text) if ev.text else None
             if piece is not None:
                 first_clause = piece.ends_clause and not run.flushed
                 self._say(run, piece.text, flush=piece.ends_sentence or first_clause)
-        elif isinstance(ev, chat_wire.Finish) and ev.reason != "stop":
-            self._log.warning("chat: the answer ended with finish_reason=%s", ev.reason)
+        elif isinstance(ev, chat_wire.Finish):
+            run.tools.finished(ev.reason)
+            if ev.reason not in ("stop", "tool_calls"):
+                self._log.warning("chat: the answer ended with finish_reason=%s", ev.reason)
         elif isinstance(ev, chat_wire.Done):
             self._finish_text(run)
         elif isinstance(ev, chat_wire.Failure):
@@ -354,12 +385,15 @@ class Pipeline:
         for turn in turns:
             self._caller_turn(turn)
         run.turn_done_at = max([run.asked_at, *(t.completed_at for t in turns)])
-        if run.purpose == "answer" and not any(t.text for t in turns):
+        if run.purpose == "answer" and not any(t.text for t in turns) \
+                and not self._typed_since_answer:
             self._log.info("[UTT] SKIPPED: deepgram heard no words in the turn: no answer")
             self._run = None
             self._emit(base.BackendError("empty_transcript", "no words in the caller's turn",
                                          run.request_id, harmless=True))
             return
+        if run.purpose == "answer":
+            self._typed_since_answer = False
         self._create(run)
         self._start_chat(run)
 
@@ -375,7 +409,8 @@ class Pipeline:
     def _start_chat(self, run: Run) -> None:
         self._jobs += 1
         run.job, run.chat_tries = self._jobs, run.chat_tries + 1
-        body = chat_wire.request_body(self._cfg.chat_model, self.history.request(run.extra))
+        body = chat_wire.request_body(self._cfg.chat_model, self.history.request(run.extra),
+                                      self._cfg.tools)
         self._out.append(StartChat(run.job, body))
 
     def _say(self, run: Run, text: str, *, flush: bool) -> None:
@@ -396,7 +431,8 @@ class Pipeline:
             self._send_tts(tts_wire.flush(run.context_id))
             self._close_context(run)
         else:
-            self._end_run(run, "completed", "the chat model said nothing")
+            self._end_run(run, "completed", "" if run.tools.take() is not None
+                          else "the chat model said nothing")
 
     def _close_context(self, run: Run) -> None:
         self._send_tts(tts_wire.close_context(run.context_id))
@@ -409,8 +445,8 @@ class Pipeline:
             self._out.append(StopChat(run.job))
         text = run.heard if run.heard is not None else (
             run.said.strip() if status == "completed" else run.spoken.text())
-        if text:
-            run.message = self.history.add("assistant", text)
+        calls = run.tools.take()
+        self._remember(run, text, calls.calls if calls is not None else ())
         self._recent[run.item_id] = run
         while len(self._recent) > _RECENT_RUNS:
             del self._recent[next(iter(self._recent))]
@@ -418,8 +454,20 @@ class Pipeline:
             self._emit(base.AudioDone(run.response_id, run.item_id))
         if text and run.heard is None:  # (a truncate already told what was heard)
             self._emit(base.AgentTranscript(run.response_id, run.item_id, text))
+        if calls is not None:
+            for problem in calls.problems:
+                self._log.warning("[TOOL] %s", problem)
+            self._emit(base.ToolCallsReady(run.response_id, calls.calls, calls.problems))
         self._emit(base.ResponseDone(run.response_id, status, reason))
         self._log_latency(run)
+
+    def _remember(self, run: Run, text: str, calls: tuple[ToolCall, ...]) -> None:
+        """Put the answer in the history (if heard or calling), then keys held behind it."""
+        if text or calls:
+            run.message = self.history.add("assistant", text, calls)
+        for typed in self._typed:
+            self.history.add("user", typed)
+        self._typed.clear()
 
     def _abandon(self, report: base.ConnectionLost) -> None:
         """Give the session up: the call says its apology and hangs up."""
