@@ -39,11 +39,14 @@ def echo_run(
     delay: int = DELAY,
     caller: np.ndarray | None = None,
     learn: bool = True,
+    stamped_late: tuple[int, float] = (0, 0.0),
 ) -> EchoCanceller:
     """Feed frames [start, frames) of the bot out and its echo (mu-law, like Twilio) back.
 
     `caller` (samples from frame `start` on) is added to the inbound; with `learn` False
-    the canceller is told every frame held the caller (it learns nothing).
+    the canceller is told every frame held the caller (it learns nothing). `stamped_late`
+    (n, s): the first n inbound frames carry times s late, as when the first frames of a
+    stream arrived late and set its time origin, which later frames then corrected.
     """
     aec = aec if aec is not None else EchoCanceller()
     sent = bot_frames()
@@ -63,7 +66,8 @@ def echo_run(
             inbound[: part.shape[0]] += part
         pcm = np.clip(np.rint(inbound), -32768, 32767).astype(np.int16)
         y = ULAW_DECODE[np.frombuffer(pcm16_to_ulaw(pcm), np.uint8)]
-        aec.process((y / 32768.0).astype(np.float32), now)
+        late = stamped_late[1] if i - start < stamped_late[0] else 0.0
+        aec.process((y / 32768.0).astype(np.float32), now + late)
         aec.commit(caller=not learn)
     return aec
 
@@ -77,6 +81,17 @@ BAD_LINE /= np.abs(np.fft.rfft(BAD_LINE, 1024)).max()
 def test_finds_a_pure_delay_and_converges_within_three_seconds() -> None:
     aec = echo_run(np.ones(1), echo_loss_db=20.0, frames=150)
     assert aec.delay is not None and abs(aec.delay - DELAY) <= 2
+    assert aec.erle_db >= 15.0
+
+
+def test_inbound_times_corrected_earlier_move_the_inbound_timeline_with_them() -> None:
+    # The uplink's time origin comes from the frames that arrived soonest: when the first
+    # frames came late, every later frame is stamped earlier than they were. Counting on
+    # from the late start would leave the inbound 180 ms behind what we sent for the
+    # whole call: this 350 ms echo would look like 530 ms, past the 500 ms searched.
+    aec = echo_run(np.ones(1), echo_loss_db=20.0, frames=200, delay=2800,
+                   aec=EchoCanceller(max_delay_ms=500), stamped_late=(10, 0.180))
+    assert aec.delay is not None and abs(aec.delay - 2800) <= 2
     assert aec.erle_db >= 15.0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mediasrv.policy.playback import ClearPoint, MarkOutcome, Playback, SentFrame
+from mediasrv.policy.playback import ECHO_RTT_MARGIN_S, ClearPoint, MarkOutcome, Playback, SentFrame
 
 TICK = 0.020
 
@@ -141,3 +141,16 @@ def test_a_probe_on_an_empty_buffer_times_the_network_alone() -> None:
         pb.on_mark_echo(f"m{k}", f.play_end + 0.030 + 0.090)
     assert pb.playout_lag() == pytest.approx(0.090)
     assert not pb.has_unheard()  # a probe is never audio waiting to be heard
+
+
+def test_the_network_share_of_our_echo_delay_is_the_least_round_trip_less_a_margin() -> None:
+    pb = ledger()
+    assert pb.network_echo_delay() == 0.0  # no mark back yet: nothing is credited
+    pb.on_probe_sent("rtt-probe-1", 0.5)
+    pb.on_mark_echo("rtt-probe-1", 0.5 + 0.200)
+    pb.on_probe_sent("rtt-probe-2", 1.0)
+    pb.on_mark_echo("rtt-probe-2", 1.0 + 0.140)
+    assert pb.network_echo_delay() == pytest.approx(0.140 - ECHO_RTT_MARGIN_S)
+    pb.on_probe_sent("rtt-probe-3", 2.0)
+    pb.on_mark_echo("rtt-probe-3", 2.0 + 0.020)  # a round trip under the margin
+    assert pb.network_echo_delay() == 0.0

@@ -236,6 +236,19 @@ class CallCore:
         with self.lock:
             return self.playout.queued_locked() > 0 or self.playback.has_unheard()
 
+    def echo_delay_known(self) -> float:
+        """Return how much of our echo's delay the network alone accounts for (s).
+
+        Our echo comes back the Twilio round trip after we sent it, plus the line's own
+        echo path; the inbound is stamped at when it left Twilio (its least transit
+        included), the reference at when it left us. The echo guard searches a bounded
+        span of delays (500 ms), so the network's part, measured by the mark round trip,
+        is taken off the reference's time (measured: a 300 ms echo path behind 120 ms of
+        network fell outside the span on a loaded machine).
+        """
+        with self.lock:
+            return self.playback.network_echo_delay()
+
     def ai_playing_locked(self) -> bool:
         assert self.lock.held()
         return (self.ai_speaking.is_set() or self.playout.queued_locked() > 0

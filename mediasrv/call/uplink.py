@@ -81,8 +81,11 @@ class Uplink:
         core = self._core
         core.recording.caller_frame(msg.payload, now - core.started_at)  # as captured
         ai_playing = core.ai_playing()
-        for sent_at, frame in self._echo.take():
-            self.turn_policy.on_sent(frame, sent_at)
+        sent = self._echo.take()
+        if sent:
+            network = core.echo_delay_known()
+            for sent_at, frame in sent:
+                self.turn_policy.on_sent(frame, sent_at + network)
         closing = core.closing.is_set()
         for start in range(0, len(msg.payload), FRAME_BYTES):
             step = self.turn_policy.feed(msg.payload[start : start + FRAME_BYTES], now,

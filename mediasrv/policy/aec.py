@@ -82,7 +82,7 @@ _ACTIVE = 1e-6  # frame power (of 1.0 full scale) below which the reference is s
 _COH_LEN = 1280
 _FOLLOW_FRAMES = 3  # residual vs estimate correlation window (60 ms)
 _COH_SEG = 256
-_REANCHOR_SLOTS = 10  # inbound count vs clock: beyond 200 ms apart, restart the count
+_REANCHOR_SLOTS = 1  # inbound count vs clock: more than a frame apart, restart the count
 _ZERO_FRAME = np.zeros(FRAME, dtype=np.float32)  # the estimate while no delay is known
 
 

@@ -31,6 +31,7 @@ from enum import Enum
 from mediasrv.audio import BYTES_PER_MS, FRAME_MS
 
 # How many finished items to remember (for late truncation look-ups); older ones go.
+ECHO_RTT_MARGIN_S = 0.060  # of the round trip not credited to the network
 _KEEP_ITEMS = 16
 # Lateness of playback is judged on the last 3 echoes (600 ms of marks): the least of them,
 # so one echo slowed on its way back does not move the cut.
@@ -171,6 +172,17 @@ class Playback:
     def _lateness(self, late: float) -> None:
         if self._round_trip is None or late < self._round_trip:
             self._round_trip = late
+
+    def network_echo_delay(self) -> float:
+        """Return how much of our echo's delay the network surely accounts for (s).
+
+        The least mark round trip seen is the network both ways; less a margin, since
+        Twilio may answer a mark some ms after the audio before it played, and the echo
+        reference must never be moved past its echo. 0 before the first mark came back.
+        """
+        if self._round_trip is None:
+            return 0.0
+        return max(0.0, self._round_trip - ECHO_RTT_MARGIN_S)
 
     def playout_lag(self) -> float:
         """Return how far (s) Twilio's playback now runs behind the playout timeline."""
