@@ -9,6 +9,7 @@ same drain without stopping it (mediasrv/lifecycle.py: the Kubernetes preStop ho
 With LOG_FORMAT=json gunicorn's own lines are JSON too.
 """
 
+import ctypes
 import math
 import os
 import signal
@@ -50,6 +51,31 @@ accesslog = None
 def _shutdown(worker):  # type: ignore[no-untyped-def]
     app = getattr(worker, "wsgi", None)  # not there if the app failed to load
     return app.extensions["mediasrv"]["shutdown"] if app is not None else None
+
+
+def post_fork(server, worker):  # type: ignore[no-untyped-def]
+    """Cap glibc's malloc arenas in the worker, before the app and its threads start.
+
+    glibc gives each thread that allocates an arena of its own, up to 8 per core, and
+    memory freed in one arena is not reused by threads of another: every call's four
+    threads spread their buffers over 16 arenas. Two arenas, as MALLOC_ARENA_MAX=2 does
+    (which, if set, is left to glibc): peak RSS at 50 calls measured 5-15 % lower per
+    call (docs/performance.md), at no CPU cost the benchmark could see.
+    """
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        _limit_malloc_arenas(_MALLOC_ARENAS)
+
+
+_MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
+
+
+def _limit_malloc_arenas(arenas):  # type: ignore[no-untyped-def]
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc (musl, macOS): their allocators do not work this way
+    libc.mallopt(_M_ARENA_MAX, arenas)
 
 
 def on_starting(server):  # type: ignore[no-untyped-def]

@@ -1,6 +1,6 @@
 """Benchmark mediasrv against the floor of its own stack: pacing, barge-in, latency, cost.
 
-    python scripts/bench.py [--calls 25] [--duration 30] [--mode local|server]
+    python scripts/bench.py [--calls 25[,50,...]] [--duration 30] [--mode local|server]
         [--ramp [--steps 10,25,50,...]] [--no-floor] [--url http://host:port [--server-pid P]]
         [--backend realtime|cascade] [--json out.json] [--profile DIR]
 
@@ -560,9 +560,40 @@ def table(results: list[dict[str, Any]], file: IO[str] = sys.stdout) -> None:
               + " |", file=file)
 
 
+def side_by_side(runs: list[dict[str, Any]], file: IO[str] = sys.stdout) -> None:
+    """Print floor vs mediasrv per size: the README's Performance table."""
+    by = {(r["server"], r["calls"]): r for r in runs}
+    sizes = sorted({n for _, n in by})
+    print("| calls | CPU s per call-s floor / mediasrv (ratio) | pacing p99 worst call ms "
+          "floor / mediasrv | underruns floor / mediasrv | RSS MB per call floor / mediasrv "
+          "| verdict floor / mediasrv |", file=file)
+    print("|---|---|---|---|---|---|", file=file)
+    for n in sizes:
+        f, m = by.get(("floor", n)), by.get(("mediasrv", n))
+
+        def cell(r: dict[str, Any] | None, get: Any) -> str:
+            return "-" if r is None else str(get(r))
+
+        cpu_f = cell(f, lambda r: r["cost"]["cpu_per_call_s"])
+        cpu_m = cell(m, lambda r: r["cost"]["cpu_per_call_s"])
+        ratio = (f"{m['cost']['cpu_per_call_s'] / f['cost']['cpu_per_call_s']:.2f}x"
+                 if f and m and f["cost"]["cpu_per_call_s"] and m["cost"]["cpu_per_call_s"]
+                 else "-")
+        print(f"| {n} | {cpu_f} / {cpu_m} ({ratio}) "
+              f"| {cell(f, lambda r: r['pacing']['p99_ms_worst_call'])} / "
+              f"{cell(m, lambda r: r['pacing']['p99_ms_worst_call'])} "
+              f"| {cell(f, lambda r: r['pacing']['underruns'])} / "
+              f"{cell(m, lambda r: r['pacing']['underruns'])} "
+              f"| {cell(f, lambda r: r['cost']['rss_per_call_mb'])} / "
+              f"{cell(m, lambda r: r['cost']['rss_per_call_mb'])} "
+              f"| {cell(f, lambda r: r['verdict'])} / {cell(m, lambda r: r['verdict'])} |",
+              file=file)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--calls", type=int, default=25, help="concurrent calls")
+    p.add_argument("--calls", default="25",
+                   help="concurrent calls; several sizes (e.g. 25,50) run one after another")
     p.add_argument("--duration", type=float, default=MIN_DURATION_S, help="call length, s")
     p.add_argument("--mode", choices=["local", "server"], default="local",
                    help="mediasrv TURN_DETECTION")
@@ -593,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict[str, Any] = {"argv": sys.argv, "mode": args.mode, "backend": args.backend,
                            "cores": os.cpu_count(),
                            "load_before": os.getloadavg(), "runs": []}
-    steps = [int(x) for x in args.steps.split(",")] if args.ramp else [args.calls]
+    steps = [int(x) for x in (args.steps if args.ramp else args.calls).split(",")]
     capacity: dict[str, int] = {}
     limits: dict[str, str] = {}
     for kind in kinds:
@@ -605,7 +636,9 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             if r["verdict"] != "ok":
                 limits[kind] = f"at {n} calls: {r['verdict']}"
-                break
+                if args.ramp:
+                    break
+                continue
             capacity[kind] = n
         else:
             limits[kind] = f"not reached: all steps up to {steps[-1]} passed"
@@ -616,6 +649,8 @@ def main(argv: list[str] | None = None) -> int:
             doc.setdefault("ratios", {})[str(n)] = rt = ratios(by[("floor", n)],
                                                                by[("mediasrv", n)])
             print(f"\nmediasrv / floor at {n} calls: {json.dumps(rt)}")
+    print()
+    side_by_side(doc["runs"])
     if args.ramp:
         doc["capacity"] = capacity
         doc["limits"] = limits

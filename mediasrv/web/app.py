@@ -31,7 +31,7 @@ from mediasrv.call import Call, CallDeps
 from mediasrv.call.observer import CallLog
 from mediasrv.call.turn_checks import THREAD_NAME as TURN_MODEL_THREAD
 from mediasrv.clock import Clock, RealClock
-from mediasrv.errors import PeerClosed
+from mediasrv.models import vad_silero
 from mediasrv.protocol.twilio import Start
 from mediasrv.web import handoff
 from mediasrv.web.admission import Admission
@@ -42,6 +42,7 @@ from mediasrv.web.prewarm import Prewarm
 from mediasrv.web.rest import AmdAction, TwilioRest, amd_action
 from mediasrv.web.settings import Settings
 from mediasrv.web.shutdown import Shutdown
+from mediasrv.web.twilio_socket import TwilioWs, server_options
 from mediasrv.web.wiring import (
     call_config,
     cascade_backend,
@@ -57,29 +58,6 @@ PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 # reason and goes on (parse_twilio); simple-websocket's own cap *closes* the socket
 # (1009), so it is set far higher, only to bound the memory one message can take.
 WS_HARD_MAX_BYTES = 2 * 1024 * 1024
-
-
-class TwilioWs:
-    """Adapts simple-websocket's Server to the call's TwilioSocket seam."""
-
-    def __init__(self, ws: simple_websocket.Server) -> None:
-        self._ws = ws
-
-    def send(self, data: str) -> None:
-        try:
-            self._ws.send(data)
-        except (simple_websocket.ConnectionClosed, OSError) as exc:
-            raise PeerClosed("twilio socket closed") from exc
-
-    def receive(self, timeout: float) -> str | bytes | None:
-        try:
-            return self._ws.receive(timeout=timeout)
-        except simple_websocket.ConnectionClosed as exc:
-            raise PeerClosed("twilio socket closed") from exc
-
-    def backlog(self) -> int:
-        """Messages read off the socket, not yet received by the call."""
-        return len(self._ws.input_buffer)
 
 
 def stream_token(auth_token: str, call_sid: str) -> str:
@@ -104,9 +82,8 @@ def create_app(
     """Build the app; starts the local Realtime backend when no API key is set."""
     configure_logging(settings.log_level, settings.log_format, secrets=settings.secrets)
     app = Flask(__name__)
-    app.config["SOCK_SERVER_OPTIONS"] = {
-        "max_message_size": max(WS_HARD_MAX_BYTES, 2 * settings.ws_max_message_bytes)
-    }
+    app.config["SOCK_SERVER_OPTIONS"] = server_options(
+        max(WS_HARD_MAX_BYTES, 2 * settings.ws_max_message_bytes))
     sock = Sock(app)
     clock = clock or RealClock()
     metrics = metrics or Metrics()
@@ -126,6 +103,9 @@ def create_app(
         connect = backend_health.track(connect_realtime or _default_connector(settings))
         open_backend = realtime_backend(connect, settings, tools.specs())
     checks = turn_checks(settings)
+    # Every call's VAD runs on this one session: loaded now, in the serving process, so
+    # the first calls neither wait for it nor count it as their own memory.
+    vad_silero.load_session()
     prewarm = None
     if settings.prewarm_timeout_s > 0:
         prewarm = Prewarm(open_backend, settings.prewarm_timeout_s, settings.max_calls, clock)

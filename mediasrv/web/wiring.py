@@ -93,7 +93,7 @@ def turn_checks(s: Settings) -> CheckRunner | None:
     """
     if not uses_turn_model(s):
         return None
-    turn_model.load_session()
+    turn_model.load_warm_session()
     return shared_turn_checks().start()
 
 
