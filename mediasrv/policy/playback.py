@@ -30,8 +30,10 @@ from enum import Enum
 
 from mediasrv.audio import BYTES_PER_MS, FRAME_MS
 
+# Of the least mark round trip, this much is not credited to the network when the echo
+# reference is moved by it (Twilio may echo a mark some ms after its audio played).
+ECHO_RTT_MARGIN_S = 0.060
 # How many finished items to remember (for late truncation look-ups); older ones go.
-ECHO_RTT_MARGIN_S = 0.060  # of the round trip not credited to the network
 _KEEP_ITEMS = 16
 # Lateness of playback is judged on the last 3 echoes (600 ms of marks): the least of them,
 # so one echo slowed on its way back does not move the cut.
