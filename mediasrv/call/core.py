@@ -236,16 +236,11 @@ class CallCore:
         with self.lock:
             return self.playout.queued_locked() > 0 or self.playback.has_unheard()
 
-    def echo_delay_known(self) -> float:
-        """Return how much of our echo's delay the network alone accounts for (s).
-
-        Our echo comes back the Twilio round trip after we sent it, plus the line's own
-        echo path; the inbound is stamped at when it left Twilio (its least transit
-        included), the reference at when it left us. The echo guard searches a bounded
-        span of delays (500 ms), so the network's part, measured by the mark round trip,
-        is taken off the reference's time (measured: a 300 ms echo path behind 120 ms of
-        network fell outside the span on a loaded machine).
-        """
+    def network_echo_delay(self) -> float:
+        """Return the part of our echo's delay the network accounts for (s), taken off the
+        echo reference's time so the guard's bounded delay search (500 ms) covers the
+        line's own echo path (measured: a 300 ms path behind 120 ms of network fell
+        outside it on a loaded machine). See Playback.network_echo_delay."""
         with self.lock:
             return self.playback.network_echo_delay()
 

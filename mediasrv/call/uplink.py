@@ -83,7 +83,7 @@ class Uplink:
         ai_playing = core.ai_playing()
         sent = self._echo.take()
         if sent:
-            network = core.echo_delay_known()
+            network = core.network_echo_delay()
             for sent_at, frame in sent:
                 self.turn_policy.on_sent(frame, sent_at + network)
         closing = core.closing.is_set()
