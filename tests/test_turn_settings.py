@@ -87,3 +87,9 @@ def test_local_mode_asks_openai_for_no_turn_detection() -> None:
 def test_semantic_vad_with_the_built_in_backend_is_refused_in_words() -> None:
     with pytest.raises(ConfigError, match="SERVER_VAD_TYPE=semantic_vad needs OpenAI"):
         load_settings({"TURN_DETECTION": "server", "SERVER_VAD_TYPE": "semantic_vad"})
+
+
+def test_semantic_vad_with_the_cascade_is_refused_in_words() -> None:
+    with pytest.raises(ConfigError, match="with AGENT_BACKEND=cascade, server turns are Deepgram"):
+        load_settings({**KEY, "AGENT_BACKEND": "cascade", "TURN_DETECTION": "server",
+                       "SERVER_VAD_TYPE": "semantic_vad"})
