@@ -251,7 +251,7 @@ class Call:
             if not self._uplink.on_media(msg, now):
                 self._bad_input("media faster than real time (flood): dropped")
         elif isinstance(msg, Mark):
-            self._on_mark(msg.name, now)
+            self._on_mark(msg.name, self._uplink.stream_time(now))
         elif isinstance(msg, Stop):
             self.end(self._control.stop_reason() or "caller hung up (stop)", by_caller=True)
         elif isinstance(msg, Dtmf):

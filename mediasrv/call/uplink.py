@@ -34,6 +34,9 @@ MAX_GAP_PAD_MS = 2000  # longest inbound gap padded with silence for the backend
 # The capture clock may run 200 ppm fast against ours before a frame pulls it back: far
 # more than two real clocks drift, far less than the jitter it must not follow.
 _ORIGIN_CREEP = 2e-4
+# A message read later than this after the last media frame's end is timed on arrival:
+# past a second, the media stream paused (or stopped), the rx loop is not that far behind.
+_MAX_BACKLOG_S = 1.0
 # While a check is out, the rx loop looks for its answer at least this often: Twilio's
 # frames (every 20 ms) usually wake it sooner; this covers a line that went quiet.
 ANSWER_POLL_S = 0.02
@@ -139,6 +142,20 @@ class Uplink:
             self._answers.put_nowait((seq, probability))
         except queue.Full:  # 150 checks out at once: not one call's pauses
             self._core.log.warning("[TURN] end-of-turn answer dropped: queue full")
+
+    def stream_time(self, now: float) -> float:
+        """Return when Twilio sent what the rx loop reads now, on our clock.
+
+        Twilio sends its messages in order, media every 20 ms: a message read after a
+        media frame left about when that frame's audio ended (origin + its end). A mark
+        echo stamped this way does not carry the rx loop's own backlog (measured: late
+        reads under load put the playout lag, and so the truncation, 90 ms off). `now`
+        when no media came yet, or the last came more than a second ago (a real gap).
+        """
+        if self._origin is None or self._next_ts is None:
+            return now
+        sent = self._origin + self._next_ts / 1000.0
+        return sent if 0.0 <= now - sent <= _MAX_BACKLOG_S else now
 
     def _captured_at(self, timestamp_ms: int, now: float) -> float:
         """Return when the frame with this stream timestamp left Twilio, on our clock."""
