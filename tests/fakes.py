@@ -208,17 +208,25 @@ class Harness:
 
     def respond(self, rid: str = "resp_1", item: str = "item_1", ms: int = 1000,
                 done: bool = True) -> None:
-        """Play the backend's side of one response with `ms` of audio."""
+        """Play the backend's side of one response with `ms` of audio; return once the
+        call has queued all of it."""
         self.rt.emit({"type": "response.created", "response": {"id": rid, "status": "in_progress"}})
         self.deltas(rid, item, ms)
         if done:
             self.finish(rid, item)
+        self.rt.sync()
 
     def deltas(self, rid: str, item: str, ms: int) -> None:
+        """Emit `ms` of audio in 100 ms deltas; return once the call has queued all of it.
+
+        The barrier matters to `tick`: a tick released while the reader is still framing a
+        delta finds the buffer empty and is spent as an underrun, and the frame the test
+        then waits for is never released (seen in CI on a loaded machine)."""
         for _ in range(ms // 100):
             self.rt.emit({"type": "response.output_audio.delta", "response_id": rid,
                           "item_id": item, "output_index": 0, "content_index": 0,
                           "delta": b64encode(b"\x55" * 800).decode()})
+        self.rt.sync()
 
     def finish(self, rid: str, item: str) -> None:
         self.rt.emit({"type": "response.output_audio.done", "response_id": rid, "item_id": item})
