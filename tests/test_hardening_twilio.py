@@ -200,14 +200,16 @@ def test_real_socket_flood_is_cut_and_the_stop_after_it_still_ends_the_call(
         live.wait_active(1)
         sending_from = time.monotonic()
         tw.media(3000)  # 60 s of audio, as fast as the socket takes it
-        sending_s = time.monotonic() - sending_from
         tw.stop()
         tw.wait_closed(bound=20.0)
         live.wait_active(0)
+        reading_s = time.monotonic() - sending_from
         tw.close()
         dropped = live.metrics.inbound_flood_dropped._value.get()
     # Whatever the machine's speed, what got through is bounded by the burst plus real
-    # time (x rate) for as long as the flood lasted -- a second of slack for the stop.
+    # time (x rate) for as long as the server was reading the flood: until the call ended,
+    # not until the client had written it (a loaded server reads the socket's backlog
+    # later: measured in CI, 7,920 ms accepted over a 0.7 s write).
     accepted_ms = (3000 - dropped) * 20
-    assert accepted_ms <= INBOUND_BURST_MS + (sending_s + 1.0) * 1000.0 * INBOUND_RATE
+    assert accepted_ms <= INBOUND_BURST_MS + reading_s * 1000.0 * INBOUND_RATE
     assert "reason=caller hung up (stop)" in caplog.text
