@@ -42,7 +42,8 @@ def test_the_app_releases_memory_once_after_the_models_are_loaded_and_warmed(
     order: list[str] = []
     load, warm = vad_silero.load_session, turn_model.load_warm_session
     monkeypatch.setattr(vad_silero, "load_session",
-                        lambda *path: order.append(f"load {len(path)}") or load(*path))
+                        lambda *path, **opts: order.append(f"load {len(path)}")
+                        or load(*path, **opts))
     monkeypatch.setattr(turn_model, "load_warm_session", lambda: order.append("warm") or warm())
     create_app(settings(turn_model="smart-turn"), connect_realtime=refused,  # type: ignore[arg-type]
                release_memory=lambda: order.append("release"))
@@ -50,11 +51,16 @@ def test_the_app_releases_memory_once_after_the_models_are_loaded_and_warmed(
     assert order == ["warm", "load 1", "load 0", "release"]
 
 
-def test_both_models_run_without_onnxruntime_s_memory_pattern() -> None:
-    for session in (vad_silero.load_session(), turn_model.load_session()):
-        options = session.get_session_options()
-        assert options.enable_mem_pattern is False
-        assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+def test_the_end_of_turn_model_runs_without_onnxruntime_s_memory_pattern() -> None:
+    options = turn_model.load_session().get_session_options()
+    assert options.enable_mem_pattern is False
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+
+
+def test_the_vad_keeps_its_memory_pattern() -> None:
+    options = vad_silero.load_session().get_session_options()
+    assert options.enable_mem_pattern is True
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
 
 
 def test_the_app_does_not_import_the_twilio_rest_client_unless_configured() -> None:
