@@ -4,9 +4,12 @@ Layer: models.
 
 The model (silero-vad 6.2.3, `silero_vad/data/silero_vad.onnx`, MIT, see
 `models/silero_vad.LICENSE`) takes at 8 kHz a window of 256 new samples preceded by the
-last 32 samples of the previous window, an LSTM state of shape (2, 1, 128) and the rate:
+last 32 samples of the previous window, an LSTM state of shape (2, 1, 128) and the rate.
+What runs is its 8 kHz branch alone, flattened (`silero_vad_8k.onnx`, made by
+scripts/derive_vad_8k.py, bit-identical scores; see `silero_vad_8k.SOURCE`): the whole
+file's 25 subgraphs cost 9 MB more memory and 30 % more CPU a run, for a rate never used.
 
-    input (1, 288) float32 in [-1, 1)   state (2, 1, 128) float32   sr () int64
+    input (1, 288) float32 in [-1, 1)   state (2, 1, 128) float32
     -> output (1, 1) speech probability, stateN (2, 1, 128)
 
 Twilio frames are 160 samples, so samples are buffered here and the model runs on every
@@ -27,7 +30,7 @@ import onnxruntime as ort
 
 log = logging.getLogger(__name__)
 
-MODEL_PATH = Path(__file__).with_name("silero_vad.onnx")
+MODEL_PATH = Path(__file__).with_name("silero_vad_8k.onnx")
 WINDOW = 256  # samples the 8 kHz model scores per run (32 ms)
 CONTEXT = 32  # samples of the previous window the 8 kHz model expects in front
 # After this many skipped (quiet) windows the LSTM state is cleared: 8 x 32 ms = 256 ms
@@ -89,11 +92,7 @@ class SileroClassifier:
         self._active = False
         self._idle = 0
         self._state = np.zeros((2, 1, 128), dtype=np.float32)
-        self._feed: dict[str, Any] = {
-            "input": self._buf,
-            "state": self._state,
-            "sr": np.array(8000, dtype=np.int64),
-        }
+        self._feed: dict[str, Any] = {"input": self._buf, "state": self._state}
 
     def reset(self) -> None:
         """Forget buffered samples and the LSTM state (after a gap in the audio)."""
