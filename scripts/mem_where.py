@@ -1,6 +1,6 @@
 """Where a process's resident memory is, by kind of mapping: for the memory-per-call work.
 
-    python scripts/mem_where.py PID [PID ...]
+    python scripts/mem_where.py PID [PID ...]   # e.g. the gunicorn master and its worker
 
 Reads /proc/PID/smaps (Linux) and adds up each mapping's RSS by kind: the brk heap, glibc
 malloc arenas (a read-write mapping followed by its reserved, inaccessible rest), thread
@@ -75,16 +75,39 @@ def summary(pid: int) -> Counter[str]:
     return totals
 
 
+def rollup(pid: int) -> dict[str, int]:
+    """Return /proc/PID/smaps_rollup's totals in kB (Rss, Pss, Shared_Clean, ...)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, value = line.split(":", 1)
+        fields[name] = int(value.split()[0])
+    return fields
+
+
+def rss_and_pss(pid: int) -> str:
+    """RSS counts every page the process maps, shared or not (the pages a gunicorn worker
+    inherited from its master count in both); PSS divides each shared page among its
+    sharers, so the PSS of several processes adds up to what they cost together."""
+    r = rollup(pid)
+    shared = r["Shared_Clean"] + r["Shared_Dirty"]
+    return (f"RSS {r['Rss'] / 1024:.1f} MB, PSS {r['Pss'] / 1024:.1f} MB "
+            f"(shared {shared / 1024:.1f}, private {(r['Rss'] - shared) / 1024:.1f})")
+
+
 def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
     for pid in map(int, argv):
         totals = summary(pid)
-        print(f"pid {pid}: {sum(totals.values()) / 1024:.1f} MB resident")
+        print(f"pid {pid}: {rss_and_pss(pid)}")
         for name, kb in totals.most_common():
             if kb >= 100:
                 print(f"  {kb / 1024:8.1f} MB  {name}")
+    if len(argv) > 1:
+        rss = sum(rollup(int(pid))["Rss"] for pid in argv) / 1024
+        pss = sum(rollup(int(pid))["Pss"] for pid in argv) / 1024
+        print(f"all: RSS {rss:.1f} MB, PSS {pss:.1f} MB")
     return 0
 
 

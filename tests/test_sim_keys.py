@@ -12,7 +12,7 @@ from mediasrv.emulator.network import NetworkTiming
 from mediasrv.emulator.party import EmulatorParty
 from mediasrv.emulator.phone import Phone
 from mediasrv.emulator.script import CallerScript
-from mediasrv.web.rest import AmdAction, amd_action
+from mediasrv.web.amd import AmdAction, amd_action
 
 
 def test_a_key_leaves_at_its_stream_time_and_arrives_after_the_uplink_transit() -> None:

@@ -17,8 +17,9 @@ import hashlib
 import hmac
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import simple_websocket
 from flask import Flask, Response, jsonify, request
@@ -35,11 +36,12 @@ from mediasrv.models import vad_silero
 from mediasrv.protocol.twilio import Start
 from mediasrv.web import handoff
 from mediasrv.web.admission import Admission
+from mediasrv.web.amd import AmdAction, amd_action
 from mediasrv.web.health import BackendHealth, readiness
 from mediasrv.web.logs import configure_logging
+from mediasrv.web.memory import release_freed_memory
 from mediasrv.web.metrics import Metrics
 from mediasrv.web.prewarm import Prewarm
-from mediasrv.web.rest import AmdAction, TwilioRest, amd_action
 from mediasrv.web.settings import Settings
 from mediasrv.web.shutdown import Shutdown
 from mediasrv.web.twilio_socket import TwilioWs, server_options
@@ -51,6 +53,9 @@ from mediasrv.web.wiring import (
     tool_registry,
     turn_checks,
 )
+
+if TYPE_CHECKING:
+    from mediasrv.web.rest import TwilioRest
 
 log = logging.getLogger(__name__)
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
@@ -78,8 +83,13 @@ def create_app(
     connect_realtime: Connector | None = None,
     metrics: Metrics | None = None,
     twilio_http_client: Any = None,
+    release_memory: Callable[[], object] = release_freed_memory,
 ) -> Flask:
-    """Build the app; starts the local Realtime backend when no API key is set."""
+    """Build the app; starts the local Realtime backend when no API key is set.
+
+    Ends with `release_memory()`: what loading and warming the models freed goes back
+    to the system (memory.py), so the idle process holds only what it keeps.
+    """
     configure_logging(settings.log_level, settings.log_format, secrets=settings.secrets)
     app = Flask(__name__)
     app.config["SOCK_SERVER_OPTIONS"] = server_options(
@@ -89,8 +99,7 @@ def create_app(
     metrics = metrics or Metrics()
     registry = Admission(settings.max_calls, clock)
     backend_health = BackendHealth(clock)
-    rest = TwilioRest(settings, metrics, twilio_http_client) if settings.rest_enabled \
-        else None
+    rest = twilio_rest(settings, metrics, twilio_http_client)
     _warn_call_control(settings)
     tools = tool_registry(settings)
     config = call_config(settings)
@@ -119,6 +128,7 @@ def create_app(
             "for Twilio signatures and anyone can open a call. Set both in production. !!!"
         )
     prompts = load_prompts()
+    release_memory()  # after the models' warm-up, before any call
     shutdown = Shutdown(registry, clock, settings.graceful_timeout_s, settings.shutdown_goodbye_s,
                         metrics)
     app.extensions["mediasrv"] = {
@@ -270,6 +280,19 @@ def create_app(
         return Response(body, content_type=content_type)
 
     return app
+
+
+def twilio_rest(settings: Settings, metrics: Metrics, http_client: Any) -> TwilioRest | None:
+    """Return the REST actions when the REST API may be used, else None.
+
+    Imported here, not at the top: the twilio REST client and requests cost ~5 MB of
+    every worker's memory, and most deployments (no TWILIO_ACCOUNT_SID) never use them.
+    """
+    if not settings.rest_enabled:
+        return None
+    from mediasrv.web.rest import TwilioRest
+
+    return TwilioRest(settings, metrics, http_client)
 
 
 def _thread_counts() -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""The server's Twilio REST actions: hang up, transfer, record, leave a voicemail; AMD.
+"""The server's Twilio REST actions: hang up, transfer, record, leave a voicemail (/amd).
 
 Layer: web.
 
@@ -8,16 +8,13 @@ signed requests, so that every call sid acted on came from Twilio (Settings.rest
 Each action is one synchronous request bounded by the client's timeout; callers run it
 off the call's threads (call/control.py) or on the webhook's own HTTP thread (/amd).
 
-`amd_action` decides what an answering-machine-detection result means for the call
-(PROTOCOLS-2 6: `AnsweredBy`): a person (or "unknown", rather than hang up on one) keeps
-the agent; a machine gets VOICEMAIL_MESSAGE after the beep, then a hang-up; a fax is
-hung up on.
+Imported only when the REST API is configured (app.py): the twilio client and requests
+cost ~5 MB of the process's memory (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import logging
-from enum import Enum
 from typing import Any
 
 from mediasrv.callctl.rest import (
@@ -31,21 +28,6 @@ from mediasrv.web.metrics import Metrics
 from mediasrv.web.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class AmdAction(Enum):
-    AGENT = "the agent goes on"
-    VOICEMAIL = "voicemail after the beep, then hang up"
-    HANG_UP = "hang up"
-
-
-def amd_action(answered_by: str) -> AmdAction:
-    """Return what to do with a call answered by `answered_by` (Twilio's AnsweredBy)."""
-    if answered_by.startswith("machine"):
-        return AmdAction.VOICEMAIL
-    if answered_by == "fax":
-        return AmdAction.HANG_UP
-    return AmdAction.AGENT
 
 
 class TwilioRest:

@@ -2,16 +2,19 @@
 
 Layer: web. The only place where the environment's Settings meet the call and the
 backend: neither of those imports this layer, they take their own config objects.
+
+The cascade's modules are imported by the functions that build it, only when
+AGENT_BACKEND=cascade: the default Realtime backend's workers would hold them (1.7 MB of
+code) for nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from mediasrv.backends.base import Backend, EventSink, ToolSpec
-from mediasrv.backends.cascade.actions import CascadeConfig
-from mediasrv.backends.cascade.backend import CascadeBackend, Services
 from mediasrv.backends.realtime.backend import RealtimeBackend, RealtimeConfig
 from mediasrv.backends.realtime.client import Connector
 from mediasrv.call.core import CallConfig, OpenBackend
@@ -25,6 +28,10 @@ from mediasrv.policy.turns import TurnConfig
 from mediasrv.protocol import realtime as wire
 from mediasrv.web.settings import Settings
 from mediasrv.web.standins import local_service
+
+if TYPE_CHECKING:
+    from mediasrv.backends.cascade.actions import CascadeConfig
+    from mediasrv.backends.cascade.backend import Services
 
 log = logging.getLogger(__name__)
 LOCAL_VOICE = "local-voice"  # the ElevenLabs stand-in speaks any voice id with espeak-ng
@@ -135,6 +142,8 @@ def realtime_backend(connect: Connector, s: Settings,
 
 def cascade_config(s: Settings, tools: tuple[ToolSpec, ...] = ()) -> CascadeConfig:
     """Return how every call's cascade behaves."""
+    from mediasrv.backends.cascade.actions import CascadeConfig
+
     return CascadeConfig(chat_model=s.openai_chat_model, instructions=s.instructions,
                          greeting=s.greeting, server_turns=s.turn_detection == "server",
                          tools=tools)
@@ -142,6 +151,8 @@ def cascade_config(s: Settings, tools: tuple[ToolSpec, ...] = ()) -> CascadeConf
 
 def cascade_services(s: Settings) -> Services:
     """Return the three services' addresses and keys, starting stand-ins for missing keys."""
+    from mediasrv.backends.cascade.backend import Services
+
     found = {"deepgram": (s.deepgram_url, s.deepgram_api_key),
              "chat": (s.openai_base_url, s.openai_api_key),
              "elevenlabs": (s.elevenlabs_url, s.elevenlabs_api_key)}
@@ -169,6 +180,8 @@ def cascade_services(s: Settings) -> Services:
 def cascade_backend(services: Services, s: Settings, clock: Clock,
                     tools: tuple[ToolSpec, ...] = ()) -> OpenBackend:
     """Return how each call opens its cascade (Deepgram -> chat -> ElevenLabs)."""
+    from mediasrv.backends.cascade.backend import CascadeBackend
+
     config = cascade_config(s, tools)
 
     def open_backend(events: EventSink, *, closing: threading.Event, name: str,
