@@ -35,8 +35,11 @@ MAX_GAP_PAD_MS = 2000  # longest inbound gap padded with silence for the backend
 # more than two real clocks drift, far less than the jitter it must not follow.
 _ORIGIN_CREEP = 2e-4
 # A message read later than this after the last media frame's end is timed on arrival:
-# past a second, the media stream paused (or stopped), the rx loop is not that far behind.
-_MAX_BACKLOG_S = 1.0
+# Twilio sends inbound media all call long, so a longer silence means the stream stopped,
+# not a backlog. 5 s, not 1: in fresh-clone CI an rx loop fell 1.07 s behind with six calls
+# in one process, its mark echoes were then timed on arrival, and a clear was truncated
+# 1,078 ms short (test_three_interruptions_truncate_within_one_frame_of_what_had_played).
+_MAX_BACKLOG_S = 5.0
 # While a check is out, the rx loop looks for its answer at least this often: Twilio's
 # frames (every 20 ms) usually wake it sooner; this covers a line that went quiet.
 ANSWER_POLL_S = 0.02
