@@ -153,7 +153,7 @@ class Uplink:
         media frame left about when that frame's audio ended (origin + its end). A mark
         echo stamped this way does not carry the rx loop's own backlog (measured: late
         reads under load put the playout lag, and so the truncation, 90 ms off). `now`
-        when no media came yet, or the last came more than a second ago (a real gap).
+        when no media came yet, or the last came over `_MAX_BACKLOG_S` ago (a stopped stream).
         """
         if self._origin is None or self._next_ts is None:
             return now
