@@ -9,7 +9,6 @@ same drain without stopping it (mediasrv/lifecycle.py: the Kubernetes preStop ho
 With LOG_FORMAT=json gunicorn's own lines are JSON too.
 """
 
-import ctypes
 import math
 import os
 import signal
@@ -21,6 +20,7 @@ from gunicorn.glogging import Logger  # noqa: E402
 
 from mediasrv.errors import ConfigError  # noqa: E402
 from mediasrv.web.logs import JsonFormatter  # noqa: E402
+from mediasrv.web.memory import limit_malloc_arenas  # noqa: E402
 from mediasrv.web.settings import load_settings  # noqa: E402
 
 try:
@@ -63,19 +63,10 @@ def post_fork(server, worker):  # type: ignore[no-untyped-def]
     call (docs/performance.md), at no CPU cost the benchmark could see.
     """
     if "MALLOC_ARENA_MAX" not in os.environ:
-        _limit_malloc_arenas(_MALLOC_ARENAS)
+        limit_malloc_arenas(_MALLOC_ARENAS)
 
 
 _MALLOC_ARENAS = 2
-_M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
-
-
-def _limit_malloc_arenas(arenas):  # type: ignore[no-untyped-def]
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return  # not glibc (musl, macOS): their allocators do not work this way
-    libc.mallopt(_M_ARENA_MAX, arenas)
 
 
 def on_starting(server):  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ from hardening_live import settings
 from mediasrv.errors import PeerClosed
 from mediasrv.models import turn_model, vad_silero
 from mediasrv.web.app import create_app
-from mediasrv.web.memory import release_freed_memory
+from mediasrv.web.memory import limit_malloc_arenas, release_freed_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,6 +25,9 @@ class FakeLibC:
     def malloc_trim(self, pad: int) -> int:
         self.trims.append(pad)
         return 1
+
+    def mallopt(self, param: int, value: int) -> int:
+        raise AssertionError("not asked for")
 
 
 def refused() -> None:
@@ -71,3 +74,19 @@ def test_the_app_leaves_unimported_what_only_some_settings_use(module: str) -> N
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+class FakeMallopt(FakeLibC):
+    def __init__(self) -> None:
+        super().__init__()
+        self.opts: list[tuple[int, int]] = []
+
+    def mallopt(self, param: int, value: int) -> int:
+        self.opts.append((param, value))
+        return 1
+
+
+def test_the_arena_cap_is_malloc_s_m_arena_max() -> None:
+    libc = FakeMallopt()
+    assert limit_malloc_arenas(2, libc) is True
+    assert libc.opts == [(-8, 2)]  # M_ARENA_MAX in glibc's malloc.h

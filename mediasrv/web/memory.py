@@ -1,6 +1,9 @@
-"""Hand the memory start-up freed back to the system: glibc's `malloc_trim(0)`, once.
+"""glibc's allocator, tuned for the worker: two malloc arenas, and start-up's freed memory
+handed back once (`malloc_trim(0)`).
 
 Layer: web.
+
+Two arenas (`limit_malloc_arenas`, from gunicorn's post_fork): see gunicorn.conf.py.
 
 Loading the two ONNX models and running the end-of-turn model once (so the first
 caller's pause does not pay for it) allocates and frees ~10 MB of scratch memory beyond
@@ -23,6 +26,10 @@ log = logging.getLogger(__name__)
 
 class LibC(Protocol):
     def malloc_trim(self, pad: int) -> int: ...
+    def mallopt(self, param: int, value: int) -> int: ...
+
+
+_M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
 
 
 def glibc() -> LibC | None:
@@ -32,6 +39,15 @@ def glibc() -> LibC | None:
     except OSError:
         return None
     return libc if hasattr(libc, "malloc_trim") else None
+
+
+def limit_malloc_arenas(arenas: int, libc: LibC | None = None) -> bool:
+    """Cap glibc's malloc arenas at `arenas`; return whether it could (not glibc: no)."""
+    libc = libc if libc is not None else glibc()
+    if libc is None:
+        return False  # musl, macOS: their allocators do not work this way
+    libc.mallopt(_M_ARENA_MAX, arenas)
+    return True
 
 
 def release_freed_memory(libc: LibC | None = None) -> bool:
