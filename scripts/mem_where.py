@@ -84,11 +84,10 @@ def rollup(pid: int) -> dict[str, int]:
     return fields
 
 
-def rss_and_pss(pid: int) -> str:
+def rss_and_pss(r: dict[str, int]) -> str:
     """RSS counts every page the process maps, shared or not (the pages a gunicorn worker
     inherited from its master count in both); PSS divides each shared page among its
     sharers, so the PSS of several processes adds up to what they cost together."""
-    r = rollup(pid)
     shared = r["Shared_Clean"] + r["Shared_Dirty"]
     return (f"RSS {r['Rss'] / 1024:.1f} MB, PSS {r['Pss'] / 1024:.1f} MB "
             f"(shared {shared / 1024:.1f}, private {(r['Rss'] - shared) / 1024:.1f})")
@@ -98,15 +97,17 @@ def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
+    rollups = {}
     for pid in map(int, argv):
         totals = summary(pid)
-        print(f"pid {pid}: {rss_and_pss(pid)}")
+        rollups[pid] = rollup(pid)  # once: the "all" line adds up the lines printed
+        print(f"pid {pid}: {rss_and_pss(rollups[pid])}")
         for name, kb in totals.most_common():
             if kb >= 100:
                 print(f"  {kb / 1024:8.1f} MB  {name}")
     if len(argv) > 1:
-        rss = sum(rollup(int(pid))["Rss"] for pid in argv) / 1024
-        pss = sum(rollup(int(pid))["Pss"] for pid in argv) / 1024
+        rss = sum(r["Rss"] for r in rollups.values()) / 1024
+        pss = sum(r["Pss"] for r in rollups.values()) / 1024
         print(f"all: RSS {rss:.1f} MB, PSS {pss:.1f} MB")
     return 0
 
