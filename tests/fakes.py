@@ -280,6 +280,9 @@ def running_call(deps: dict[str, Any] | None = None, **overrides: Any):  # type:
     twilio.push(start_msg())
     try:
         rt.expect("session.update")
+        # The stream opens with a round-trip probe (nothing plays yet): the marks a test
+        # expects are its responses' (tests/test_call.py checks the probe itself).
+        assert twilio.expect("mark")["mark"]["name"] == "rtt-probe-1"
         yield Harness(call, twilio, rt, clock, obs, order)
     finally:
         twilio.stall_media.clear()

