@@ -1,6 +1,7 @@
 """Run the turn-taking scenarios against mediasrv and print their figures.
 
     python scripts/scenarios.py --issue9 [--runs 10] [--parallel 6] [--out out/issue9.json]
+        [--cells '0:no echo,0:handset,0:bad line']
     python scripts/scenarios.py [--runs 3] [--parallel 6] [--modes local,server]
         [--only repeated_barge_in,echo_only_6dB,...] [--url http://127.0.0.1:5050]
         [--out out/scenarios.json] [--list]
@@ -9,6 +10,7 @@
 0/-10/-20 dB on three lines, `--runs` onsets and networks each, echo alone on nine hard
 paths, three interruptions, a paused sentence, music/tones/noise/quiet room), in both
 turn modes, and prints the targets table with the machine's load and the run time.
+With --cells only those barge-in cells (and the three-interruption calls) are placed.
 
 By default every call gets its own in-process server (the real app, werkzeug threads,
 the built-in local Realtime backend) with the scenario's settings and turn mode, so
@@ -44,7 +46,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from mediasrv.emulator import catalogue as sc  # noqa: E402
 from mediasrv.emulator.scenarios import AUDIO_DIR, MODES, Scenario  # noqa: E402
 from mediasrv.testing import harness  # noqa: E402
-from mediasrv.testing.targets import call_row, issue9_jobs, targets_table  # noqa: E402
+from mediasrv.testing.targets import (  # noqa: E402
+    call_row,
+    cell_jobs,
+    issue9_jobs,
+    targets_table,
+)
 
 LATENCY = ["repeated_barge_in"]
 ECHO = [f"echo_only_{erl:g}dB" for erl in sc.ECHO_ERLS]
@@ -60,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="comma-separated scenario names (default: the figures')")
     p.add_argument("--url", help="run against this server instead of in-process ones")
     p.add_argument("--issue9", action="store_true", help="issue 9's targets table")
+    p.add_argument("--cells", help="with --issue9: only these barge-in cells, GAIN:LINE "
+                   "comma-separated (e.g. '0:no echo,-20:bad line'), and three interruptions")
     p.add_argument("--audio-dir", type=Path, default=AUDIO_DIR)
     p.add_argument("--out", type=Path, help="also write every call's figures as JSON")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
@@ -191,11 +200,23 @@ def run_jobs(
     return outcomes
 
 
+def parse_cells(text: str) -> list[tuple[float, str]]:
+    """Parse --cells: 'GAIN:LINE,...' with lines from the catalogue."""
+    cells = []
+    for part in text.split(","):
+        gain, _, line = part.partition(":")
+        if line.strip() not in sc.LINES:
+            raise SystemExit(f"scenarios: unknown line {line!r}; lines: {sorted(sc.LINES)}")
+        cells.append((float(gain), line.strip()))
+    return cells
+
+
 def issue9(args: argparse.Namespace) -> int:
     """Place issue 9's calls, print its targets table; return the exit status."""
     load0 = os.getloadavg()
     started = time.monotonic()
-    outcomes = run_jobs(issue9_jobs(args.runs), args)
+    outcomes = run_jobs(issue9_jobs(args.runs) if not args.cells else
+                        cell_jobs(parse_cells(args.cells), args.runs), args)
     rows = [call_row(o) for o in outcomes]
     took = time.monotonic() - started
     load1 = os.getloadavg()
