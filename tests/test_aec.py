@@ -103,6 +103,29 @@ def test_converges_on_a_dispersive_hybrid_echo() -> None:
     assert aec.erle_db >= 15.0
 
 
+def test_a_delay_locked_onto_hiss_is_let_go_when_no_echo_ever_sharpens_it() -> None:
+    aec = echo_run(np.zeros(1), echo_loss_db=10.0, frames=20)
+    assert aec.delay is not None  # the premise: one correlation of hiss looked sharp
+    aec = echo_run(np.zeros(1), echo_loss_db=10.0, frames=150, aec=aec, start=20)
+    assert aec.delay is None  # no filter left running on the hiss
+
+
+def test_an_echo_that_appears_after_the_delay_was_let_go_is_found_again() -> None:
+    aec = echo_run(np.zeros(1), echo_loss_db=10.0, frames=150)
+    assert aec.delay is None
+    aec = echo_run(np.ones(1), echo_loss_db=20.0, frames=300, aec=aec, start=150)
+    assert aec.delay is not None and abs(aec.delay - DELAY) <= 2
+    assert aec.erle_db >= 15.0
+
+
+def test_a_line_with_echo_keeps_its_delay_through_the_bot_turn() -> None:
+    for path, loss in ((np.ones(1), 20.0), (BAD_LINE, 10.0)):
+        aec = echo_run(path, echo_loss_db=loss, frames=50)
+        for end in range(100, len(bot_frames()), 50):
+            aec = echo_run(path, echo_loss_db=loss, frames=end, aec=aec, start=end - 50)
+            assert aec.delay is not None, f"delay let go by frame {end}"
+
+
 def test_residual_is_the_inbound_until_a_delay_is_known() -> None:
     aec = EchoCanceller()
     y = np.full(160, 0.1, dtype=np.float32)

@@ -63,6 +63,13 @@ _GCC_LEN = 2048  # inbound samples per delay estimate (256 ms)
 _GCC_EVERY = 5  # frames between delay estimates (100 ms)
 _GCC_KEEP = 0.75  # smoothing of successive correlations: ~0.4 s of memory
 _GCC_SHARP = 7.0  # peak over the correlation's RMS: below this the delay is unknown
+# A delay held through this many estimates (1 s) with no sharp peak, while the filter
+# removes less than _DULL_ERLE_DB, was never an echo and is let go. The first estimate is
+# one unsmoothed correlation and reaches 7.5-9.3 on every line, echo or not (measured on
+# the emulator's lines and prompts): on a line with no echo it locked onto hiss and the
+# filter then ran on it all call (~0.2 ms a frame while the bot talks, for nothing).
+_DULL_ESTIMATES = 10
+_DULL_ERLE_DB = 1.0
 # Spectra forgetting per update (every 80 ms): ~1.3 s memory, 1.5 dB more ERLE than 0.65 s
 _SPEC_KEEP = 0.94
 # ERLE is measured as average echo-estimate power over average residual power (so loud
@@ -152,6 +159,7 @@ class EchoCanceller:
         self._frames = 0
         self.delay: int | None = None  # bulk echo delay in samples, once known
         self.sharpness = 0.0
+        self._dull = 0  # estimates in a row without a sharp peak while a delay is held
         self._window = _WINDOW
         self._sxx = np.zeros(_WIN // 2 + 1, dtype=np.float64)
         self._syx = np.zeros(_WIN // 2 + 1, dtype=np.complex128)
@@ -362,14 +370,19 @@ class EchoCanceller:
         rms = float(np.sqrt(np.mean(self._cc * self._cc))) + 1e-12
         self.sharpness = float(self._cc[best]) / rms
         if self.sharpness < _GCC_SHARP:
+            self._dull += self.delay is not None
+            if self._dull >= _DULL_ESTIMATES and self._erle < _DULL_ERLE_DB:
+                self._realign(None)  # nothing of ours in the inbound: no filter to run
             return
+        self._dull = 0
         # The strongest lag of a ringing path hops between its peaks (measured: 17 samples
         # apart, 5-9 times a turn): a lag the filter already spans is no reason to reset it.
         if self.delay is None or not -_PRE // 2 <= best - self.delay <= self.taps // 2:
             self._realign(best)
 
-    def _realign(self, delay: int) -> None:
+    def _realign(self, delay: int | None) -> None:
         self.delay = delay
+        self._dull = 0
         self._sxx[:] = 0.0
         self._syx[:] = 0.0
         self._hf[:] = 0.0
