@@ -13,6 +13,11 @@ calls:
   saturation, hiss, mu-law) and the captured frame reaches the server `--up-ms` later,
   where it is fed to the policy (`feed`).
 
+`--stall-at S --stall-ms M`: the server's rx loop stalls at S s for M ms (a loaded
+machine): the frames that arrive meanwhile are read in one burst at its end, each timed by
+when it arrived (as the uplink's stream clock times them), while the bot's frames go on
+being sent. Echo alone must stay 0/0/0 through it.
+
 Printed:
 
 - callers over the bot, per caller gain and line: detected (a barge-in after the caller's
@@ -25,6 +30,7 @@ Printed:
 
     PYTHONPATH=. .venv/bin/python scripts/bargein_eval.py [--quick] [--set FIELD=VALUE ...]
         [--only callers|echo|non-speech] [--down-ms 30] [--up-ms 30]
+        [--stall-at 1.0 --stall-ms 1100]
 
 `--set` overrides `TurnConfig` fields, to compare settings on the same runs.
 """
@@ -78,6 +84,14 @@ class Run:
 class Net:
     down_ms: float = 30.0
     up_ms: float = 30.0
+    # The rx loop stalls (a loaded machine) from `stall_at_s` for `stall_ms`: what arrives
+    # meanwhile is read in one burst at its end, each frame timed by when it arrived (as
+    # the uplink's stream clock times it), while the tx thread goes on sending.
+    stall_at_s: float = 0.0
+    stall_ms: float = 0.0
+
+    def stalled(self, now: float) -> bool:
+        return self.stall_at_s <= now < self.stall_at_s + self.stall_ms / 1000.0
 
 
 def simulate(
@@ -109,12 +123,13 @@ def simulate(
             policy.on_sent(frame, now)
             start = (i + 1) * FRAME + down
             played[start : start + FRAME] = ULAW_DECODE[np.frombuffer(frame, np.uint8)] / 32768
-        while k < n and (k + 1) * TICK + up <= now:
+        while k < n and (k + 1) * TICK + up <= now and not net.stalled(now):
+            due = TICK * np.ceil(((k + 1) * TICK + up) / TICK - 1e-9)  # read then, unstalled
             speaker = played[k * FRAME : (k + 1) * FRAME]
             if stop_at is not None:
                 speaker = np.where(np.arange(k * FRAME, (k + 1) * FRAME) < stop_at, speaker, 0.0)
             inbound = model.process(near[k * FRAME : (k + 1) * FRAME], speaker)
-            step = policy.feed(inbound, now, ai_playing=playing, closing=False)
+            step = policy.feed(inbound, float(due), ai_playing=playing, closing=False)
             for event in step.events:
                 if isinstance(event, BargeIn):
                     run.barge_ins.append((k, now))
@@ -237,6 +252,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer caller offsets")
     parser.add_argument("--down-ms", type=float, default=30.0, help="server -> Twilio transit")
     parser.add_argument("--up-ms", type=float, default=30.0, help="Twilio -> server transit")
+    parser.add_argument("--stall-at", type=float, default=0.0, help="rx loop stalls at (s)")
+    parser.add_argument("--stall-ms", type=float, default=0.0, help="for this long (ms)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     parser.add_argument("--only", choices=("callers", "echo", "non-speech"))
     args = parser.parse_args()
@@ -244,7 +261,7 @@ def main() -> None:
     types = {"int": int, "bool": bool, "float": float}
     settings = {k: types[str(fields[k].type)](v) for k, v in parse_sets(args.set).items()}
     config = TurnConfig(**settings)
-    net = Net(args.down_ms, args.up_ms)
+    net = Net(args.down_ms, args.up_ms, args.stall_at, args.stall_ms)
     print(f"TurnConfig: {config}")
     t0 = time.perf_counter()
 

@@ -54,6 +54,12 @@ _PEAK_DB = tuple(
 # Enough entries for 1.3 s of real-time output; more than any echo path we consider, and
 # bursts of faster-than-real-time sends only shorten what the ring covers.
 _RING_FRAMES = 64
+# Sent frames reach the judge only up to this far past the inbound frame it judges (`now`):
+# nothing later can echo in it, and the reference kept (the ring above, the canceller's
+# 1.28 s) must reach back over the echo path and its analysis windows (~1.05 s) however
+# far the rx loop runs behind real time. Frames waiting: up to 5 s of them.
+_LEAD_S = 0.1
+_PENDING_FRAMES = 256
 # The residual decides once the filter was learned from 0.5 s of the bot and removes 10 dB.
 _TRUST_FRAMES = 25
 _TRUST_ERLE_DB = 10.0
@@ -96,6 +102,8 @@ class EchoGuard:
         self._path_s = echo_path_ms / 1000.0
         self._margin_db = margin_db
         self._sent: deque[tuple[float, float]] = deque(maxlen=_RING_FRAMES)
+        self._pending: deque[tuple[float, float, npt.NDArray[np.float32] | None]] = deque(
+            maxlen=_PENDING_FRAMES)
         self._last_sent: float | None = None
         self.canceller = EchoCanceller(max_delay_ms=echo_path_ms) if cancel else None
         self._residual_ratio = 10 ** (residual_margin_db / 10)
@@ -111,11 +119,25 @@ class EchoGuard:
     def on_sent(
         self, peak_dbfs: float, now: float, samples: npt.NDArray[np.float32] | None = None
     ) -> None:
-        """Record one frame just sent to the caller: its peak, and its samples if cancelling."""
-        self._sent.append((now, peak_dbfs))
-        self._last_sent = now
-        if self.canceller is not None and samples is not None:
-            self.canceller.on_sent(samples, now)
+        """Record one frame just sent to the caller: its peak, and its samples if cancelling.
+
+        It joins the reference when an inbound frame up to `_LEAD_S` before it is judged
+        (`cancel`, `judge`): an rx loop behind real time hands over everything sent up to
+        the moment it reads, which may be long after the frames it is judging. Measured:
+        1.1 s behind, with six calls in one process, the echo being judged had lost its
+        reference from the 1.3 s kept, read as "nothing of ours", and barged in.
+        """
+        self._pending.append((now, peak_dbfs, samples))
+
+    def _release(self, now: float) -> None:
+        """Put the frames sent up to `_LEAD_S` after `now` on the reference, oldest first."""
+        pending = self._pending
+        while pending and pending[0][0] <= now + _LEAD_S:
+            sent_at, peak, samples = pending.popleft()
+            self._sent.append((sent_at, peak))
+            self._last_sent = sent_at
+            if self.canceller is not None and samples is not None:
+                self.canceller.on_sent(samples, sent_at)
 
     def cancel(
         self, frame: npt.NDArray[np.float32], now: float, ai_playing: bool = False
@@ -126,6 +148,7 @@ class EchoGuard:
         all never gives it one): subtracting it would only add a faint copy of the bot's
         voice, which the VAD may hear as speech. So the VAD hears the inbound as it came.
         """
+        self._release(now)
         aec = self.canceller
         if aec is None:
             return frame
@@ -163,6 +186,7 @@ class EchoGuard:
 
     def in_window(self, now: float, ai_playing: bool = False) -> bool:
         """Tell whether inbound audio may contain echo of our output right now."""
+        self._release(now)
         if ai_playing:
             return True
         return self._last_sent is not None and now - self._last_sent <= self._window_s
@@ -210,6 +234,7 @@ class EchoGuard:
         cost: a verdict on a non-speech frame decides nothing but what is learned from it.
         `noise_floor_dbfs`: the line's noise floor (the VAD's), under which nothing counts.
         """
+        self._release(now)
         self.residual_only = False
         self.coherence = None
         self._unsure = False
