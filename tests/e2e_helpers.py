@@ -109,13 +109,11 @@ def check_truncations(o: Outcome) -> list[float]:
     """
     why = o.describe()
     tolerance = TRUNCATE_TOLERANCE_MS + float(o.summary["emulator"]["tx_late_max_ms"])
-    logged = o.barge_ins()
+    read_lags = o.clear_read_lags()
     errors = []
     for truth in o.truths():
-        read_ms = 0.0
-        if truth.index < len(logged):
-            read_ms = max(0.0, (o.result.clear_sent_at(truth.index) - logged[truth.index].t)
-                          * 1000.0)
+        lag = read_lags[truth.index] if truth.index < len(read_lags) else 0.0
+        read_ms = max(0.0, lag * 1000.0)
         for cut in truth.items:
             assert cut.error_ms is not None, f"clear {truth.index}: {cut} never truncated\n{why}"
             assert -tolerance - read_ms <= cut.error_ms <= tolerance, (

@@ -302,6 +302,14 @@ class Outcome:
         """Return barge-ins: (call time, trigger, "response=<id> cancel=<bool>")."""
         return [Timed(t, m[1], f"response={m[2]} cancel={m[3]}") for t, m in self._timed(_BARGE)]
 
+    def clear_read_lags(self) -> list[float]:
+        """Return, per clear, how long after the server's [BARGE-IN] log line (written
+        right after sending it) the emulator's reader got it (s). The emulator's truth
+        counts this delay of its own as network: that much more had played."""
+        r = self.result
+        sent = [r.clear_sent_at(i) for i in range(len(r.clears))]
+        return [t - b.t for t, b in zip(sent, self.barge_ins(), strict=False)]
+
     def count(self, text: str) -> int:
         """Return how many of the call's lines contain `text`."""
         return sum(text in line.message for line in self.lines)

@@ -90,9 +90,7 @@ def call_row(o: Outcome) -> dict[str, Any]:
     r, s = o.result, o.summary
     sent = [r.clear_sent_at(i) for i in range(len(r.clears))]
     truths = o.truths()
-    # emulator health: clear read from the socket minus the server's [BARGE-IN] log
-    # time (logged right after sending); its truth counts this delay as network
-    read_lags = [_ms(t - b.t) for t, b in zip(sent, o.barge_ins(), strict=False)]
+    read_lags = [_ms(lag) for lag in o.clear_read_lags()]  # emulator health
     row: dict[str, Any] = {
         "scenario": o.scenario.name,
         "kind": o.scenario.kind,
