@@ -90,13 +90,14 @@ def test_utterance_is_skipped_when_closing() -> None:
 
 
 def test_barge_in_needs_barge_in_min_ms_of_speech() -> None:
-    events, _ = run(make_policy(), [LOUD] * 5 + [SILENT] * 30, ai_playing=True)
+    need = TurnConfig().barge_in_min_ms
+    events, _ = run(make_policy(), [LOUD] * (need // 20 - 1) + [SILENT] * 30, ai_playing=True)
     assert not any(isinstance(e, BargeIn) for _, e in events)
     events, _ = run(make_policy(), [LOUD] * 20, ai_playing=True)
     barge = [(i, e) for i, e in events if isinstance(e, BargeIn)]
     assert len(barge) == 1
-    assert barge[0][0] == 120 // 20 - 1
-    assert barge[0][1].speech_ms == 120
+    assert barge[0][0] == need // 20 - 1
+    assert barge[0][1].speech_ms == need
 
 
 def test_no_barge_in_when_ai_not_playing() -> None:

@@ -15,7 +15,9 @@ Rules, per inbound frame:
 - `UtteranceStarted` once per utterance, when the VAD has confirmed speech and some of it
   can be the caller;
 - `BargeIn` once per utterance, when `barge_in_min_ms` of caller speech (not echo) has been
-  heard while AI audio plays;
+  heard while AI audio plays -- 120 ms at least once any of it was heard only on the
+  canceller's residual: an echo path that just moved looks like that for up to ~100 ms,
+  until the coherence window holds enough of the moved echo to recognise it;
 - at the VAD's end of speech, one candidate: `EndOfUtterance` if it lasted at least
   `min_utterance_ms`, was not echo and the call is not closing; else `UtteranceSkipped`.
 
@@ -61,7 +63,7 @@ log = logging.getLogger(__name__)
 class TurnConfig:
     end_silence_ms: int = 500  # trailing silence that ends a turn
     min_utterance_ms: int = 300  # shorter is a cough, a click, "uh"
-    barge_in_min_ms: int = 120  # caller speech needed to cut the bot off
+    barge_in_min_ms: int = 100  # caller speech needed to cut the bot off
     echo_window_ms: int = 500  # echo tail after our last sent frame
     erl_db: float = 6.0  # worst echo return loss we must survive (speakerphone)
     # Echo delays the guard and the canceller search, counted from when a frame plays: the
@@ -127,6 +129,7 @@ class TurnStep:
 
 _NOTHING = TurnStep(b"")
 _RESIDUAL_ONLY_PROB = 0.7
+_RESIDUAL_ONLY_MIN_MS = 120  # see the module docstring (tests/test_echo.py: a path that moves)
 _ULAW_FLOAT = (ULAW_DECODE / np.float32(32768.0)).astype(np.float32)
 
 
@@ -156,6 +159,7 @@ class TurnPolicy:
         self._in_utterance = False  # the VAD is in MAYBE_SPEECH or SPEECH
         self._caller = False  # this utterance holds caller speech (not only echo)
         self._caller_ms = 0
+        self._needed_ms = cfg.barge_in_min_ms  # caller speech this utterance needs to barge in
         self._blocked = False  # frames of this utterance were withheld as echo
         self._barged = False
         self._started = False  # UtteranceStarted sent for this utterance
@@ -206,11 +210,13 @@ class TurnPolicy:
             if not self._caller_ms:
                 self._caller_from_ms = self._audio_ms - FRAME_MS
             self._caller_ms += FRAME_MS
+            if self.echo.residual_only:
+                self._needed_ms = max(self._needed_ms, _RESIDUAL_ONLY_MIN_MS)
             # Inside the echo window the caller is recognised on the evidence a barge-in
             # needs: the first 20-100 ms of an echo (the bot's first syllable, an echo path
             # that just moved) can look like a caller before what we sent explains it.
             if not self._caller and (
-                not in_window or self._caller_ms >= self.config.barge_in_min_ms
+                not in_window or self._caller_ms >= self._needed_ms
             ):
                 self._caller = True
                 if self._blocked:  # the held prefix goes out with it: count it as heard
@@ -218,7 +224,7 @@ class TurnPolicy:
                     self._caller_from_ms = min(self._caller_from_ms, held_from)
                 if in_window:
                     self._log_caller_over_echo()
-            if ai_playing and not self._barged and self._caller_ms >= self.config.barge_in_min_ms:
+            if ai_playing and not self._barged and self._caller_ms >= self._needed_ms:
                 self._barged = True
                 events.append(BargeIn(now, self._caller_ms))
         if self._caller and not self._started and vad.state is VadState.SPEECH:
@@ -330,6 +336,7 @@ class TurnPolicy:
         self._in_utterance = True
         self._caller = False
         self._caller_ms = 0
+        self._needed_ms = self.config.barge_in_min_ms
         self._blocked = False
         self._barged = False
         self._started = False

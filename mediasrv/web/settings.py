@@ -72,7 +72,7 @@ class Settings:
     turn_check_silence_ms: int = 200
     turn_max_silence_ms: int = 1500
     turn_model_threshold: float = 0.9
-    barge_in_min_ms: int = 120
+    barge_in_min_ms: int = 100
     echo_window_ms: int = 500
     echo_erl_db: float = 6.0
     echo_cancel: bool = True
