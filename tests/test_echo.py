@@ -266,6 +266,29 @@ def test_a_caller_heard_only_on_the_residual_needs_longer_to_barge_in(
     assert [e.speech_ms for _, e in events if isinstance(e, BargeIn)] == [needed_ms]
 
 
+def test_a_quiet_caller_is_heard_in_the_bots_pause_before_the_canceller_is_trusted() -> None:
+    # ERL 6 dB: the caller is 14 dB under the echo while the bot talks, and talks from
+    # 0.6 s, so the canceller never gets echo alone to converge on. Where what we sent
+    # cannot echo (the bot's pause, at this call's delay) the caller stands out.
+    call = Call(echo_loss_db=6.0, path=HYBRID, tail_s=3.0)
+    first = call.add_caller(at_s=0.6, level_db=-20.0)
+    events, _, _ = call.run(cancelling(), stop_on_barge_in=True)
+    barge = [i for i, e in events if isinstance(e, BargeIn)]
+    assert barge and first <= barge[0] <= first + 3.237 / TICK
+
+
+def test_a_steady_noise_in_the_bots_pauses_is_not_the_caller() -> None:
+    # Brown noise at the caller's end (peaks -25 dBFS), heard under the bot's echo. In the
+    # bot's pauses it is above any echo at the delay, and the VAD, still hearing the
+    # echo it just had, scores it 0.86-0.95: only the floor of such frames tells.
+    with wave.open(str(SPEECH.parent / "noise" / "brown_noise_peak-25dBFS_10s.wav")) as w:
+        noise = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+    call = Call(echo_loss_db=10.0, path=HYBRID, tail_s=0.0)
+    call.caller += np.resize(noise.astype(np.float64), call.n)
+    events, _, _ = call.run(cancelling())
+    assert not [e for _, e in events if isinstance(e, (BargeIn, EndOfUtterance))]
+
+
 def test_on_a_line_with_no_echo_a_caller_20_db_under_the_bot_barges_in_at_once() -> None:
     # The worst-case guard never hears this caller while the bot talks: its peaks are far
     # under the bot's minus 6 dB. With no echo measured, anything we did not send counts.

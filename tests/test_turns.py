@@ -69,6 +69,22 @@ def test_end_of_utterance_fires_once_after_trailing_silence() -> None:
     assert not end.echo_blocked
 
 
+def test_caller_frames_scattered_through_a_long_echo_utterance_are_not_a_barge_in() -> None:
+    # The VAD stays in speech through the bot's echo; a frame here and there the guard
+    # could not call echo must not add up to a barge-in over seconds.
+    def scattered(policy: TurnPolicy, runs: list[int]) -> list[BargeIn]:
+        verdicts = iter([v for n in runs for v in [True] * n + [False] * 16])
+        policy.echo.in_window = lambda now, ai_playing=False: True  # type: ignore[method-assign]
+        policy.echo.judge = lambda *a, **k: next(verdicts)  # type: ignore[method-assign]
+        events, _ = run(policy, [LOUD] * (sum(runs) + 16 * len(runs)), ai_playing=True)
+        return [e for _, e in events if isinstance(e, BargeIn)]
+
+    assert scattered(make_policy(), [2, 2, 2, 2]) == []  # 160 ms of caller, 320 ms apart
+    assert [b.speech_ms for b in scattered(make_policy(), [2, 3])] == []  # still apart
+    barge = scattered(make_policy(barge_in_min_ms=100), [5])
+    assert [b.speech_ms for b in barge] == [100]
+
+
 def test_speech_started_once_when_vad_confirms() -> None:
     events, _ = run(make_policy(), [LOUD] * 20)
     assert [(i, type(e)) for i, e in events] == [(4, UtteranceStarted)]  # 100 ms onset

@@ -170,6 +170,9 @@ class EchoCanceller:
         self._echo_avg = 0.0
         self._res_avg = 0.0
         self.echo_power = 0.0  # of the last frame's echo estimate
+        # Peak of what we sent that the filter places in the last frame's echo (full scale
+        # 1.0; 0 while no delay is known): the loudest our echo can be in that frame.
+        self.span_peak = 0.0
         self.residual_power = 0.0
         self.inbound_power = 0.0
         self._res = _SlotRing(_SHORT_RING)  # the residual on the inbound timeline
@@ -218,7 +221,7 @@ class EchoCanceller:
         self.inbound_power = float(np.dot(y, y)) / FRAME
         self._spec = None
         if self.delay is None:
-            self.echo_power = 0.0
+            self.echo_power = self.span_peak = 0.0
             self.residual_power = self.inbound_power
             self._res.put(self._in_slot, y)
             self._est.put(self._in_slot, _ZERO_FRAME)
@@ -230,6 +233,7 @@ class EchoCanceller:
             ys = self._in.read(end - _WIN, _WIN) * self._window
             self._spec = (np.fft.rfft(xs), np.fft.rfft(ys))
         x = self._ref.read(start - _CONV, _CONV)
+        self.span_peak = float(np.abs(x[-(self.taps + FRAME) :]).max())
         echo = np.fft.irfft(np.fft.rfft(x) * self._hf, _CONV)[-FRAME:].astype(np.float32)
         residual = y - echo
         self._res.put(self._in_slot, residual)

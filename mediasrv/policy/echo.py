@@ -11,7 +11,11 @@ after the last sent frame); outside it every frame may be the caller:
    loudest sent peak of the echo path minus this call's echo return loss bound
    (`mediasrv.policy.echo_path`: `erl_db` until about a second of the bot was heard, then measured).
    Above the *conservative* bound (`erl_db`) it is the caller, full stop: no echo we
-   guarantee to survive is that loud.
+   guarantee to survive is that loud. Once the canceller knows this call's delay, the
+   same test is also made against only what we sent at that delay (the filter's span):
+   in the bot's pauses a caller under its earlier words stands out there, before the
+   canceller is trusted -- if the frame also stands above the line's floor in such
+   frames (a steady noise does not), and as weak evidence (see `residual_only`).
 2. **Residual** (with `cancel=True`): once the canceller (`mediasrv.policy.aec`) is trusted (a delay
    found, 0.5 s of the bot learned, >= 10 dB of ERLE), the residual is above what the
    canceller is known to leave of our echo (echo estimate / ERLE, plus a margin).
@@ -71,6 +75,10 @@ _OVER_NOISE_DB = 6.0
 # measured <= 0.3, echo through dispersive paths >= 0.7).
 _EXPLAINED = 0.5
 _NOT_OURS = 0.3  # with no other evidence, only coherence under this (callers' p95 0.25)
+# Where our echo cannot reach (see `_over_the_echo_at_its_delay`), a frame is evidence of
+# the caller only this far above the quietest such frames, a floor that rises 10 dB/s.
+_OVER_PAUSE_FLOOR_DB = 6.0
+_PAUSE_FLOOR_RISE_DB = 0.2
 
 
 def ulaw_peak_dbfs(frame: bytes) -> float:
@@ -110,11 +118,14 @@ class EchoGuard:
         self._cancelled_at: float | None = None  # `now` of the frame `cancel` last took
         self._loudest = SILENT_DBFS  # the last judged frame's echo-path peak
         self._inbound = SILENT_DBFS  # and its inbound peak
-        self.residual_only = False  # the last `judge` said caller on the residual alone
+        # The last `judge` said caller on weak evidence: the residual alone, or the level
+        # at the delay alone (the turn policy then wants the classifier sure, and 120 ms).
+        self.residual_only = False
         self.evidence = ""  # why the last `judge` said caller (for the log)
         self.coherence: tuple[float, float] | None = None  # the last veto's measurements
         self.vetoes = 0  # frames the coherence veto turned from caller into echo
         self._unsure = False  # the last judged frame may hold the caller: learn nothing
+        self._pause_floor_db = math.inf  # inbound power where our echo cannot reach
 
     def on_sent(
         self, peak_dbfs: float, now: float, samples: npt.NDArray[np.float32] | None = None
@@ -251,8 +262,9 @@ class EchoGuard:
         if self.canceller is None:
             return False  # no reference samples to measure the path with: worst case only
         level = over > -self.path.bound_db
+        at_delay = not level and self._over_the_echo_at_its_delay(inbound_peak_dbfs)
         residual = self._residual_says_caller(noise_floor_dbfs)
-        if not (level or residual):
+        if not (level or at_delay or residual):
             if not speech or self.trusted:
                 return False  # nothing to hear, or the canceller accounts for it: learn
             return self._judge_by_coherence()
@@ -263,9 +275,31 @@ class EchoGuard:
             if level:
                 self.path.reset()  # our echo is louder than the bound: the path changed
             return False
-        self.residual_only = residual and not level
-        self.evidence = "level" if level else "residual"
+        self.residual_only = not level
+        self.evidence = "level" if level else "level at the delay" if at_delay else "residual"
         return True
+
+    def _over_the_echo_at_its_delay(self, inbound_peak_dbfs: float) -> bool:
+        """Tell whether the frame is above the echo bound of what we sent *at the delay*.
+
+        The level test looks at everything sent within the longest echo path; once the
+        canceller knows this call's delay, only what its filter spans can echo now: in a
+        pause of the bot, a caller under the bot's earlier words is above it.
+        """
+        aec = self.canceller
+        if aec is None or self._cancelled_at is None or aec.delay is None:
+            return False
+        span_db = 20.0 * math.log10(max(aec.span_peak, 1e-6))
+        if inbound_peak_dbfs - span_db - self._margin_db <= -self.path.bound_db:
+            return False
+        # A frame our echo cannot reach is line noise or the caller. The VAD cannot tell
+        # which here: its classifier still carries the bot's echo it just heard (measured:
+        # 0.86-0.95 on brown noise in the bot's pauses, 0.04 on the same noise alone). So
+        # only a frame standing above the floor of such frames counts.
+        power_db = 10.0 * math.log10(max(aec.inbound_power, 1e-12))
+        floor = self._pause_floor_db
+        self._pause_floor_db = min(floor + _PAUSE_FLOOR_RISE_DB, power_db)
+        return power_db > floor + _OVER_PAUSE_FLOOR_DB
 
     def _judge_by_coherence(self) -> bool:
         """Judge a speech frame the canceller cannot vouch for, on coherence alone.

@@ -15,9 +15,11 @@ Rules, per inbound frame:
 - `UtteranceStarted` once per utterance, when the VAD has confirmed speech and some of it
   can be the caller;
 - `BargeIn` once per utterance, when `barge_in_min_ms` of caller speech (not echo) has been
-  heard while AI audio plays -- 120 ms at least once any of it was heard only on the
-  canceller's residual: an echo path that just moved looks like that for up to ~100 ms,
-  until the coherence window holds enough of the moved echo to recognise it;
+  heard while AI audio plays -- 120 ms at least once any of it was heard only on weak
+  evidence (the canceller's residual, or the level at the echo's delay): an echo path
+  that just moved looks like that for up to ~100 ms, until the coherence window holds
+  enough of the moved echo to recognise it. Caller frames more than 300 ms apart start
+  the count again: scattered frames of a long echo utterance are not one caller;
 - at the VAD's end of speech, one candidate: `EndOfUtterance` if it lasted at least
   `min_utterance_ms`, was not echo and the call is not closing; else `UtteranceSkipped`.
 
@@ -129,6 +131,7 @@ class TurnStep:
 
 _NOTHING = TurnStep(b"")
 _RESIDUAL_ONLY_PROB = 0.7
+_CALLER_GAP_MS = 300
 _RESIDUAL_ONLY_MIN_MS = 120  # see the module docstring (tests/test_echo.py: a path that moves)
 _ULAW_FLOAT = (ULAW_DECODE / np.float32(32768.0)).astype(np.float32)
 
@@ -160,6 +163,7 @@ class TurnPolicy:
         self._caller = False  # this utterance holds caller speech (not only echo)
         self._caller_ms = 0
         self._needed_ms = cfg.barge_in_min_ms  # caller speech this utterance needs to barge in
+        self._caller_last_ms = 0
         self._blocked = False  # frames of this utterance were withheld as echo
         self._barged = False
         self._started = False  # UtteranceStarted sent for this utterance
@@ -209,6 +213,10 @@ class TurnPolicy:
         if vad.is_speech and maybe_caller:
             if not self._caller_ms:
                 self._caller_from_ms = self._audio_ms - FRAME_MS
+            elif self._audio_ms - self._caller_last_ms > _CALLER_GAP_MS and not self._barged:
+                # Scattered frames of a long echo utterance are not one caller's speech.
+                self._caller_ms, self._needed_ms = 0, self.config.barge_in_min_ms
+            self._caller_last_ms = self._audio_ms
             self._caller_ms += FRAME_MS
             if self.echo.residual_only:
                 self._needed_ms = max(self._needed_ms, _RESIDUAL_ONLY_MIN_MS)
