@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mediasrv.audio import ULAW_DECODE, pcm16_to_ulaw
-from mediasrv.policy.aec import EchoCanceller
+from mediasrv.policy.aec import EchoCanceller, _tail_beyond
 
 BOT = Path(__file__).resolve().parent / "audio" / "speech" / "en_espeak_bot_prompt.wav"
 CALLER = BOT.with_name("en_asterisk_allison_tt-weasels.wav")
@@ -166,3 +166,21 @@ def test_a_path_that_moved_makes_the_estimate_misfit_and_the_inbound_stays_coher
     echo_run(np.ones(1), 10.0, 212, aec=aec, start=200, delay=60 * 8, learn=False)
     assert not aec.estimate_fits()
     assert aec.coherence()[1] > 0.7
+
+
+def test_a_response_still_ringing_at_the_filters_end_is_carried_on_at_its_decay() -> None:
+    rng = np.random.default_rng(3)
+    k = np.arange(1024)
+    room = (rng.standard_normal(1024) * 10 ** (-2.0 * k / 1600)).astype(np.float32)
+    tail = _tail_beyond(room)  # 2 dB of decay per 20 ms block, ringing on past 120 ms
+    assert tail.size == 15
+    assert np.all(np.diff(10 * np.log10(tail)) < -1.0)  # each block quieter than the last
+    assert 10 * np.log10(tail[0] / (room**2).sum()) > -30.0
+
+
+def test_a_response_over_within_the_filter_leaves_no_tail() -> None:
+    rng = np.random.default_rng(3)
+    short = np.zeros(1024, dtype=np.float32)
+    short[:400] = rng.standard_normal(400) * np.exp(-np.arange(400) / 60.0)  # a hybrid
+    short[400:] = rng.standard_normal(624) * 1e-4  # the estimate's own noise floor
+    assert _tail_beyond(short).size == 0

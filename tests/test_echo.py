@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from mediasrv.audio import ULAW_DECODE, Pcm16, pcm16_to_ulaw
+from mediasrv.emulator import catalogue
+from mediasrv.emulator.line import EchoPath
 from mediasrv.errors import ConfigError
 from mediasrv.policy.echo import EchoGuard, ulaw_peak_dbfs
 from mediasrv.policy.turns import (
@@ -20,6 +22,7 @@ from mediasrv.policy.turns import (
     UtteranceSkipped,
     UtteranceStarted,
 )
+from mediasrv.testing import frames
 
 SPEECH = Path(__file__).resolve().parent / "audio" / "speech"
 TICK = 0.020
@@ -287,6 +290,18 @@ def test_a_steady_noise_in_the_bots_pauses_is_not_the_caller() -> None:
     call.caller += np.resize(noise.astype(np.float64), call.n)
     events, _, _ = call.run(cancelling())
     assert not [e for _, e in events if isinstance(e, (BargeIn, EndOfUtterance))]
+
+
+@pytest.mark.parametrize(("erl_db", "tail_ms"), [(6.0, 200.0), (10.0, 300.0)])
+def test_an_echo_ringing_past_the_filter_is_not_a_barge_in(erl_db: float, tail_ms: float) -> None:
+    # A speakerphone in a room: 40 dB of decay over 200-300 ms, past the canceller's 128 ms
+    # filter, under the ~20 s greeting on the emulator's line (hiss, mu-law). After each
+    # of the bot's words what the filter does not model is left in the residual.
+    line = catalogue.line_of(EchoPath(160.0, erl_db, tail_ms))
+    bot = frames.prompt(*catalogue.LONG_GREETING)
+    run = frames.simulate(cancelling, bot, np.zeros(len(bot) + 16000), line,
+                          stop_at_barge_in=False)
+    assert (run.barge_ins, run.starts, run.turns) == ([], 0, 0)
 
 
 def test_on_a_line_with_no_echo_a_caller_20_db_under_the_bot_barges_in_at_once() -> None:

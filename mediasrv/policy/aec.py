@@ -23,6 +23,11 @@ and pure (time comes in as `now`):
    averages are still frozen while the caller is judged present (`commit(caller=True)`),
    so the noise they add stays out.
 
+4. **Past the filter.** A room (a speakerphone) rings longer than 128 ms: when the
+   filter's last blocks still hold energy and decay, the response is carried on at that
+   decay for 300 ms more, and what we sent that long ago times it is reported as
+   `tail_power`, echo the filter cannot take off but that is still ours.
+
 It reports what the double-talk decision in `mediasrv.policy.echo` needs, and decides nothing
 itself: the achieved echo return loss enhancement (ERLE: echo estimate power over residual
 power on frames judged echo), whether this frame's estimate matched an echo that was there
@@ -139,6 +144,27 @@ class _SlotRing:
         return float(np.dot(x, x)) / n
 
 
+_TAIL_FROM = 6  # 20 ms blocks of the response the filter models (the first 120 ms)
+_TAIL_BLOCKS = 15  # ... and how far past them a ringing tail is carried on (300 ms)
+_TAIL_FLOOR = 10 ** (-35 / 10)  # a last block this far under the whole is no tail
+
+
+def _tail_beyond(h: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
+    """Return the energy of the response past the filter, block by block, extrapolated.
+
+    When the filter's last blocks still hold energy and decay, the path rings on past it
+    at that rate (a room); when they are at the filter's noise floor or do not decay,
+    nothing is assumed.
+    """
+    e = (h[: _TAIL_FROM * FRAME].astype(np.float64).reshape(_TAIL_FROM, FRAME) ** 2).sum(1)
+    total = float(e.sum())
+    last, before = float(e[-1]), float(e[-3])
+    if total <= 0.0 or last < total * _TAIL_FLOOR or last >= before:
+        return np.zeros(0)
+    ratio = np.sqrt(last / before)  # per block
+    return last * ratio ** np.arange(1, _TAIL_BLOCKS + 1)
+
+
 class EchoCanceller:
     """Estimate and subtract the echo of what we sent from each inbound frame."""
 
@@ -170,6 +196,10 @@ class EchoCanceller:
         self._echo_avg = 0.0
         self._res_avg = 0.0
         self.echo_power = 0.0  # of the last frame's echo estimate
+        # Echo the filter does not model: its response still ringing at its end, carried
+        # on at the same decay (a room's tail), times what we sent that long ago.
+        self.tail_power = 0.0
+        self._tail = np.zeros(0)
         # Peak of what we sent that the filter places in the last frame's echo (full scale
         # 1.0; 0 while no delay is known): the loudest our echo can be in that frame.
         self.span_peak = 0.0
@@ -240,6 +270,12 @@ class EchoCanceller:
         self._est.put(self._in_slot, echo)
         self.echo_power = float(np.dot(echo, echo)) / FRAME
         self.residual_power = float(np.dot(residual, residual)) / FRAME
+        self.tail_power = 0.0
+        if self._tail.size:
+            n = self._tail.size
+            past = self._ref.read(start - (_TAIL_FROM + n) * FRAME, n * FRAME)
+            powers = (past.reshape(n, FRAME) ** 2).mean(axis=1)[::-1]
+            self.tail_power = float(np.dot(powers, self._tail))
         return residual
 
     def estimate_fits(self) -> bool:
@@ -298,6 +334,7 @@ class EchoCanceller:
         reg = 1e-3 * float(self._sxx.mean()) + 1e-12
         h = np.fft.irfft(self._syx / (self._sxx + reg), _WIN)[: self.taps]
         self._hf = np.fft.rfft(h, _CONV)
+        self._tail = _tail_beyond(h)
 
     @property
     def learned_frames(self) -> int:

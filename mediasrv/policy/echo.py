@@ -228,8 +228,10 @@ class EchoGuard:
         return 10.0 * math.log10(max(self._expected_residual(aec), 1e-12))
 
     def _expected_residual(self, aec: EchoCanceller) -> float:
-        # What the canceller leaves of an echo on echo-only frames: the estimate / ERLE.
-        return aec.echo_power * 10 ** (-aec.erle_db / 10) * self._residual_ratio
+        # What the canceller leaves of an echo on echo-only frames: the estimate / ERLE,
+        # and the echo ringing on past its filter (a room), which it cannot take off.
+        left = aec.echo_power * 10 ** (-aec.erle_db / 10)
+        return (left + aec.tail_power) * self._residual_ratio
 
     def judge(
         self,

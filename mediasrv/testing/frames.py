@@ -1,0 +1,109 @@
+"""Frame-by-frame calls for the turn policy: the bot's frames out, the line's audio back.
+
+Layer: testing. No server and no threads: the real `TurnPolicy` is driven directly, in
+seconds, through the emulator's own line model (mediasrv/emulator/line.py) and with the
+prompts the backend really plays. Used by scripts/bargein_eval.py (issue 9's frame-level
+harness) and by tests that need the whole line (hiss, dispersion, the long greeting).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from mediasrv.audio import ULAW_DECODE
+from mediasrv.emulator.line import Line, LineModel
+from mediasrv.policy.turns import BargeIn, EndOfUtterance, TurnPolicy, UtteranceStarted
+
+PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
+FRAME = 160
+TICK = 0.020
+
+Floats = npt.NDArray[np.float64]
+MakePolicy = Callable[[], TurnPolicy]
+
+
+def prompt(*names: str) -> bytes:
+    """Return shipped prompts, concatenated, as whole mu-law frames (what tx sends)."""
+    data = b"".join((PROMPTS / f"{name}.ulaw").read_bytes() for name in names)
+    return data[: len(data) // FRAME * FRAME]
+
+
+def bots() -> dict[str, bytes]:
+    return {"greeting": prompt("greeting"), "long_answer": prompt("long_answer")}
+
+
+@dataclass
+class Run:
+    barge_ins: list[tuple[int, float]] = field(default_factory=list)  # (capture frame, now)
+    starts: int = 0
+    turns: int = 0
+
+
+@dataclass(frozen=True)
+class Net:
+    down_ms: float = 30.0
+    up_ms: float = 30.0
+    # The rx loop stalls (a loaded machine) from `stall_at_s` for `stall_ms`: what arrives
+    # meanwhile is read in one burst at its end, each frame timed by when it arrived (as
+    # the uplink's stream clock times it), while the tx thread goes on sending.
+    stall_at_s: float = 0.0
+    stall_ms: float = 0.0
+
+    def stalled(self, now: float) -> bool:
+        return self.stall_at_s <= now < self.stall_at_s + self.stall_ms / 1000.0
+
+
+def simulate(
+    make: MakePolicy,
+    bot: bytes,
+    near: Floats,
+    line: Line,
+    net: Net = Net(),
+    *,
+    stop_at_barge_in: bool = True,
+) -> Run:
+    """Play `bot` while `near` (the caller's side, floats) comes back through `line`.
+
+    Server frame i leaves at tick i and plays at Twilio from `(i + 1) * 20 ms + down`;
+    capture frame k covers Twilio's samples [k * 160, (k + 1) * 160) and reaches the
+    policy at the first tick at or after its end + up.
+    """
+    policy, model = make(), LineModel(line)
+    n = near.size // FRAME
+    down, up = int(round(net.down_ms * 8)), net.up_ms / 1000.0
+    played = np.zeros(near.size + len(bot) + 2 * FRAME + down)
+    stop_at: int | None = None  # Twilio sample from which nothing plays (clear arrived)
+    playing, run, k = True, Run(), 0
+    for i in range(n + int(up / TICK) + 2):
+        now = (i + 1) * TICK
+        playing = playing and (i + 1) * FRAME <= len(bot)
+        if playing:
+            frame = bot[i * FRAME : (i + 1) * FRAME]
+            policy.on_sent(frame, now)
+            start = (i + 1) * FRAME + down
+            played[start : start + FRAME] = ULAW_DECODE[np.frombuffer(frame, np.uint8)] / 32768
+        while k < n and (k + 1) * TICK + up <= now and not net.stalled(now):
+            due = TICK * np.ceil(((k + 1) * TICK + up) / TICK - 1e-9)  # read then, unstalled
+            speaker = played[k * FRAME : (k + 1) * FRAME]
+            if stop_at is not None:
+                speaker = np.where(np.arange(k * FRAME, (k + 1) * FRAME) < stop_at, speaker, 0.0)
+            inbound = model.process(near[k * FRAME : (k + 1) * FRAME], speaker)
+            step = policy.feed(inbound, float(due), ai_playing=playing, closing=False)
+            for event in step.events:
+                if isinstance(event, BargeIn):
+                    run.barge_ins.append((k, now))
+                    playing = False  # the bridge clears Twilio: nothing more is sent ...
+                    stop_at = int((now + net.down_ms / 1000.0) * 8000)  # ... or played
+                    if stop_at_barge_in:
+                        return run
+                elif isinstance(event, UtteranceStarted):
+                    run.starts += 1
+                elif isinstance(event, EndOfUtterance):
+                    run.turns += 1
+            k += 1
+    return run
