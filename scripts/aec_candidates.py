@@ -249,7 +249,7 @@ class LibraryGuard(EchoGuard):
     def judge(
         self, inbound_peak_dbfs: float, now: float, ai_playing: bool = False, explain: bool = True
     ) -> bool:
-        self.residual_only = False
+        self.weak_evidence = False
         self._judged_at = None
         if not self.gated or not self.in_window(now, ai_playing):
             return True

@@ -15,7 +15,7 @@ after the last sent frame); outside it every frame may be the caller:
    same test is also made against only what we sent at that delay (the filter's span):
    in the bot's pauses a caller under its earlier words stands out there, before the
    canceller is trusted -- if the frame also stands above the line's floor in such
-   frames (a steady noise does not), and as weak evidence (see `residual_only`).
+   frames (a steady noise does not), and as weak evidence (see `weak_evidence`).
 2. **Residual** (with `cancel=True`): once the canceller (`mediasrv.policy.aec`) is trusted (a delay
    found, 0.5 s of the bot learned, >= 10 dB of ERLE), the residual is above what the
    canceller is known to leave of our echo (echo estimate / ERLE, plus a margin).
@@ -120,7 +120,7 @@ class EchoGuard:
         self._inbound = SILENT_DBFS  # and its inbound peak
         # The last `judge` said caller on weak evidence: the residual alone, or the level
         # at the delay alone (the turn policy then wants the classifier sure, and 120 ms).
-        self.residual_only = False
+        self.weak_evidence = False
         self.evidence = ""  # why the last `judge` said caller (for the log)
         self.coherence: tuple[float, float] | None = None  # the last veto's measurements
         self.vetoes = 0  # frames the coherence veto turned from caller into echo
@@ -248,7 +248,7 @@ class EchoGuard:
         `noise_floor_dbfs`: the line's noise floor (the VAD's), under which nothing counts.
         """
         self._release(now)
-        self.residual_only = False
+        self.weak_evidence = False
         self.coherence = None
         self._unsure = False
         self._inbound = inbound_peak_dbfs
@@ -277,7 +277,7 @@ class EchoGuard:
             if level:
                 self.path.reset()  # our echo is louder than the bound: the path changed
             return False
-        self.residual_only = not level
+        self.weak_evidence = not level
         self.evidence = "level" if level else "level at the delay" if at_delay else "residual"
         return True
 

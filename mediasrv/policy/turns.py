@@ -130,9 +130,9 @@ class TurnStep:
 
 
 _NOTHING = TurnStep(b"")
-_RESIDUAL_ONLY_PROB = 0.7
+_WEAK_EVIDENCE_PROB = 0.7
 _CALLER_GAP_MS = 300
-_RESIDUAL_ONLY_MIN_MS = 120  # see the module docstring (tests/test_echo.py: a path that moves)
+_WEAK_EVIDENCE_MIN_MS = 120  # see the module docstring (tests/test_echo.py: a path moves)
 _ULAW_FLOAT = (ULAW_DECODE / np.float32(32768.0)).astype(np.float32)
 
 
@@ -206,9 +206,10 @@ class TurnPolicy:
             noise_floor_dbfs=vad.floor_dbfs,
         )
         self.echo.learn(maybe_caller)
-        if maybe_caller and self.echo.residual_only and vad.probability < _RESIDUAL_ONLY_PROB:
-            # Under the bot's echo only the canceller tells the caller from it: a sound the
-            # classifier is unsure of (music, an alarm: 0.5-0.8 measured) is not the caller.
+        if maybe_caller and self.echo.weak_evidence and vad.probability < _WEAK_EVIDENCE_PROB:
+            # On weak evidence (the residual alone, the level at the echo's delay) a sound
+            # the classifier is unsure of (music, an alarm: 0.5-0.8 measured) is not the
+            # caller.
             maybe_caller = False
         if vad.is_speech and maybe_caller:
             if not self._caller_ms:
@@ -218,8 +219,8 @@ class TurnPolicy:
                 self._caller_ms, self._needed_ms = 0, self.config.barge_in_min_ms
             self._caller_last_ms = self._audio_ms
             self._caller_ms += FRAME_MS
-            if self.echo.residual_only:
-                self._needed_ms = max(self._needed_ms, _RESIDUAL_ONLY_MIN_MS)
+            if self.echo.weak_evidence:
+                self._needed_ms = max(self._needed_ms, _WEAK_EVIDENCE_MIN_MS)
             # Inside the echo window the caller is recognised on the evidence a barge-in
             # needs: the first 20-100 ms of an echo (the bot's first syllable, an echo path
             # that just moved) can look like a caller before what we sent explains it.
