@@ -184,3 +184,17 @@ def test_a_response_over_within_the_filter_leaves_no_tail() -> None:
     short[:400] = rng.standard_normal(400) * np.exp(-np.arange(400) / 60.0)  # a hybrid
     short[400:] = rng.standard_normal(624) * 1e-4  # the estimate's own noise floor
     assert _tail_beyond(short).size == 0
+
+
+def test_a_caller_not_yet_detected_does_not_undo_the_measured_erle() -> None:
+    # Converged on the bad line, then a caller talks for 400 ms while the canceller is still
+    # told "echo only" (the VAD has not confirmed them yet). Each such frame counts at most
+    # 6 dB over what the filter leaves, and it may pull the measured ERLE down only slowly:
+    # at the old pace, 6.6 dB in these 400 ms, and in the emulator a -20 dB caller on the
+    # bad line took a trusted canceller (18 dB) under its 10 dB and was never heard.
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=150)
+    before = aec.erle_db
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=170, aec=aec, start=150,
+                   caller=caller_samples(-20.0))
+    assert before >= 15.0
+    assert before - aec.erle_db < 3.0

@@ -83,6 +83,12 @@ _SPEC_KEEP = 0.94
 # memory. A frame's residual counts at most 6 dB above what the canceller is known to
 # leave: a caller's onset, not yet detected, must not undo a second of measurements.
 _ERLE_KEEP = 0.9
+# ... but a frame worse than what the filter is known to leave weighs in with ~1.3 s of
+# memory: most such frames are a caller's onset the VAD has not confirmed yet. At 0.4 s a
+# -20 dB caller on the bad line took a trusted canceller's ERLE from 18 to 7 dB in 0.2 s,
+# under the guard's 10 dB, and then nothing could hear them (bargein_eval.py: that cell
+# 132 -> 138 of 145; a path that really got worse is still caught by the coherence veto).
+_ERLE_KEEP_WORSE = 0.97
 _ERLE_CAP = 4.0
 _ACTIVE = 1e-6  # frame power (of 1.0 full scale) below which the reference is silent
 # "Is this our echo?" is asked of the last 160 ms: magnitude-squared coherence over 9
@@ -316,11 +322,10 @@ class EchoCanceller:
         if self.echo_power > _ACTIVE:
             # Measured with the filter that made this frame's estimate, before the update.
             left = self.echo_power * 10 ** (-self._erle / 10)  # what it is known to leave
-            keep = _ERLE_KEEP
+            residual = min(self.residual_power, _ERLE_CAP * left)
+            keep = _ERLE_KEEP if residual <= left else _ERLE_KEEP_WORSE
             self._echo_avg = keep * self._echo_avg + (1 - keep) * self.echo_power
-            self._res_avg = keep * self._res_avg + (1 - keep) * min(
-                self.residual_power, _ERLE_CAP * left
-            )
+            self._res_avg = keep * self._res_avg + (1 - keep) * residual
             self._erle = 10.0 * np.log10(self._echo_avg / max(self._res_avg, 1e-12))
         if self._spec is None:
             return
