@@ -4,6 +4,7 @@
                                     # off vs the shipped rule (the server's default settings)
     PYTHONPATH=. .venv/bin/python scripts/eot_eval.py --sweep   # every variant tried
     PYTHONPATH=. .venv/bin/python scripts/eot_eval.py --e2e [--runs=3] [--parallel=5] [-v]
+                                    [--early=MS]  # TURN_EARLY_CHECK_MS (0: off)
                                     # response latency through the real server, off vs on
     PYTHONPATH=. .venv/bin/python scripts/eot_eval.py --probe    # P(complete): 16 vs 8 kHz
     PYTHONPATH=. .venv/bin/python scripts/eot_eval.py --bench    # cost per check
@@ -26,6 +27,7 @@ emulator, from the caller's last loud frame to `response.create`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import sys
@@ -54,6 +56,9 @@ CHAN3 = "speech/en_pocketsphinx_chan3_conversation.wav"
 # Speech segments labelled for pocketsphinx's endpointer test (test/unit/test_endpointer.c).
 CHAN3_SEGMENTS = ((0.24, 1.80), (2.88, 12.12), (12.51, 15.75), (16.44, 20.87))
 FOUND_WITHIN_S = 0.4
+# --early=MS: the early check at MS of silence instead of the shipped TURN_EARLY_CHECK_MS
+# (0: without it), in the frame-level table as a third rule and in --e2e.
+EARLY_MS = next((int(a.split("=")[1]) for a in sys.argv if a.startswith("--early=")), None)
 HIGHPASS = "--no-highpass" not in sys.argv  # G.712's 300 Hz edge on the 16 kHz material
 
 
@@ -280,7 +285,9 @@ def rule_name(rule: EndTurnConfig | None) -> str:
         return "off: fixed 500 ms silence"
     falls = "" if rule.threshold_at_cap is None else f"->{rule.threshold_at_cap:g}"
     pauses = "" if rule.max_pause_heard_ms is None else f" pauses<={rule.max_pause_heard_ms}"
-    return f"{rule.check_silence_ms}/{rule.max_silence_ms} @{rule.threshold:g}{falls}{pauses}"
+    early = "" if rule.early_check_ms is None else f" early {rule.early_check_ms}"
+    return (f"{rule.check_silence_ms}/{rule.max_silence_ms} @{rule.threshold:g}{falls}{pauses}"
+            f"{early}")
 
 
 def shipped_rule() -> EndTurnConfig | None:
@@ -372,6 +379,9 @@ def e2e(runs: int, parallel: int) -> None:
                     specs = []
                     for job in jobs[i : i + parallel]:
                         settings = harness.scenario_settings(job, "local", backends.url_for(job))
+                        if EARLY_MS is not None:
+                            settings = dataclasses.replace(settings,
+                                                           turn_early_check_ms=EARLY_MS)
                         server = stack.enter_context(harness.LocalServer(settings))
                         specs.append((server.base_url, job, "local"))
                     outcomes = harness.run_calls(specs, logs, backends, audio_dir=Path(tmp))
@@ -457,4 +467,8 @@ if __name__ == "__main__":
     elif "--sweep" in sys.argv:
         table(sweep_rules())
     else:
-        table([None, shipped_rule()])
+        shipped = shipped_rule()
+        rules = [None, shipped]
+        if EARLY_MS is not None and shipped is not None:
+            rules.append(dataclasses.replace(shipped, early_check_ms=EARLY_MS or None))
+        table(rules)

@@ -294,3 +294,70 @@ def test_inline_shell_holds_a_turn_through_a_pause_the_model_calls_unfinished() 
 def test_config_rejects_values_out_of_range(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         EndTurnConfig(**kwargs)  # type: ignore[arg-type]
+
+
+EARLY = EndTurnConfig(check_silence_ms=200, max_silence_ms=1600, threshold=0.5,
+                      pre_speech_ms=100, early_check_ms=120)
+
+
+def early_spoken(silence: int) -> Driver:
+    d = Driver(EndTurnPolicy(EARLY))
+    d.frames(50, speech=True)
+    d.frames(silence, speech=False)
+    return d
+
+
+def test_an_early_complete_ends_the_turn_only_at_the_check_silence() -> None:
+    d = early_spoken(6)  # 120 ms: the early check is asked
+    (early,) = d.requests()
+    assert early.silence_ms == 120
+    assert d.policy.on_result(early.seq, 0.9, d.now) is None  # complete, but only 120 ms
+    d.frames(3, speech=False)
+    assert d.ends() == []
+    d.frames(1, speech=False)  # 200 ms
+    (end,) = d.ends()
+    assert (end.reason, end.silence_ms, end.probability) == ("complete", 200, 0.9)
+    assert len(d.requests()) == 1  # no second check: the early one said it
+
+
+def test_an_early_not_complete_leaves_the_check_at_the_check_silence_to_decide() -> None:
+    d = early_spoken(6)
+    (early,) = d.requests()
+    assert d.policy.on_result(early.seq, 0.2, d.now) is None
+    d.frames(4, speech=False)
+    _, check = d.requests()
+    assert check.silence_ms == 200
+    end = d.policy.on_result(check.seq, 0.8, d.now)
+    assert end is not None and end.reason == "complete"
+
+
+def test_an_early_complete_answered_after_the_check_silence_ends_the_turn_at_once() -> None:
+    d = early_spoken(10)  # the early check is still out at 200 ms: the second one is asked
+    early, check = d.requests()
+    end = d.policy.on_result(early.seq, 0.9, d.now)
+    assert end is not None and end.reason == "complete"
+    assert d.policy.on_result(check.seq, 0.9, d.now) is None  # stale: the turn has ended
+
+
+def test_speech_after_an_early_complete_keeps_the_turn_open() -> None:
+    d = early_spoken(6)
+    (early,) = d.requests()
+    d.policy.on_result(early.seq, 0.9, d.now)
+    d.frames(1, speech=True)  # the caller goes on before 200 ms of silence
+    d.frames(9, speech=False)
+    assert d.ends() == []
+    assert [r.silence_ms for r in d.requests()] == [120, 120]  # the new pause, asked anew
+
+
+def test_an_early_check_that_failed_leaves_the_decision_to_the_later_one() -> None:
+    d = early_spoken(6)
+    (early,) = d.requests()
+    assert d.policy.on_failure(early.seq, d.now) is None
+    d.frames(4, speech=False)
+    assert [r.silence_ms for r in d.requests()] == [120, 200]
+    assert d.ends() == []
+
+
+def test_an_early_check_must_come_before_the_check_silence() -> None:
+    with pytest.raises(ConfigError):
+        EndTurnConfig(check_silence_ms=200, early_check_ms=200)

@@ -93,3 +93,15 @@ def test_semantic_vad_with_the_cascade_is_refused_in_words() -> None:
     with pytest.raises(ConfigError, match="with AGENT_BACKEND=cascade, server turns are Deepgram"):
         load_settings({**KEY, "AGENT_BACKEND": "cascade", "TURN_DETECTION": "server",
                        "SERVER_VAD_TYPE": "semantic_vad"})
+
+
+def test_the_early_check_is_on_by_default_and_off_at_zero() -> None:
+    default = call_config(load_settings({})).turn.end_turn
+    off = call_config(load_settings({"TURN_EARLY_CHECK_MS": "0"})).turn.end_turn
+    assert default is not None and default.early_check_ms == 120
+    assert off is not None and off.early_check_ms is None
+
+
+def test_the_early_check_must_come_before_the_check_silence() -> None:
+    with pytest.raises(ConfigError, match="TURN_EARLY_CHECK_MS"):
+        load_settings({"TURN_EARLY_CHECK_MS": "200", "TURN_CHECK_SILENCE_MS": "200"})

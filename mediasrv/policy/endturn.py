@@ -7,6 +7,8 @@ caller who pauses to think longer than it is cut off. Here the VAD still decides
 speech, and the silence that ends a turn depends on *how* the speech ended:
 
     IDLE      --speech frame-->                                   SPEAKING
+    SPEAKING  --early_check_ms of silence (if set)-->             CheckRequest (early)
+    early result >= threshold-->                                  WAITING (until check_silence_ms)
     SPEAKING  --check_silence_ms of silence-->                    CheckRequest (CHECKING)
     SPEAKING  --the same, less than min_speech_ms of speech-->   IDLE (a click: no event)
     CHECKING  --result >= threshold-->                            TurnEnd("complete")
@@ -37,7 +39,8 @@ Pure: no threads and no clock; `now` only stamps events, durations are counted i
 model itself: it *asks* (`CheckRequest`, carrying the utterance audio) and is told the
 answer (`on_result`), so the shell can run the model inline or on another thread. A result
 for audio that is no longer the latest (speech came back meanwhile) is ignored, and a
-check is asked at most once per pause: the same audio is never scored twice.
+check is asked at most twice per pause (early, then at the check silence) and the same
+audio is never scored twice.
 
 `InlineTurnEnder` is the synchronous shell (scripts, tests): it feeds every request to a
 `TurnModel` at once.
@@ -88,6 +91,10 @@ class EndTurnConfig:
     # None: the model hears the utterance as spoken; else each pause inside it is cut to
     # this many ms (the trailing silence is kept whole).
     max_pause_heard_ms: int | None = None
+    # None: one check per pause, at `check_silence_ms`. Else a first check at this much
+    # silence, whose "complete" ends the turn once `check_silence_ms` is reached: the
+    # check's own time (60-140 ms end to end) is then spent while the silence grows.
+    early_check_ms: int | None = None
 
     def __post_init__(self) -> None:
         # The fields that come from settings (the silences, the threshold) were checked
@@ -101,6 +108,8 @@ class EndTurnConfig:
         _check("min_speech_ms", self.min_speech_ms, 0, 1000)
         _check("pre_speech_ms", self.pre_speech_ms, 0, 2000)
         _check("max_audio_ms", self.max_audio_ms, 1000, 8000)
+        if self.early_check_ms is not None:
+            _check("early_check_ms", self.early_check_ms, FRAME_MS, self.check_silence_ms - 1)
 
 
 def _check(name: str, value: float, low: float, high: float) -> None:
@@ -154,6 +163,7 @@ class EndTurnPolicy:
         self._probability: float | None = None
         self._end_ms = cfg.max_silence_ms  # the silence that ends this turn, and why
         self._end_reason = "cap"
+        self._early_seq = -1  # the early check of this pause, while it may still count
 
     def feed(self, frame: Floats, speech: bool, now: float) -> EndTurnEvent | None:
         """Take one 20 ms frame (8 kHz floats) and the VAD's verdict on it."""
@@ -180,6 +190,8 @@ class EndTurnPolicy:
 
     def on_result(self, seq: int, probability: float, now: float) -> TurnEnd | None:
         """Take a check's result; end the turn if it is current and says "finished"."""
+        if seq == self._early_seq and self.phase is not Phase.IDLE:
+            return self._on_early(probability, now)
         if self.phase is not Phase.CHECKING or seq != self._seq:
             return None  # speech came back since, or the turn already ended: stale
         self._probability = probability
@@ -188,8 +200,20 @@ class EndTurnPolicy:
         wait = self._wait_ms(probability)
         return self._wait(wait, "likely" if wait < self.config.max_silence_ms else "cap", now)
 
+    def _on_early(self, probability: float, now: float) -> TurnEnd | None:
+        """Take the early check's answer: "complete" ends the turn at the check silence."""
+        self._early_seq = -1
+        if probability < self.config.threshold:
+            return None  # the check at `check_silence_ms` decides, as without it
+        self._probability = probability
+        self._seq += 1  # a later check still out no longer matters
+        return self._wait(self.config.check_silence_ms, "complete", now)
+
     def on_failure(self, seq: int, now: float) -> TurnEnd | None:
         """Take a check that could not be run: end the turn at the fixed silence."""
+        if seq == self._early_seq:
+            self._early_seq = -1  # the check at `check_silence_ms` decides
+            return None
         if self.phase is not Phase.CHECKING or seq != self._seq:
             return None
         wait = min(self.config.fallback_silence_ms, self.config.max_silence_ms)
@@ -220,6 +244,7 @@ class EndTurnPolicy:
         cfg = self.config
         if speech:
             self.phase = Phase.SPEAKING  # a check in flight is now stale
+            self._early_seq = -1
             self._speech_ms += ms
             self._silence_ms = 0
             self._probability = None
@@ -231,6 +256,13 @@ class EndTurnPolicy:
             return self._end(now, "cap")
         if self.phase is Phase.WAITING and self._silence_ms >= self._end_ms:
             return self._end(now, self._end_reason)
+        early = cfg.early_check_ms
+        if (self.phase is Phase.SPEAKING and early is not None
+                and before < early <= self._silence_ms < cfg.check_silence_ms
+                and self._speech_ms >= cfg.min_speech_ms):
+            self._seq += 1
+            self._early_seq = self._seq
+            return CheckRequest(self._seq, self._check_audio(), now, self._silence_ms)
         if self.phase is Phase.SPEAKING and before < cfg.check_silence_ms <= self._silence_ms:
             if self._speech_ms < cfg.min_speech_ms:
                 self._reset()  # a click, not an utterance: as the VAD drops an onset
@@ -275,6 +307,7 @@ class EndTurnPolicy:
         self._silence_ms = 0
         self._probability = None
         self._end_ms, self._end_reason = self.config.max_silence_ms, "cap"
+        self._early_seq = -1
         self._seq += 1  # any check still out belongs to the turn that just ended
 
 

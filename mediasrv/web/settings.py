@@ -70,6 +70,7 @@ class Settings:
     min_utterance_ms: int = 300
     turn_model: str = "smart-turn"
     turn_check_silence_ms: int = 200
+    turn_early_check_ms: int = 120  # 0: off
     turn_max_silence_ms: int = 1500
     turn_model_threshold: float = 0.9
     barge_in_min_ms: int = 100
@@ -319,6 +320,7 @@ _SPEC: dict[str, tuple[str, _Parser]] = {
     # Below 100 ms of silence the model is asked inside words (measured: more splits).
     "TURN_MODEL": ("turn_model", _Choice(*TURN_MODELS)),
     "TURN_CHECK_SILENCE_MS": ("turn_check_silence_ms", _int(100, 1000)),
+    "TURN_EARLY_CHECK_MS": ("turn_early_check_ms", _int(0, 1000)),
     "TURN_MAX_SILENCE_MS": ("turn_max_silence_ms", _int(300, 5000)),
     "TURN_MODEL_THRESHOLD": ("turn_model_threshold", _float(0.01, 0.99)),
     "BARGE_IN_MIN_MS": ("barge_in_min_ms", _int(20, 2000)),
@@ -415,6 +417,11 @@ def _check_together(settings: Settings) -> None:
             f"TURN_CHECK_SILENCE_MS ({settings.turn_check_silence_ms}) must be below "
             f"TURN_MAX_SILENCE_MS ({settings.turn_max_silence_ms}): the model is asked "
             "after the first, the second ends the turn whatever it said"
+        )
+    if settings.turn_early_check_ms >= settings.turn_check_silence_ms:
+        raise ConfigError(
+            f"TURN_EARLY_CHECK_MS ({settings.turn_early_check_ms}) must be below "
+            f"TURN_CHECK_SILENCE_MS ({settings.turn_check_silence_ms}), or 0 (off)"
         )
     semantic = settings.turn_detection == "server" and settings.server_vad_type == "semantic_vad"
     if semantic and settings.local_backend:

@@ -87,6 +87,7 @@ def end_turn_config(s: Settings) -> EndTurnConfig | None:
         # at full length it lowers the model's answer for the finished sentence after it
         # (measured: scripts/eot_eval.py --sweep), so the model hears it that short.
         max_pause_heard_ms=s.turn_check_silence_ms,
+        early_check_ms=s.turn_early_check_ms or None,
     )
 
 
