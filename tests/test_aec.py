@@ -198,3 +198,9 @@ def test_a_caller_not_yet_detected_does_not_undo_the_measured_erle() -> None:
                    caller=caller_samples(-20.0))
     assert before >= 15.0
     assert before - aec.erle_db < 3.0
+
+
+def test_a_filter_shorter_than_the_tail_blocks_leaves_no_tail() -> None:
+    assert _tail_beyond(np.ones(512, dtype=np.float32)).size == 0
+    aec = echo_run(np.ones(1), echo_loss_db=20.0, frames=100, aec=EchoCanceller(taps=512))
+    assert aec.tail_power == 0.0

@@ -162,6 +162,8 @@ def _tail_beyond(h: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
     at that rate (a room); when they are at the filter's noise floor or do not decay,
     nothing is assumed.
     """
+    if h.shape[0] < _TAIL_FROM * FRAME:
+        return np.zeros(0)  # a filter shorter than 120 ms: no blocks to carry on from
     e = (h[: _TAIL_FROM * FRAME].astype(np.float64).reshape(_TAIL_FROM, FRAME) ** 2).sum(1)
     total = float(e.sum())
     last, before = float(e[-1]), float(e[-3])
