@@ -378,10 +378,10 @@ def e2e(runs: int, parallel: int) -> None:
                 with harness.LogCapture() as logs, ExitStack() as stack:
                     specs = []
                     for job in jobs[i : i + parallel]:
-                        settings = harness.scenario_settings(job, "local", backends.url_for(job))
-                        if EARLY_MS is not None:
-                            settings = dataclasses.replace(settings,
-                                                           turn_early_check_ms=EARLY_MS)
+                        # --early goes through the settings' own checks, as the env var would
+                        env = {} if EARLY_MS is None else {"TURN_EARLY_CHECK_MS": str(EARLY_MS)}
+                        settings = harness.scenario_settings(job, "local", backends.url_for(job),
+                                                             env)
                         server = stack.enter_context(harness.LocalServer(settings))
                         specs.append((server.base_url, job, "local"))
                     outcomes = harness.run_calls(specs, logs, backends, audio_dir=Path(tmp))
