@@ -39,8 +39,8 @@ def test_a_live_call_runs_without_the_librarys_reader_thread() -> None:
 class _Peer:
     """The phone's end of a socketpair, speaking WebSocket through wsproto."""
 
-    def __init__(self) -> None:
-        self.sock, server_sock = socket.socketpair()
+    def __init__(self, tcp: bool = False) -> None:
+        self.sock, server_sock = _tcp_pair() if tcp else socket.socketpair()
         self.ws = WSConnection(ConnectionType.CLIENT)
         self.sock.sendall(self.ws.send(Request(host="twilio", target="/media")))
         environ: dict[str, object] = {"gunicorn.socket": server_sock}
@@ -58,6 +58,14 @@ class _Peer:
     def read_events(self) -> list[object]:
         self.sock.settimeout(2.0)
         return self._events(self.sock.recv(65536))
+
+
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """A loopback connection accepted as werkzeug accepts it (no TCP_NODELAY)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        phone = socket.create_connection(listener.getsockname())
+        server_sock, _ = listener.accept()
+    return phone, server_sock
 
 
 def _request_environ(server_sock: socket.socket) -> dict[str, str]:
@@ -121,3 +129,16 @@ def test_a_vanished_peer_ends_the_stream(peer: _Peer) -> None:
     peer.sock.shutdown(socket.SHUT_RDWR)
     with pytest.raises(PeerClosed):
         tw.receive(1.0)
+
+
+def test_every_message_leaves_at_once_on_a_server_that_does_not_ask_for_it() -> None:
+    # Nagle would hold a `clear` written just after a media frame until Twilio's ACK of
+    # that frame: up to a round trip more of the interrupted audio at the caller's ear.
+    p = _Peer(tcp=True)
+    try:
+        assert p.server.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+        TwilioWs(p.server)
+        assert p.server.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        p.sock.close()
+        p.server.sock.close()
