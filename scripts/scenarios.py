@@ -226,8 +226,9 @@ def issue9(args: argparse.Namespace) -> int:
     print(f"\n{len(rows)} calls ({args.runs} runs per barge-in cell), --parallel "
           f"{args.parallel}, {took:.0f} s; load average before {load0[0]:.2f}, after "
           f"{load1[0]:.2f} ({os.cpu_count()} CPUs); emulator send lateness max "
-          f"{max(late):.0f} ms (calls > 10 ms late: {sum(x > 10 for x in late)}); clear read "
-          f"lag after the server's log line p50/max {harness.percentile(lag, 50)}/"
+          f"{max(late):.0f} ms (calls > 10 ms late: {sum(x > 10 for x in late)}); clear's "
+          f"arrival after the server's log line of it (<= 0: nothing held it) p50/max "
+          f"{harness.percentile(lag, 50)}/"
           f"{max(lag, default=None)} ms")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

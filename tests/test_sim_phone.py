@@ -84,3 +84,16 @@ def test_events_apply_in_time_order_however_late_the_shell_wakes() -> None:
         now += 0.005
         steps += punctual.run_until(now)
     assert steps == late.run_until(1.0)  # one wake-up at the end: the same messages, times
+
+
+def test_a_clear_dated_before_the_phone_ran_past_its_arrival_applies_now_not_in_the_past() -> None:
+    # The shell dates a message by its arrival at the socket, which can be read after
+    # the phone has already played on: what has played cannot be taken back.
+    p = phone(down=10.0)
+    p.receive(media(TONE * 50), 0.0)  # 1 s of audio, plays from 0.010
+    p.run_until(0.6)
+    p.receive(ServerMessage("clear"), 0.5)  # would reach Twilio at 0.510: the past
+    p.run_until(1.0)
+    [clear] = p.playout.clears
+    assert abs(clear.at - 0.6) < 1e-9
+    assert [(c.sent_at, c.applied_at) for c in p.clear_timings] == [(0.5, clear.at)]

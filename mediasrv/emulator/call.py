@@ -38,7 +38,7 @@ import websocket
 
 from mediasrv.audio import FRAME_BYTES, FRAME_MS
 from mediasrv.clock import Clock, RealClock
-from mediasrv.emulator import wire
+from mediasrv.emulator import stamps, wire
 from mediasrv.emulator.metrics import CallResult, TimelineEvent
 from mediasrv.emulator.network import NetworkTiming
 from mediasrv.emulator.phone import Outgoing, Phone
@@ -98,6 +98,7 @@ class EmulatedCall:
         # Guards the phone and the timeline (rx and tx).
         self._lock = threading.Lock()
         self._wake = threading.Event()  # rx -> tx: a message is in flight: new deadline
+        self._stamps: stamps.StampedSocket | None = None  # the socket, when it dates reads
         self._closing = threading.Event()  # the stream is over: both threads end
         self._stop_sent = threading.Event()  # a close after this is not a server hang-up
         self._hangup_req = threading.Event()
@@ -227,6 +228,7 @@ class EmulatedCall:
             # the frame handling; json.loads rejects bad text anyway
             skip_utf8_validation=True,
         )
+        self._stamps = self._stamp_reads(self._ws)
         self._ws.settimeout(None)  # blocking reads; teardown unblocks them with abort()
         self._event("connect", f"{self._ws_url} (stream url {self._stream_url})")
         self._ws.send(wire.connected_msg())
@@ -333,7 +335,8 @@ class EmulatedCall:
                     self._server_closed(now, "close frame")
                     return
                 if opcode == websocket.ABNF.OPCODE_TEXT:
-                    self._on_message(data, now)
+                    arrived = now if self._stamps is None else now - stamps.age(self._stamps)
+                    self._on_message(data, arrived)
         except (websocket.WebSocketException, OSError) as exc:
             self._server_closed(self._now(), f"connection lost: {type(exc).__name__}")
         except Exception:  # a bug here must not leave the call hanging
@@ -341,6 +344,16 @@ class EmulatedCall:
         finally:
             self._closing.set()
             self._wake.set()
+
+    def _stamp_reads(self, ws: websocket.WebSocket) -> stamps.StampedSocket | None:
+        """Let rx date each message by its arrival at the socket (stamps.py): only with
+        the real clock, whose time the kernel's stamps are on."""
+        if not isinstance(self._clock, RealClock) or ws.sock is None:
+            return None
+        sock = stamps.stamped(ws.sock)
+        if sock is not None:
+            ws.sock = sock
+        return sock
 
     def _on_message(self, data: bytes, now: float) -> None:
         msg = wire.parse_server_message(data)

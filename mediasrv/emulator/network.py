@@ -57,10 +57,11 @@ class Link(Generic[T]):
         self._queue: deque[tuple[float, T]] = deque()
         self._last_due = float("-inf")
 
-    def push(self, item: T, sent_at: float) -> float:
-        """Queue `item` leaving at `sent_at`; return when it arrives."""
+    def push(self, item: T, sent_at: float, not_before: float = float("-inf")) -> float:
+        """Queue `item` leaving at `sent_at`; return when it arrives (never before
+        `not_before`: the receiver's present, when it learns of the item late)."""
         extra = self._rng.uniform(0.0, self._jitter) if self._jitter else 0.0
-        due = max(self._last_due, sent_at + self._delay + extra)  # never overtakes
+        due = max(self._last_due, sent_at + self._delay + extra, not_before)  # never overtakes
         self._last_due = due
         self._queue.append((due, item))
         return due

@@ -70,6 +70,7 @@ class Phone:
             network.down_ms, network.jitter_ms, network.seed
         )
         self._up: Link[Outgoing] = Link(network.up_ms, network.jitter_ms, network.seed + 1)
+        self._ran_to = float("-inf")  # the latest `now` run_until has reached
         self._next_frame = 0
         self._next_key = 0
         self._echo_idx = 0
@@ -81,9 +82,10 @@ class Phone:
     # -- inputs ---------------------------------------------------------------------
 
     def receive(self, msg: ServerMessage, now: float) -> float:
-        """Take a server message read from the socket at `now`; return when it reaches
-        Twilio's playout."""
-        due = self._down.push((now, msg), now)
+        """Take a server message that reached the socket at `now`; return when it reaches
+        Twilio's playout -- no earlier than what the phone has already run to (a message
+        dated back to its arrival at the socket may be read after that)."""
+        due = self._down.push((now, msg), now, not_before=self._ran_to)
         if msg.event == "media":
             self.arrivals.append((now, len(msg.payload)))
         elif msg.event == "mark":
@@ -97,6 +99,7 @@ class Phone:
         that have reached the server by `now`."""
         while (t := self._next_internal()) is not None and t <= now:
             self._step(t)
+        self._ran_to = max(self._ran_to, now)
         return self._up.pop_due(now)
 
     # -- queries --------------------------------------------------------------------

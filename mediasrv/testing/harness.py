@@ -304,8 +304,9 @@ class Outcome:
 
     def clear_read_lags(self) -> list[float]:
         """Return, per clear, how long after the server's [BARGE-IN] log line (written
-        right after sending it) the emulator's reader got it (s). The emulator's truth
-        counts this delay of its own as network: that much more had played."""
+        right after sending it) it reached the emulator's socket (s): <= 0 when nothing
+        held it on the way (Nagle held clears 15-20 ms before the Twilio socket got
+        TCP_NODELAY). A health figure: the truth already dates the clear by its arrival."""
         r = self.result
         sent = [r.clear_sent_at(i) for i in range(len(r.clears))]
         return [t - b.t for t, b in zip(sent, self.barge_ins(), strict=False)]

@@ -207,15 +207,9 @@ def truncation_cell(rows: Sequence[dict[str, Any]]) -> str:
     if not errs:
         return f"no truncations (missing {missing})"
     a = np.abs(np.asarray(errs))
-    # The emulator's truth is what had played when its reader got the `clear`: its own
-    # read delay (a busy test process) counts as network. Net of it, the server's part.
-    net = [t["error_ms"] + t["read_lag_ms"] for r in rows for t in r["truncations"]
-           if t["error_ms"] is not None and t.get("read_lag_ms") is not None]
-    net_p95 = f"{np.percentile(np.abs(net), 95):.0f}" if net else "-"
     return (f"|error| p50 {np.percentile(a, 50):.0f} / p95 {np.percentile(a, 95):.0f} / max "
             f"{a.max():.0f} ms, mean signed {np.mean(errs):+.0f} ms, sd {np.std(errs):.0f}, "
-            f"within 20 ms {np.mean(a <= 20.0):.0%} (n={len(errs)}, missing {missing}); net "
-            f"of the emulator's read of the clear: |error| p95 {net_p95} ms")
+            f"within 20 ms {np.mean(a <= 20.0):.0%} (n={len(errs)}, missing {missing})")
 
 
 def targets_table(rows: Sequence[dict[str, Any]], modes: Sequence[str]) -> str:
