@@ -175,10 +175,12 @@ def test_caller_over_echo_barges_in_and_makes_an_utterance() -> None:
 def test_prefix_is_forwarded_when_caller_speech_is_found_in_echo_window() -> None:
     call = Call(echo_loss_db=6.0, tail_s=3.0)
     call.add_caller(at_s=2.0)
-    _, forwarded, inbound = call.run(worst_case())  # prefix_ms=300: 15 frames
+    policy = worst_case()
+    held = policy.config.prefix_ms // 20  # frames, the one that found the caller included
+    _, forwarded, inbound = call.run(policy)
     first = next(i for i, chunk in enumerate(forwarded) if chunk)
     assert first < call.bot_frames  # inside the window, while the bot still talks
-    assert forwarded[first] == inbound[(first - 14) * 160 : (first + 1) * 160]
+    assert forwarded[first] == inbound[(first - held + 1) * 160 : (first + 1) * 160]
     assert all(len(chunk) == 160 for chunk in forwarded[first + 1 : call.bot_frames])
 
 
