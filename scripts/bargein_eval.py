@@ -26,7 +26,8 @@ Printed:
   (before the caller spoke: the echo was taken for the caller);
 - echo alone: barge-ins / speech starts / turns with only the bot's ~20 s turn coming
   back, on each of the nine hard paths of issue 9;
-- non-speech over the bot (handset line) and idle: turns and barge-ins.
+- non-speech over the bot (handset line) and idle: turns and barge-ins; then steady noise
+  and hold music under the bot from its first word at five levels, on both echo lines.
 
     PYTHONPATH=. .venv/bin/python scripts/bargein_eval.py [--quick] [--set FIELD=VALUE ...]
         [--only callers|echo|non-speech] [--down-ms 30] [--up-ms 30]
@@ -158,6 +159,30 @@ def report_non_speech(make: MakePolicy, net: Net) -> None:
                   f"{len(busy.barge_ins)} + {busy.turns}")
 
 
+# Steady noise and hold music under the bot at other levels than the recordings' own,
+# on both echo lines: the non-speech rows above hold one level each.
+NOISE_SWEEP = ("noise/pink_noise_peak-30dBFS_10s.wav", "noise/brown_noise_peak-25dBFS_10s.wav",
+               "noise/white_noise_peak-30dBFS_10s.wav", "music/moh_macroform-cold_day_0-30s.wav")
+NOISE_SWEEP_DB = (6.0, 0.0, -5.0, -10.0, -15.0)
+
+
+def report_noise_sweep(make: MakePolicy, net: Net) -> None:
+    print("non-speech under the bot from its first word, at +6/0/-5/-10/-15 dB: "
+          "barge-ins + turns")
+    bot = bots()["long_answer"]
+    for line_name in ("handset", "bad line"):
+        line = cat.LINES[line_name]
+        for name in NOISE_SWEEP:
+            sound = load_8k(AUDIO / name)
+            cells = []
+            for db in NOISE_SWEEP_DB:
+                over = np.resize(sound * 10 ** (db / 20), len(bot) + 8000)
+                over[len(bot) :] = 0.0
+                run = simulate(make, bot, over, cat.line_of(line), net, stop_at_barge_in=False)
+                cells.append(f"{len(run.barge_ins)}+{run.turns}")
+            print(f"  {line_name:9} {Path(name).name:42} {'  '.join(cells)}")
+
+
 def parse_sets(items: list[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     for item in items:
@@ -191,6 +216,7 @@ def main() -> None:
         report_echo(make, net)
     if args.only in (None, "non-speech"):
         report_non_speech(make, net)
+        report_noise_sweep(make, net)
     if args.only in (None, "callers"):
         report_callers(make, args.quick, net)
     print(f"({time.perf_counter() - t0:.0f} s)")

@@ -76,7 +76,8 @@ _OVER_NOISE_DB = 6.0
 _EXPLAINED = 0.5
 _NOT_OURS = 0.3  # with no other evidence, only coherence under this (callers' p95 0.25)
 # Where our echo cannot reach (see `_over_the_echo_at_its_delay`), a frame is evidence of
-# the caller only this far above the quietest such frames, a floor that rises 10 dB/s.
+# the caller only this far above the quietest such frames, a floor that rises 10 dB/s; the
+# same for a residual above the quietest recent residuals (`_residual_says_caller`).
 _OVER_PAUSE_FLOOR_DB = 6.0
 _PAUSE_FLOOR_RISE_DB = 0.2
 
@@ -126,6 +127,8 @@ class EchoGuard:
         self.vetoes = 0  # frames the coherence veto turned from caller into echo
         self._unsure = False  # the last judged frame may hold the caller: learn nothing
         self._pause_floor_db = math.inf  # inbound power where our echo cannot reach
+        self._residual_floor_db = math.inf  # the canceller's quietest recent residual
+        self._over_residual_floor = True  # this frame's residual stands above that floor
 
     def on_sent(
         self, peak_dbfs: float, now: float, samples: npt.NDArray[np.float32] | None = None
@@ -320,18 +323,35 @@ class EchoGuard:
         explained = max(self.coherence)
         if explained > _EXPLAINED:
             return False
-        if explained < _NOT_OURS and not self.path.learned:
+        if explained < _NOT_OURS and not self.path.learned and self._over_residual_floor:
+            # (Steady noise is not ours either: only what stands above it is the caller.)
             self.evidence = "not our echo"
             return True
         self._unsure = True
         return False
 
     def _residual_says_caller(self, noise_floor_dbfs: float) -> bool:
+        """Tell whether the residual is more than our echo leaves, the line's noise, and
+        the floor of recent residuals.
+
+        That last floor is for steady noise under the bot (a fan, a street, hold music):
+        the VAD's own floor cannot learn it there, since the bot's echo makes it call
+        those frames speech, so the noise stood above it all turn long and, once the bot
+        paused, was taken for the caller.
+        """
         aec = self.canceller
-        if aec is None or self._cancelled_at is None or not self.trusted:
+        self._over_residual_floor = True
+        if aec is None or self._cancelled_at is None:
+            return False
+        power_db = 10.0 * math.log10(max(aec.residual_power, 1e-12))
+        floor = self._residual_floor_db
+        self._residual_floor_db = min(floor + _PAUSE_FLOOR_RISE_DB, power_db)
+        self._over_residual_floor = power_db > floor + _OVER_PAUSE_FLOOR_DB
+        if not self.trusted:
             return False
         noise = 10 ** ((noise_floor_dbfs + _OVER_NOISE_DB) / 10)
-        return aec.residual_power > max(self._expected_residual(aec), _RESIDUAL_FLOOR, noise)
+        return (aec.residual_power > max(self._expected_residual(aec), _RESIDUAL_FLOOR, noise)
+                and self._over_residual_floor)
 
     def _explained(self, weak_caller: bool) -> bool:
         """Tell whether what we sent explains the frame (residual, or inbound as a whole).
