@@ -11,6 +11,7 @@ import pytest
 from mediasrv.audio import ULAW_DECODE, Pcm16, pcm16_to_ulaw
 from mediasrv.emulator import catalogue
 from mediasrv.emulator.line import EchoPath
+from mediasrv.emulator.script import ONSET_DBFS, frame_levels_dbfs, load_8k
 from mediasrv.errors import ConfigError
 from mediasrv.policy.echo import EchoGuard, ulaw_peak_dbfs
 from mediasrv.policy.turns import (
@@ -312,6 +313,20 @@ def test_a_steady_noise_under_the_bot_from_its_first_word_is_not_the_caller(
     run = frames.simulate(cancelling, bot, near, catalogue.line_of(catalogue.LINES[line_name]),
                           stop_at_barge_in=False)
     assert (run.barge_ins, run.turns) == ([], 0)
+
+
+def test_a_caller_talking_from_the_bots_first_words_is_heard_before_the_echo_is_learned() -> None:
+    # A caller 20 dB under their natural level (as loud as the handset's echo) 0.3 s into
+    # the bot's turn: the canceller never has echo alone, and the inbound is as coherent
+    # with what we sent as our echo is. What the estimate leaves is not: the caller.
+    natural = load_8k(SPEECH / "en_alsa_front_center.wav")[:12000]
+    start = int(0.3 * 8000)
+    onset = start // 160 + int(np.flatnonzero(frame_levels_dbfs(natural) > ONSET_DBFS)[0])
+    near = np.zeros(start + natural.size + 8000)
+    near[start : start + natural.size] += natural * gain(-20.0)
+    run = frames.simulate(cancelling, frames.bots()["long_answer"], near,
+                          catalogue.line_of(catalogue.LINES["handset"]))
+    assert run.barge_ins and onset <= run.barge_ins[0][0] <= onset + 20  # within 0.4 s
 
 
 @pytest.mark.parametrize(("erl_db", "tail_ms"), [(6.0, 200.0), (10.0, 300.0), (20.0, 300.0)])

@@ -75,6 +75,9 @@ _OVER_NOISE_DB = 6.0
 # measured <= 0.3, echo through dispersive paths >= 0.7).
 _EXPLAINED = 0.5
 _NOT_OURS = 0.3  # with no other evidence, only coherence under this (callers' p95 0.25)
+# Before the echo is learned: a residual this share of the echo estimate's power or more
+# (-6 dB), not coherent with what we sent, while the estimate fits the inbound's echo.
+_COLD_RESIDUAL_SHARE = 1.0
 # Where our echo cannot reach (see `_over_the_echo_at_its_delay`), a frame is evidence of
 # the caller only this far above the quietest such frames, a floor that rises 10 dB/s; the
 # same for a residual above the quietest recent residuals (`_residual_says_caller`).
@@ -319,7 +322,16 @@ class EchoGuard:
         """
         aec = self.canceller
         assert aec is not None
-        self.coherence = aec.coherence()
+        self.coherence = residual, _ = aec.coherence()
+        if (not self.path.learned and residual < _NOT_OURS and self._over_residual_floor
+                and aec.estimate_fits()
+                and aec.residual_power > aec.echo_power * _COLD_RESIDUAL_SHARE):
+            # The estimate takes off an echo the inbound holds, and what it leaves -- as
+            # loud as that echo -- is not ours: a caller talking from the bot's first words,
+            # whom the inbound's coherence (our echo is in it) would call echo.
+            self.weak_evidence = True
+            self.evidence = "not our echo once cancelled"
+            return True
         explained = max(self.coherence)
         if explained > _EXPLAINED:
             return False
