@@ -123,7 +123,7 @@ class EchoGuard:
         self._loudest = SILENT_DBFS  # the last judged frame's echo-path peak
         self._inbound = SILENT_DBFS  # and its inbound peak
         # The last `judge` said caller on weak evidence: the residual alone, or the level
-        # at the delay alone (the turn policy then wants the classifier sure, and 120 ms).
+        # at the delay alone (the turn policy then wants 120 ms of it).
         self.weak_evidence = False
         self.evidence = ""  # why the last `judge` said caller (for the log)
         self.coherence: tuple[float, float] | None = None  # the last veto's measurements
