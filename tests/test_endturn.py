@@ -289,6 +289,7 @@ def test_inline_shell_holds_a_turn_through_a_pause_the_model_calls_unfinished() 
         {"threshold": 0.5, "threshold_at_cap": 0.7},
         {"min_speech_ms": -20},
         {"max_audio_ms": 9000},
+        {"early_min_speech_ms": -20},
     ],
 )
 def test_config_rejects_values_out_of_range(kwargs: dict[str, float]) -> None:
@@ -361,3 +362,35 @@ def test_an_early_check_that_failed_leaves_the_decision_to_the_later_one() -> No
 def test_an_early_check_must_come_before_the_check_silence() -> None:
     with pytest.raises(ConfigError):
         EndTurnConfig(check_silence_ms=200, early_check_ms=200)
+
+
+GATED = EndTurnConfig(check_silence_ms=200, max_silence_ms=1600, threshold=0.5,
+                      pre_speech_ms=100, early_check_ms=120, early_min_speech_ms=600)
+
+
+def test_no_early_check_after_a_short_opening_only_the_check_at_the_check_silence() -> None:
+    d = Driver(EndTurnPolicy(GATED))
+    d.frames(25, speech=True)  # 500 ms: "Yes," before a short pause
+    d.frames(10, speech=False)
+    assert [r.silence_ms for r in d.requests()] == [200]
+
+
+def test_the_early_check_is_asked_once_the_turn_holds_enough_speech() -> None:
+    d = Driver(EndTurnPolicy(GATED))
+    d.frames(25, speech=True)  # 500 ms, a pause the check calls unfinished
+    d.frames(10, speech=False)
+    d.policy.on_result(d.requests()[0].seq, 0.1, d.now)
+    d.frames(5, speech=True)  # 600 ms of speech in the turn
+    d.frames(6, speech=False)
+    assert [r.silence_ms for r in d.requests()] == [200, 120]
+
+
+def test_a_short_opening_called_finished_is_not_ended_once_the_caller_goes_on() -> None:
+    # The check's own time is part of the silence: its answer comes after speech is back.
+    d = Driver(EndTurnPolicy(GATED))
+    d.frames(20, speech=True)
+    d.frames(10, speech=False)
+    (check,) = d.requests()
+    d.frames(1, speech=True)
+    assert d.policy.on_result(check.seq, 0.98, d.now) is None
+    assert d.policy.phase is Phase.SPEAKING
