@@ -75,12 +75,13 @@ _OVER_NOISE_DB = 6.0
 # measured <= 0.3, echo through dispersive paths >= 0.7).
 _EXPLAINED = 0.5
 _NOT_OURS = 0.3  # with no other evidence, only coherence under this (callers' p95 0.25)
-# Before the echo is learned: a residual this share of the echo estimate's power or more
-# (-6 dB), not coherent with what we sent, while the estimate fits the inbound's echo.
+# Before the echo is learned: a residual at least this share of the echo estimate's power
+# (1.0: as loud as it), not coherent with what we sent, while the estimate fits the
+# inbound's echo. At 0.25 (-6 dB) a room's diffuse tail passed (measured).
 _COLD_RESIDUAL_SHARE = 1.0
 # Where our echo cannot reach (see `_over_the_echo_at_its_delay`), a frame is evidence of
 # the caller only this far above the quietest such frames, a floor that rises 10 dB/s; the
-# same for a residual above the quietest recent residuals (`_residual_says_caller`).
+# same for a residual above the quietest recent residuals (`_track_residual_floor`).
 _OVER_PAUSE_FLOOR_DB = 6.0
 _PAUSE_FLOOR_RISE_DB = 0.2
 
@@ -270,6 +271,7 @@ class EchoGuard:
         if self.canceller is None:
             return False  # no reference samples to measure the path with: worst case only
         level = over > -self.path.bound_db
+        self._track_residual_floor()
         at_delay = not level and self._over_the_echo_at_its_delay(inbound_peak_dbfs)
         residual = self._residual_says_caller(noise_floor_dbfs)
         if not (level or at_delay or residual):
@@ -342,24 +344,28 @@ class EchoGuard:
         self._unsure = True
         return False
 
-    def _residual_says_caller(self, noise_floor_dbfs: float) -> bool:
-        """Tell whether the residual is more than our echo leaves, the line's noise, and
-        the floor of recent residuals.
+    def _track_residual_floor(self) -> None:
+        """Follow the floor of recent residuals; note whether this frame stands above it.
 
-        That last floor is for steady noise under the bot (a fan, a street, hold music):
-        the VAD's own floor cannot learn it there, since the bot's echo makes it call
-        those frames speech, so the noise stood above it all turn long and, once the bot
-        paused, was taken for the caller.
+        For steady noise under the bot (a fan, a street, hold music): the VAD's own floor
+        cannot learn it there, since the bot's echo makes it call those frames speech, so
+        the noise stood above that floor all turn long and, once the bot paused, was
+        taken for the caller ("residual", or "not our echo" before the echo is learned).
         """
         aec = self.canceller
         self._over_residual_floor = True
         if aec is None or self._cancelled_at is None:
-            return False
+            return
         power_db = 10.0 * math.log10(max(aec.residual_power, 1e-12))
         floor = self._residual_floor_db
         self._residual_floor_db = min(floor + _PAUSE_FLOOR_RISE_DB, power_db)
         self._over_residual_floor = power_db > floor + _OVER_PAUSE_FLOOR_DB
-        if not self.trusted:
+
+    def _residual_says_caller(self, noise_floor_dbfs: float) -> bool:
+        """Tell whether the residual is more than our echo leaves, more than the line's
+        noise, and above the floor of recent residuals."""
+        aec = self.canceller
+        if aec is None or self._cancelled_at is None or not self.trusted:
             return False
         noise = 10 ** ((noise_floor_dbfs + _OVER_NOISE_DB) / 10)
         return (aec.residual_power > max(self._expected_residual(aec), _RESIDUAL_FLOOR, noise)
