@@ -20,6 +20,9 @@ def test_a_read_knows_when_its_data_arrived_not_when_it_was_read() -> None:
     sock = stamps.stamped(client)
     assert sock is not None
     with sock, peer:
+        # The kernel switches timestamping on lazily: the first segment may carry none.
+        peer.sendall(b'{"event": "media"}')
+        assert sock.recv(4096) == b'{"event": "media"}'
         before = time.time()
         peer.sendall(b'{"event": "clear"}')
         time.sleep(0.05)  # the reader is busy elsewhere
@@ -48,3 +51,15 @@ def test_a_socket_that_cannot_date_reads_is_left_as_it_was() -> None:
         assert stamps.stamped(a) is None
         a.send(b"x")
         assert b.recv(4) == b"x"
+
+
+def test_a_read_the_kernel_did_not_stamp_has_no_time_not_the_last_one() -> None:
+    client, peer = _pair()
+    sock = stamps.stamped(client)
+    assert sock is not None
+    with sock, peer:
+        sock.received_wall = time.time() - 5.0  # an earlier read's stamp
+        sock.recvmsg = lambda *a: (b"two", [], 0, None)  # type: ignore[method-assign]
+        assert sock.recv(16) == b"two"
+        assert sock.received_wall is None
+        assert stamps.age(sock) == 0.0

@@ -2,19 +2,23 @@
 
 Layer: emulator.
 
-The emulator's truth for a `clear` is what had played when it reached Twilio: the time
-it was read plus the modelled downlink. On loopback "read" was meant to be "sent", but
-the reader thread is one of many in a busy process (the in-process server, the backend,
-other calls): it read clears 0-18 ms after the server had written them (scenarios.py's
-`clear_read_lag_ms`), and every such millisecond was counted as audio that had played
-before the clear -- an error the server could not have avoided, charged to its
-truncation. Twilio's media edge does not share our scheduler.
+The emulator's truth for a `clear` is what had played when it reached Twilio: its
+arrival plus the modelled downlink. On loopback the arrival was taken to be the moment
+the reader thread got the message, but that thread is one of many in a busy test process
+(the in-process server, the backend, other calls) and may get to it late; every such
+millisecond would be counted as audio that had played before the clear, an error charged
+to the server's truncation. Twilio's media edge does not share our scheduler.
 
-So the call's socket keeps the kernel's receive time (Linux `SO_TIMESTAMPNS`) of the
-data each read returns: for the last message of a read that is when it arrived; earlier
-messages read in the same chunk get that time too (late by what separated them, never
-early). Where the platform or the socket cannot (TLS, not Linux), reads keep the reader's
-own clock as before.
+So the call's socket keeps the kernel's receive time (Linux `SO_TIMESTAMPNS`) of the data
+each read returns. websocket-client reads a frame's header and payload with separate
+reads of just their size, so a message gets its own segment's time; when the kernel has
+merged a later segment into it (the reader was behind), the later one's time: late by
+what separated them, never early. Where the platform or the socket cannot (TLS, not
+Linux), reads keep the reader's own clock as before.
+
+What it showed first: clears that had waited 15-20 ms in the *server's* socket (Nagle;
+mediasrv/web/twilio_socket.py now sets TCP_NODELAY), which the read time had passed off
+as the emulator's own delay.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ class StampedSocket(socket.socket):
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         data, ancdata, _flags, _addr = self.recvmsg(bufsize, _ANC_SPACE, flags)
+        # Data the kernel did not stamp (its timestamping is switched on lazily, so the
+        # first segments after the option was set may have none): no time of its own.
+        self.received_wall = None
         for level, kind, payload in ancdata:
             if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS \
                     and len(payload) >= _TIMESPEC.size:
