@@ -134,8 +134,9 @@ class TurnStep:
 
 
 _NOTHING = TurnStep(b"")
-# 0.7 cost quiet callers up to 0.8 s with no music, tone or noise file barging in any less
-# (scripts/bargein_eval.py; every line): see `TurnPolicy.feed`.
+# 0.7 cost quiet callers up to 0.8 s (frame harness: -20 dB handset p95 431 -> 320 ms at
+# 0.5); the price, in scripts/bargein_eval.py's noise sweep, is one hold-music condition
+# of 40 more barging in (bad line, -10 dB: scored 0.5-0.7). See `TurnPolicy.feed`.
 _WEAK_EVIDENCE_PROB = 0.5
 _CALLER_GAP_MS = 300
 _WEAK_EVIDENCE_MIN_MS = 120  # see the module docstring (tests/test_echo.py: a path moves)
