@@ -86,6 +86,20 @@ _OVER_PAUSE_FLOOR_DB = 6.0
 _PAUSE_FLOOR_RISE_DB = 0.2
 
 
+class _RisingFloor:
+    """The quietest recent level of some frames (dB), rising 10 dB/s between them."""
+
+    def __init__(self) -> None:
+        self.db = math.inf
+
+    def above(self, power_db: float) -> bool:
+        """Take one frame's level; tell whether it stands `_OVER_PAUSE_FLOOR_DB` above
+        the floor as it was before it."""
+        floor = self.db
+        self.db = min(floor + _PAUSE_FLOOR_RISE_DB, power_db)
+        return power_db > floor + _OVER_PAUSE_FLOOR_DB
+
+
 def ulaw_peak_dbfs(frame: bytes) -> float:
     """Return the peak level of a mu-law frame in dBFS (-120 for silence)."""
     if not frame:
@@ -130,8 +144,8 @@ class EchoGuard:
         self.coherence: tuple[float, float] | None = None  # the last veto's measurements
         self.vetoes = 0  # frames the coherence veto turned from caller into echo
         self._unsure = False  # the last judged frame may hold the caller: learn nothing
-        self._pause_floor_db = math.inf  # inbound power where our echo cannot reach
-        self._residual_floor_db = math.inf  # the canceller's quietest recent residual
+        self._pause_floor = _RisingFloor()  # inbound power where our echo cannot reach
+        self._residual_floor = _RisingFloor()  # the canceller's recent residuals
         self._over_residual_floor = True  # this frame's residual stands above that floor
 
     def on_sent(
@@ -306,10 +320,7 @@ class EchoGuard:
         # which here: its classifier still carries the bot's echo it just heard (measured:
         # 0.86-0.95 on brown noise in the bot's pauses, 0.04 on the same noise alone). So
         # only a frame standing above the floor of such frames counts.
-        power_db = 10.0 * math.log10(max(aec.inbound_power, 1e-12))
-        floor = self._pause_floor_db
-        self._pause_floor_db = min(floor + _PAUSE_FLOOR_RISE_DB, power_db)
-        return power_db > floor + _OVER_PAUSE_FLOOR_DB
+        return self._pause_floor.above(10.0 * math.log10(max(aec.inbound_power, 1e-12)))
 
     def _judge_by_coherence(self) -> bool:
         """Judge a speech frame the canceller cannot vouch for, on coherence alone.
@@ -357,9 +368,7 @@ class EchoGuard:
         if aec is None or self._cancelled_at is None:
             return
         power_db = 10.0 * math.log10(max(aec.residual_power, 1e-12))
-        floor = self._residual_floor_db
-        self._residual_floor_db = min(floor + _PAUSE_FLOOR_RISE_DB, power_db)
-        self._over_residual_floor = power_db > floor + _OVER_PAUSE_FLOOR_DB
+        self._over_residual_floor = self._residual_floor.above(power_db)
 
     def _residual_says_caller(self, noise_floor_dbfs: float) -> bool:
         """Tell whether the residual is more than our echo leaves, more than the line's
