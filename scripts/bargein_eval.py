@@ -143,6 +143,13 @@ def report_echo(make: MakePolicy, net: Net) -> None:
         print(f"  {path.describe():46s} {len(run.barge_ins)}/{run.starts}/{run.turns}")
 
 
+def under(bot: bytes, sound: Floats) -> Floats:
+    """Return `sound`, looped, for as long as the bot talks, then 1 s of nothing."""
+    over = np.resize(sound, len(bot) + 8000)
+    over[len(bot) :] = 0.0
+    return over
+
+
 def report_non_speech(make: MakePolicy, net: Net) -> None:
     print("non-speech: turns idle / barge-ins + turns over the bot (handset line)")
     bot = bots()["long_answer"]
@@ -152,9 +159,8 @@ def report_non_speech(make: MakePolicy, net: Net) -> None:
             near = np.zeros(sound.size + 8000)
             near[: sound.size] += sound
             idle = simulate(make, b"", near, cat.line_of(HANDSET), net, stop_at_barge_in=False)
-            over = np.resize(sound, len(bot) + 8000)
-            over[len(bot) :] = 0.0
-            busy = simulate(make, bot, over, cat.line_of(HANDSET), net, stop_at_barge_in=False)
+            busy = simulate(make, bot, under(bot, sound), cat.line_of(HANDSET), net,
+                            stop_at_barge_in=False)
             print(f"  {kind + '/' + path.name:48} idle {idle.turns}   over bot "
                   f"{len(busy.barge_ins)} + {busy.turns}")
 
@@ -176,9 +182,8 @@ def report_noise_sweep(make: MakePolicy, net: Net) -> None:
             sound = load_8k(AUDIO / name)
             cells = []
             for db in NOISE_SWEEP_DB:
-                over = np.resize(sound * 10 ** (db / 20), len(bot) + 8000)
-                over[len(bot) :] = 0.0
-                run = simulate(make, bot, over, cat.line_of(line), net, stop_at_barge_in=False)
+                run = simulate(make, bot, under(bot, sound * 10 ** (db / 20)), cat.line_of(line),
+                               net, stop_at_barge_in=False)
                 cells.append(f"{len(run.barge_ins)}+{run.turns}")
             print(f"  {line_name:9} {Path(name).name:42} {'  '.join(cells)}")
 

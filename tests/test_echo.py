@@ -283,18 +283,19 @@ def test_a_quiet_caller_is_heard_in_the_bots_pause_before_the_canceller_is_trust
     assert barge and first <= barge[0] <= first + 3.237 / TICK
 
 
-def over_the_greeting(caller_file: str, level_db: float, at_s: float, echo: EchoPath
-                      ) -> tuple[int, list[int]]:
-    """A recorded caller over the greeting on the emulator's line: (onset, barge-in frames).
+def over_the_bot(caller_file: str, level_db: float, at_s: float, echo: EchoPath,
+                 bot: str = "greeting") -> tuple[int, list[int]]:
+    """A recorded caller over a bot prompt on the emulator's line: (onset, barge-in frames).
 
-    The onset is the caller's first frame over -45 dBFS, as scripts/bargein_eval.py counts.
+    The onset is the caller's first frame over -45 dBFS at its natural level, as
+    scripts/bargein_eval.py counts.
     """
-    caller = load_8k(SPEECH.parent / caller_file) * gain(level_db)
+    natural = load_8k(SPEECH.parent / caller_file)
     start = int(at_s * 8000)
-    near = np.zeros(start + caller.size + 8000)
-    near[start : start + caller.size] += caller
-    first = int(np.flatnonzero(frame_levels_dbfs(caller) > ONSET_DBFS)[0])
-    run = frames.simulate(cancelling, frames.prompt("greeting"), near, catalogue.line_of(echo))
+    near = np.zeros(start + natural.size + 8000)
+    near[start : start + natural.size] += natural * gain(level_db)
+    first = int(np.flatnonzero(frame_levels_dbfs(natural) > ONSET_DBFS)[0])
+    run = frames.simulate(cancelling, frames.prompt(bot), near, catalogue.line_of(echo))
     return (start + first * 160) // 160, [k for k, _ in run.barge_ins]
 
 
@@ -302,7 +303,7 @@ def test_a_quiet_caller_on_weak_evidence_needs_only_the_vads_own_threshold() -> 
     # Handset line, a caller 10 dB quieter, 2.89 s into the greeting: heard in the bot's
     # pause at the echo's delay (weak evidence), where the classifier scores them
     # 0.4-0.64 for 300 ms. Asking 0.7 there took 580 ms; the VAD's 0.5 takes 320.
-    onset, barge = over_the_greeting(catalogue.VM_INTRO, -10.0, 2.89, HANDSET)
+    onset, barge = over_the_bot(catalogue.VM_INTRO, -10.0, 2.89, HANDSET)
     assert barge and onset <= barge[0] <= onset + 20  # 400 ms of frames
 
 
@@ -342,14 +343,9 @@ def test_a_caller_talking_from_the_bots_first_words_is_heard_before_the_echo_is_
     # A caller 20 dB under their natural level (as loud as the handset's echo) 0.3 s into
     # the bot's turn: the canceller never has echo alone, and the inbound is as coherent
     # with what we sent as our echo is. What the estimate leaves is not: the caller.
-    natural = load_8k(SPEECH / "en_alsa_front_center.wav")[:12000]
-    start = int(0.3 * 8000)
-    onset = start // 160 + int(np.flatnonzero(frame_levels_dbfs(natural) > ONSET_DBFS)[0])
-    near = np.zeros(start + natural.size + 8000)
-    near[start : start + natural.size] += natural * gain(-20.0)
-    run = frames.simulate(cancelling, frames.bots()["long_answer"], near,
-                          catalogue.line_of(catalogue.LINES["handset"]))
-    assert run.barge_ins and onset <= run.barge_ins[0][0] <= onset + 20  # within 0.4 s
+    onset, barge = over_the_bot("speech/en_alsa_front_center.wav", -20.0, 0.3, HANDSET,
+                                "long_answer")
+    assert barge and onset <= barge[0] <= onset + 20  # within 0.4 s
 
 
 @pytest.mark.parametrize(("erl_db", "tail_ms"), [(6.0, 200.0), (10.0, 300.0), (20.0, 300.0)])
