@@ -95,10 +95,12 @@ def test_semantic_vad_with_the_cascade_is_refused_in_words() -> None:
                        "SERVER_VAD_TYPE": "semantic_vad"})
 
 
-def test_the_early_check_is_off_by_default_and_on_when_set() -> None:
+def test_the_early_check_is_at_80_ms_by_default_and_off_at_0() -> None:
     default = call_config(load_settings({})).turn.end_turn
+    off = call_config(load_settings({"TURN_EARLY_CHECK_MS": "0"})).turn.end_turn
     on = call_config(load_settings({"TURN_EARLY_CHECK_MS": "120"})).turn.end_turn
-    assert default is not None and default.early_check_ms is None
+    assert default is not None and default.early_check_ms == 80
+    assert off is not None and off.early_check_ms is None
     assert on is not None and on.early_check_ms == 120
 
 
