@@ -79,6 +79,17 @@ _NOT_OURS = 0.3  # with no other evidence, only coherence under this (callers' p
 # (1.0: as loud as it), not coherent with what we sent, while the estimate fits the
 # inbound's echo. At 0.25 (-6 dB) a room's diffuse tail passed (measured).
 _COLD_RESIDUAL_SHARE = 1.0
+# The cold start lasts past the level bound (learned from 1 s of the bot) while the
+# canceller, learned from 0.5-2 s of it, measurably removes our echo (3 dB: half its power)
+# and is not yet trusted: on the bad line it is trusted only after 1.5 s of the bot alone,
+# and a caller talking from then on holds its measured ERLE at 4-9 dB (their own level)
+# for seconds. Not past 2 s (`_COLD_FRAMES`): the rule's evidence is also what a noise
+# under the bot from its first word looks like (scripts/bargein_eval.py's noise sweep:
+# brown noise barged in 6-8 s into a turn without that limit; brown noise as loud as the
+# echo keeps the ERLE at 1.6-2.3 dB). Not before 0.5 s (`_TRUST_FRAMES`): a filter just
+# re-aligned on a room's ringing tail leaves a residual as loud and as incoherent.
+_COLD_ERLE_DB = 3.0
+_COLD_FRAMES = 100
 # Where our echo cannot reach (see `_over_the_echo_at_its_delay`), a frame is evidence of
 # the caller only this far above the quietest such frames, a floor that rises 10 dB/s; the
 # same for a residual above the quietest recent residuals (`_track_residual_floor`).
@@ -331,12 +342,14 @@ class EchoGuard:
         conservative start -- but nothing is learned from it: a caller's syllables must
         not teach the bound or the canceller that our echo is that loud (measured: a
         caller as loud as the echo, learned from, held the bound at 6 dB and the
-        canceller untrusted for the rest of that caller's sentence).
+        canceller untrusted for the rest of that caller's sentence). Until the canceller
+        is learned (`_cold`), a residual as loud as the echo estimate and not ours is the
+        caller too.
         """
         aec = self.canceller
         assert aec is not None
         self.coherence = residual, _ = aec.coherence()
-        if (not self.path.learned and residual < _NOT_OURS and self._over_residual_floor
+        if (self._cold(aec) and residual < _NOT_OURS and self._over_residual_floor
                 and aec.estimate_fits()
                 and aec.residual_power > aec.echo_power * _COLD_RESIDUAL_SHARE):
             # The estimate takes off an echo the inbound holds, and what it leaves -- as
@@ -354,6 +367,13 @@ class EchoGuard:
             return True
         self._unsure = True
         return False
+
+    def _cold(self, aec: EchoCanceller) -> bool:
+        """Tell whether this call's echo is still being learned (see `_COLD_FRAMES`)."""
+        if not self.path.learned:
+            return True
+        return (_TRUST_FRAMES <= aec.learned_frames < _COLD_FRAMES
+                and aec.erle_db >= _COLD_ERLE_DB)
 
     def _track_residual_floor(self) -> None:
         """Follow the floor of recent residuals; note whether this frame stands above it.
