@@ -167,7 +167,7 @@ def test_config_error_names_the_lead_settings() -> None:
     with pytest.raises(ConfigError, match="lead_threshold"):
         VadConfig(lead_threshold=0.6)
     with pytest.raises(ConfigError, match="lead_max_ms"):
-        VadConfig(lead_max_ms=200)
+        VadConfig(lead_max_ms=-20)
 
 
 @pytest.mark.parametrize("phase", range(0, 256, 32))  # samples: silero's 32 ms windows

@@ -119,8 +119,8 @@ class VadConfig:
             )
         if not 0.0 < self.lead_threshold <= self.threshold:
             raise ConfigError(f"lead_threshold={self.lead_threshold}: need 0 < it <= threshold")
-        if not 0 <= self.lead_max_ms <= self.onset_ms:
-            raise ConfigError(f"lead_max_ms={self.lead_max_ms}: must be between 0 and onset_ms")
+        if self.lead_max_ms < 0:  # (above onset_ms, an onset's lead alone confirms it)
+            raise ConfigError(f"lead_max_ms={self.lead_max_ms}: must be >= 0")
         if not 0.0 <= self.snr_gate_db <= 30.0:
             raise ConfigError(f"snr_gate_db={self.snr_gate_db}: must be between 0 and 30")
         if self.floor_rise_db_per_s <= 0.0:
