@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import numpy.typing as npt
 import pytest
+from test_vad import ScriptedClassifier
 
 from mediasrv.audio import pcm16_to_ulaw
 from mediasrv.errors import ConfigError
@@ -114,6 +115,37 @@ def test_barge_in_needs_barge_in_min_ms_of_speech() -> None:
     assert len(barge) == 1
     assert barge[0][0] == need // 20 - 1
     assert barge[0][1].speech_ms == need
+
+
+RISING = [0.02, 0.02, 0.45, 0.45, 0.45] + [0.9] * 15  # a slow onset: speech from frame 5
+
+
+def test_a_slow_onset_barges_in_sooner_by_its_lead() -> None:
+    # 60 ms of the rise under the threshold count: 0.5 is reached at frame 5, and 100 ms
+    # of caller speech at frame 6 instead of 9; the VAD confirms the utterance with it.
+    policy = TurnPolicy(TurnConfig(), classifier=ScriptedClassifier(RISING))
+    events, _ = run(policy, [LOUD] * 20, ai_playing=True)
+    assert [(i, type(e)) for i, e in events] == [(6, UtteranceStarted), (6, BargeIn)]
+    assert [e.speech_ms for _, e in events if isinstance(e, BargeIn)] == [100]
+
+
+@pytest.mark.parametrize("evidence,weak,index", [
+    ("level", False, 6),  # the caller's level alone is beyond our echo: the lead counts
+    ("residual", True, 10),  # weak evidence: no lead, and 120 ms of speech frames
+    ("not our echo", False, 9),  # coherence before the echo is learned: no lead
+])
+def test_the_onset_lead_counts_on_level_evidence_only(evidence: str, weak: bool,
+                                                      index: int) -> None:
+    policy = TurnPolicy(TurnConfig(), classifier=ScriptedClassifier(RISING))
+
+    def judge(*args: object, **kwargs: object) -> bool:
+        policy.echo.evidence, policy.echo.weak_evidence = evidence, weak
+        return True
+
+    policy.echo.in_window = lambda now, ai_playing=False: True  # type: ignore[method-assign]
+    policy.echo.judge = judge  # type: ignore[method-assign]
+    events, _ = run(policy, [LOUD] * 20, ai_playing=True)
+    assert [i for i, e in events if isinstance(e, BargeIn)] == [index]
 
 
 def test_no_barge_in_when_ai_not_playing() -> None:

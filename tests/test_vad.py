@@ -6,10 +6,12 @@ import wave
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from mediasrv.audio import Pcm16, pcm16_to_ulaw, ulaw_to_pcm16
 from mediasrv.errors import ConfigError
+from mediasrv.policy.turns import BargeIn, TurnConfig, TurnPolicy
 from mediasrv.policy.vad import SpeechEnd, SpeechStart, Vad, VadConfig, VadEvent
 
 AUDIO = Path(__file__).resolve().parent / "audio"
@@ -20,6 +22,35 @@ NOT_SPEECH = sorted(
     for kind in ("music", "noise", "silence", "tones")
     for p in (AUDIO / kind).glob("*.wav")
 )
+
+
+class ScriptedClassifier:
+    """Score frame i with `probs[i]` (then the last one on), whatever the audio."""
+
+    def __init__(self, probs: list[float]) -> None:
+        self._probs = probs
+        self._i = 0
+
+    def push(self, x: npt.NDArray[np.float32], active: bool) -> float | None:
+        prob = self._probs[min(self._i, len(self._probs) - 1)]
+        self._i += 1
+        return prob
+
+    def reset(self) -> None:
+        pass
+
+
+TONE = (3000 * np.sin(2 * np.pi * 300 * np.arange(160) / 8000)).astype(np.int16)  # active
+
+
+def leads(probs: list[float]) -> list[int]:
+    """Feed one active frame per score; return `onset_lead_ms` after each."""
+    vad = Vad(classifier=ScriptedClassifier(probs))
+    out = []
+    for i in range(len(probs)):
+        vad.feed(TONE, (i + 1) * TICK)
+        out.append(vad.onset_lead_ms)
+    return out
 
 
 def read(relpath: str) -> Pcm16:
@@ -116,3 +147,44 @@ def test_gap_counts_as_silence() -> None:
 def test_config_error_names_the_setting() -> None:
     with pytest.raises(ConfigError, match="onset_ms"):
         VadConfig(onset_ms=0)
+
+
+def test_an_onset_rising_under_the_threshold_lends_its_lead_to_the_first_speech_frame() -> None:
+    # Silero on "hello world": ~0 on the aspiration, 0.31-0.49 on the voiced start, then
+    # 0.9. The frames from 0.3 on count, up to 60 ms; only the first speech frame says so.
+    got = leads([0.02, 0.02, 0.31, 0.45, 0.45, 0.45, 0.9, 0.9, 0.9, 0.2, 0.2, 0.2, 0.9])
+    assert got == [0, 0, 0, 0, 0, 0, 60, 0, 0, 0, 0, 0, 0]
+    assert leads([0.02, 0.02, 0.45, 0.9, 0.9]) == [0, 0, 0, 20, 0]
+
+
+def test_a_classifier_hovering_under_its_threshold_earns_no_lead() -> None:
+    # Hold music scored 0.38-0.46 for 160 ms, then 0.51: unsure, not on its way up.
+    assert leads([0.4] * 6 + [0.51, 0.51]) == [0] * 8
+    assert leads([0.4] * 5 + [0.51])[-1] == 60  # 100 ms (onset_ms) is still an onset
+
+
+def test_config_error_names_the_lead_settings() -> None:
+    with pytest.raises(ConfigError, match="lead_threshold"):
+        VadConfig(lead_threshold=0.6)
+    with pytest.raises(ConfigError, match="lead_max_ms"):
+        VadConfig(lead_max_ms=-20)
+
+
+@pytest.mark.parametrize("phase", range(0, 256, 32))  # samples: silero's 32 ms windows
+def test_hello_world_barges_in_within_220_ms_of_audio_at_any_window_phase(phase: int) -> None:
+    # The real clip through the real VAD: silero reaches 0.5 late on its onset (120-180 ms
+    # in), and wherever its windows fall the rise under 0.5 must count, or the barge-in
+    # takes up to 13 frames (260 ms of audio) from the first frame over -45 dBFS.
+    clip = read("speech/en_asterisk_allison_hello-world.wav")
+    levels = 10 * np.log10(np.maximum(np.mean((clip[: clip.size // 160 * 160]
+                                               .reshape(-1, 160) / 32768.0) ** 2, axis=1), 1e-12))
+    lead_in = 8000 + phase  # a second of silence and the phase
+    onset = (lead_in + int(np.flatnonzero(levels > -45.0)[0]) * 160) // 160
+    ulaw = pcm16_to_ulaw(np.concatenate([silence(lead_in / 8000), clip]))
+    policy = TurnPolicy(TurnConfig())
+    for k in range(len(ulaw) // 160):
+        step = policy.feed(ulaw[k * 160 : (k + 1) * 160], (k + 1) * TICK, ai_playing=True,
+                           closing=False)
+        if any(isinstance(e, BargeIn) for e in step.events):
+            break
+    assert k - onset + 1 <= 11  # frames of audio from the onset frame to the barge-in
