@@ -84,11 +84,14 @@ class Tally:
 
 def caller_runs(
     make: MakePolicy, bot: bytes, caller: Floats, offsets: Iterable[float], line: Line,
-    net: Net,
+    net: Net, span: tuple[int, int],
 ) -> Tally:
-    """Place the caller at each offset (s into the bot's prompt); tally barge-ins."""
+    """Place the caller at each offset (s into the bot's prompt); tally barge-ins.
+
+    `span`: the clip's first and last speech frames, taken at its natural level (as the
+    emulator's onset is), whatever gain `caller` carries."""
     tally = Tally()
-    first, last = speech_frames(caller)
+    first, last = span
     for offset in offsets:
         start = int(offset * 8000)
         near = np.zeros(start + caller.size + 8000)
@@ -121,7 +124,7 @@ def report_callers(make: MakePolicy, quick: bool, net: Net) -> None:
                 for pcm in callers.values():
                     scaled = pcm * 10 ** (gain / 20)
                     tally.add(caller_runs(make, bot, scaled, offsets_for(bot, quick),
-                                          cat.line_of(echo), net))
+                                          cat.line_of(echo), net, speech_frames(pcm)))
             print(f"  caller {gain:4.0f} dB  {name:9s} {tally.line()}")
 
 
