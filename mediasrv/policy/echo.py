@@ -88,6 +88,8 @@ _COLD_RESIDUAL_SHARE = 1.0
 # brown noise barged in 6-8 s into a turn without that limit; brown noise as loud as the
 # echo keeps the ERLE at 1.6-2.3 dB). Not before 0.5 s (`_TRUST_FRAMES`): a filter just
 # re-aligned on a room's ringing tail leaves a residual as loud and as incoherent.
+# Evidence (`evidence`) that is the caller's level alone: see `heard_on_level`.
+_LEVEL_EVIDENCE = frozenset({"outside the echo window", "louder than any echo", "level"})
 _COLD_ERLE_DB = 3.0
 _COLD_FRAMES = 100
 # Where our echo cannot reach (see `_over_the_echo_at_its_delay`), a frame is evidence of
@@ -313,6 +315,17 @@ class EchoGuard:
         self.weak_evidence = not level
         self.evidence = "level" if level else "level at the delay" if at_delay else "residual"
         return True
+
+    @property
+    def heard_on_level(self) -> bool:
+        """Tell whether the last frame judged the caller was so on the caller's level alone
+        (beyond any echo of ours, or beyond this call's measured echo bound).
+
+        Only such a frame lets the VAD's onset lead count towards a barge-in (turns.py). On
+        the other evidence (the residual, the level at the delay, coherence before the path
+        is learned) a room's echo tail scored 0.3-0.5 before 0.59 and barged in with its
+        lead (frame harness: ERL 10 dB, 200 ms tail)."""
+        return self.evidence in _LEVEL_EVIDENCE
 
     def _over_the_echo_at_its_delay(self, inbound_peak_dbfs: float) -> bool:
         """Tell whether the frame is above the echo bound of what we sent *at the delay*.

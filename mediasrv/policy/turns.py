@@ -142,12 +142,6 @@ _NOTHING = TurnStep(b"")
 _WEAK_EVIDENCE_PROB = 0.5
 _CALLER_GAP_MS = 300
 _WEAK_EVIDENCE_MIN_MS = 120  # see the module docstring (tests/test_echo.py: a path moves)
-# The VAD's onset lead (`Vad.onset_lead_ms`: what silero was already rising through
-# before it reached its threshold) counts towards a barge-in only on this evidence: the
-# caller's level alone is beyond our echo. On the rest (the residual, the level at the
-# delay, coherence before the path is learned) a room's echo tail scored 0.3-0.5 before
-# 0.59 and barged in with it (frame harness: ERL 10 dB, 200 ms tail).
-_LEVEL_EVIDENCE = frozenset({"outside the echo window", "louder than any echo", "level"})
 _ULAW_FLOAT = (ULAW_DECODE / np.float32(32768.0)).astype(np.float32)
 
 
@@ -229,8 +223,8 @@ class TurnPolicy:
             maybe_caller = False
         if vad.is_speech and maybe_caller:
             if not self._caller_ms:
-                if not in_window or self.echo.evidence in _LEVEL_EVIDENCE:
-                    self._caller_ms = vad.onset_lead_ms  # see _LEVEL_EVIDENCE
+                if not in_window or self.echo.heard_on_level:
+                    self._caller_ms = vad.onset_lead_ms  # see EchoGuard.heard_on_level
                 self._caller_from_ms = self._audio_ms - FRAME_MS - self._caller_ms
             elif self._audio_ms - self._caller_last_ms > _CALLER_GAP_MS and not self._barged:
                 # Scattered frames of a long echo utterance are not one caller's speech.
