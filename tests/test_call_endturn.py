@@ -26,6 +26,9 @@ from mediasrv.call.turn_checks import Reply
 WEASELS = Path(__file__).parent / "audio" / "speech" / "en_asterisk_allison_tt-weasels.wav"
 SILENT = b"\xff" * 160
 LOCAL = {"turn_detection": "local", "turn_model": "smart-turn"}
+# The check at TURN_CHECK_SILENCE_MS alone: the early check (TURN_EARLY_CHECK_MS, on by
+# default) is also asked in the clip's own gaps between words; tests/test_endturn.py has it.
+ONE_CHECK = {**LOCAL, "turn_early_check_ms": 0}
 
 
 def speech_frames() -> list[bytes]:
@@ -98,7 +101,7 @@ def later() -> Iterator[Later]:
 
 def test_a_turn_the_model_calls_finished_is_committed_and_answered() -> None:
     runner = Answers(0.95)
-    with running_call({"turn_checks": runner}, end_silence_ms=3000, **LOCAL) as h:
+    with running_call({"turn_checks": runner}, end_silence_ms=3000, **ONE_CHECK) as h:
         push(h, speech_frames() + [SILENT] * 15)  # 300 ms: past the check, far from 3 s
         h.rt.expect("input_audio_buffer.commit")
         h.rt.expect("response.create")
@@ -108,7 +111,7 @@ def test_a_turn_the_model_calls_finished_is_committed_and_answered() -> None:
 def test_a_check_may_wait_only_until_the_fixed_silence_would_end_its_turn() -> None:
     runner = Answers(0.95)
     with running_call({"turn_checks": runner}, end_silence_ms=700, turn_check_silence_ms=200,
-                      **LOCAL) as h:
+                      **ONE_CHECK) as h:
         push(h, speech_frames() + [SILENT] * 15)
         h.rt.expect("input_audio_buffer.commit")
     assert runner.max_waits == [pytest.approx(0.5)]  # asked at 200 ms, 700 ms would end it
