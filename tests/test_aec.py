@@ -168,6 +168,28 @@ def test_a_path_that_moved_makes_the_estimate_misfit_and_the_inbound_stays_coher
     assert aec.coherence()[1] > 0.7
 
 
+def moved_echo(echo_loss_db: float, start: int, delay: int) -> np.ndarray:
+    """The bot's frames from `start` on coming back through BAD_LINE after `delay`: a
+    second echo, at a lag the filter does not model (as after the path moved)."""
+    sent = np.concatenate(bot_frames()[start:]).astype(np.float64)
+    return np.concatenate([np.zeros(delay), np.convolve(sent, BAD_LINE)]) * 10 ** (
+        -echo_loss_db / 20)
+
+
+def test_an_echo_at_another_lag_fills_the_recent_coherence_before_the_whole_window() -> None:
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=200)
+    # 100 ms of it (from frame 203: it comes back after 60 ms), the filter frozen
+    echo_run(BAD_LINE, 10.0, 208, aec=aec, start=200, caller=moved_echo(10.0, 200, 60 * 8),
+             learn=False)
+    assert aec.coherence()[0] < 0.5 < 0.7 < aec.recent_coherence()
+
+
+def test_a_callers_residual_is_not_recently_coherent_with_what_we_sent() -> None:
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=200)
+    echo_run(BAD_LINE, 10.0, 208, aec=aec, start=200, caller=caller_samples(-20.0), learn=False)
+    assert aec.recent_coherence() < 0.5
+
+
 def test_a_response_still_ringing_at_the_filters_end_is_carried_on_at_its_decay() -> None:
     rng = np.random.default_rng(3)
     k = np.arange(1024)

@@ -129,23 +129,50 @@ def test_a_slow_onset_barges_in_sooner_by_its_lead() -> None:
     assert [e.speech_ms for _, e in events if isinstance(e, BargeIn)] == [100]
 
 
+def judged_as(policy: TurnPolicy, evidence: str, weak: bool, *, moved: bool = False,
+              caller_frames: range | set[int] = range(1000)) -> None:
+    """Put the whole call in the echo window, each frame judged the caller (the frames in
+    `caller_frames`, counted from the first) on `evidence`."""
+    frames = iter(range(1000))
+
+    def judge(*args: object, **kwargs: object) -> bool:
+        echo = policy.echo
+        echo.evidence, echo.weak_evidence, echo.path_unsure = evidence, weak, moved
+        return next(frames) in caller_frames
+
+    policy.echo.in_window = lambda now, ai_playing=False: True  # type: ignore[method-assign]
+    policy.echo.judge = judge  # type: ignore[method-assign]
+
+
 @pytest.mark.parametrize("evidence,weak,index", [
     ("level", False, 6),  # the caller's level alone is beyond our echo: the lead counts
-    ("residual", True, 10),  # weak evidence: no lead, and 120 ms of speech frames
+    ("residual", True, 9),  # weak evidence: no lead, 100 ms of speech frames
     ("not our echo", False, 9),  # coherence before the echo is learned: no lead
 ])
 def test_the_onset_lead_counts_on_level_evidence_only(evidence: str, weak: bool,
                                                       index: int) -> None:
     policy = TurnPolicy(TurnConfig(), classifier=ScriptedClassifier(RISING))
-
-    def judge(*args: object, **kwargs: object) -> bool:
-        policy.echo.evidence, policy.echo.weak_evidence = evidence, weak
-        return True
-
-    policy.echo.in_window = lambda now, ai_playing=False: True  # type: ignore[method-assign]
-    policy.echo.judge = judge  # type: ignore[method-assign]
+    judged_as(policy, evidence, weak)
     events, _ = run(policy, [LOUD] * 20, ai_playing=True)
     assert [i for i, e in events if isinstance(e, BargeIn)] == [index]
+
+
+def test_on_weak_evidence_a_path_that_may_have_moved_needs_120_ms() -> None:
+    policy = TurnPolicy(TurnConfig(), classifier=ScriptedClassifier(RISING))
+    judged_as(policy, "residual", True, moved=True)
+    events, _ = run(policy, [LOUD] * 20, ai_playing=True)
+    assert [e.speech_ms for _, e in events if isinstance(e, BargeIn)] == [120]
+
+
+@pytest.mark.parametrize("missing,needed_ms", [(1, 100), (2, 120)])
+def test_on_weak_evidence_caller_frames_scattered_by_two_frames_need_120_ms(
+    missing: int, needed_ms: int
+) -> None:
+    # Speech from frame 5; frame 7 (and 8) not judged the caller.
+    policy = TurnPolicy(TurnConfig(), classifier=ScriptedClassifier(RISING))
+    judged_as(policy, "residual", True, caller_frames=set(range(20)) - set(range(7, 7 + missing)))
+    events, _ = run(policy, [LOUD] * 20, ai_playing=True)
+    assert [e.speech_ms for _, e in events if isinstance(e, BargeIn)] == [needed_ms]
 
 
 def test_no_barge_in_when_ai_not_playing() -> None:

@@ -75,6 +75,13 @@ _OVER_NOISE_DB = 6.0
 # measured <= 0.3, echo through dispersive paths >= 0.7).
 _EXPLAINED = 0.5
 _NOT_OURS = 0.3  # with no other evidence, only coherence under this (callers' p95 0.25)
+# The last 100 ms of the residual this coherent with what we sent: our echo at a lag the
+# filter does not model, a path that just moved (see `EchoGuard._on_weak_evidence`). Measured
+# (EchoCanceller.recent_coherence) on the frames callers over an echo were heard on the
+# residual: 1 in 682 above 0.7, none above 0.75 (frame harness, issue 9's echo cells); a
+# moved path's residual 100 ms after the move: 0.83 through a 42 ms path with a
+# reflection, 0.91-0.99 through a hybrid (tests/test_aec.py, tests/test_echo.py).
+_MOVED_EXPLAINED = 0.7
 # Before the echo is learned: a residual at least this share of the echo estimate's power
 # (1.0: as loud as it), not coherent with what we sent, while the estimate fits the
 # inbound's echo. At 0.25 (-6 dB) a room's diffuse tail passed (measured).
@@ -151,8 +158,11 @@ class EchoGuard:
         self._loudest = SILENT_DBFS  # the last judged frame's echo-path peak
         self._inbound = SILENT_DBFS  # and its inbound peak
         # The last `judge` said caller on weak evidence: the residual alone, or the level
-        # at the delay alone (the turn policy then wants 120 ms of it).
+        # at the delay alone (the turn policy then wants the classifier surer of it).
         self.weak_evidence = False
+        # ... and on it, this call's echo path was not known well: it may have just moved,
+        # or is still being learned (see `_on_weak_evidence`).
+        self.path_unsure = False
         self.evidence = ""  # why the last `judge` said caller (for the log)
         self.coherence: tuple[float, float] | None = None  # the last veto's measurements
         self.vetoes = 0  # frames the coherence veto turned from caller into echo
@@ -282,7 +292,7 @@ class EchoGuard:
         `noise_floor_dbfs`: the line's noise floor (the VAD's), under which nothing counts.
         """
         self._release(now)
-        self.weak_evidence = False
+        self.weak_evidence = self.path_unsure = False
         self.coherence = None
         self._unsure = False
         self._inbound = inbound_peak_dbfs
@@ -312,9 +322,25 @@ class EchoGuard:
             if level:
                 self.path.reset()  # our echo is louder than the bound: the path changed
             return False
-        self.weak_evidence = not level
+        if not level:
+            self._on_weak_evidence(cold=False)
         self.evidence = "level" if level else "level at the delay" if at_delay else "residual"
         return True
+
+    def _on_weak_evidence(self, cold: bool) -> None:
+        """Note a caller verdict on weak evidence, and whether this call's echo path was
+        known well (`path_unsure`): only then may the turn policy take less of it (turns.py).
+
+        Not known: still being learned (`cold`, see `_COLD_FRAMES`: that evidence is also
+        what music under the bot from its first word looks like), or just moved. A moved
+        path leaves the moved echo in the residual, which the 160 ms coherence veto
+        recognises only once its window holds enough of it (~100 ms); the last 100 ms
+        alone show it sooner (`_MOVED_EXPLAINED`).
+        """
+        self.weak_evidence = True
+        aec = self.canceller
+        self.path_unsure = cold or (aec is not None and self._cancelled_at is not None
+                                    and aec.recent_coherence() > _MOVED_EXPLAINED)
 
     @property
     def heard_on_level(self) -> bool:
@@ -368,7 +394,7 @@ class EchoGuard:
             # The estimate takes off an echo the inbound holds, and what it leaves -- as
             # loud as that echo -- is not ours: a caller talking from the bot's first words,
             # whom the inbound's coherence (our echo is in it) would call echo.
-            self.weak_evidence = True
+            self._on_weak_evidence(cold=True)
             self.evidence = "not our echo once cancelled"
             return True
         explained = max(self.coherence)

@@ -16,12 +16,13 @@ Rules, per inbound frame:
   can be the caller;
 - `BargeIn` once per utterance, when `barge_in_min_ms` of caller speech (not echo) has been
   heard while AI audio plays (counted from the VAD's onset lead, `Vad.onset_lead_ms`,
-  when the caller's level alone is beyond our echo) -- 120 ms at least once any of it was
-  heard only on weak evidence (the canceller's residual, or the level at the echo's
-  delay): an echo path that just moved looks like that for up to ~100 ms, until the
-  coherence window holds enough of the moved echo to recognise it. Caller frames more
-  than 300 ms apart start the count again: scattered frames of a long echo utterance are
-  not one caller;
+  when the caller's level alone is beyond our echo) -- 120 ms once any of it was heard
+  only on weak evidence (the canceller's residual, the level at the echo's delay) while
+  the path may have just moved: an echo path that moved looks like that for up to ~100
+  ms, until the coherence window holds enough of the moved echo to recognise it (see
+  `TurnPolicy._path_unsure`); a caller on a path that did not move needs 100 ms. Caller
+  frames more than 300 ms apart start the count again: scattered frames of a long echo
+  utterance are not one caller;
 - at the VAD's end of speech, one candidate: `EndOfUtterance` if it lasted at least
   `min_utterance_ms`, was not echo and the call is not closing; else `UtteranceSkipped`.
 
@@ -141,7 +142,7 @@ _NOTHING = TurnStep(b"")
 # of 40 more barging in (bad line, -10 dB: scored 0.5-0.7). See `TurnPolicy.feed`.
 _WEAK_EVIDENCE_PROB = 0.5
 _CALLER_GAP_MS = 300
-_WEAK_EVIDENCE_MIN_MS = 120  # see the module docstring (tests/test_echo.py: a path moves)
+_UNSURE_PATH_MIN_MS = 120  # see `TurnPolicy._path_unsure` (tests/test_echo.py: a path moves)
 _ULAW_FLOAT = (ULAW_DECODE / np.float32(32768.0)).astype(np.float32)
 
 
@@ -229,10 +230,10 @@ class TurnPolicy:
             elif self._audio_ms - self._caller_last_ms > _CALLER_GAP_MS and not self._barged:
                 # Scattered frames of a long echo utterance are not one caller's speech.
                 self._caller_ms, self._needed_ms = 0, self.config.barge_in_min_ms
+            if self._path_unsure():
+                self._needed_ms = max(self._needed_ms, _UNSURE_PATH_MIN_MS)
             self._caller_last_ms = self._audio_ms
             self._caller_ms += FRAME_MS
-            if self.echo.weak_evidence:
-                self._needed_ms = max(self._needed_ms, _WEAK_EVIDENCE_MIN_MS)
             # Inside the echo window the caller is recognised on the evidence a barge-in
             # needs: the first 20-100 ms of an echo (the bot's first syllable, an echo path
             # that just moved) can look like a caller before what we sent explains it.
@@ -264,6 +265,18 @@ class TurnPolicy:
         if not forward and not events and check is None:
             return _NOTHING
         return TurnStep(forward, tuple(events), check)
+
+    def _path_unsure(self) -> bool:
+        """Tell whether this caller frame, heard on weak evidence, may be an echo path that
+        just moved: the echo guard says so (`EchoGuard.path_unsure`: the residual's last
+        100 ms are our echo at another lag, or the path is still being learned), or the
+        caller frames come scattered (2 or more missing since the last one), as a moved
+        echo does through the bot's quiet words. Each of the three is needed: see
+        docs/turn-taking.md ("Weak evidence") for what each kept out."""
+        if not self.echo.weak_evidence:
+            return False
+        scattered = self._caller_ms and self._audio_ms - self._caller_last_ms > 2 * FRAME_MS
+        return bool(scattered) or self.echo.path_unsure
 
     def on_check_result(self, seq: int, probability: float, now: float, *,
                         closing: bool = False) -> TurnStep:
