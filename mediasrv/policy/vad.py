@@ -56,6 +56,26 @@ _NORM_RELEASE_DB = 0.2  # per 20 ms frame: 10 dB/s
 _LOWEST_FLOOR_DBFS = -90.0  # far below any gate: tracking lower only slows recovery
 
 
+class LevelNormaliser:
+    """The classifier's bounded level normaliser (see the module docstring): up to +12 dB
+    towards -24 dBFS, fast attack, 10 dB/s release. One per audio stream it hears."""
+
+    def __init__(self) -> None:
+        self._envelope = _FLOOR_DBFS  # fast-attack level the gain follows
+        self._out: npt.NDArray[np.float32] = np.empty(FRAME_MS * 8, dtype=np.float32)  # reused
+
+    def __call__(self, x: npt.NDArray[np.float32], level: float) -> npt.NDArray[np.float32]:
+        """Return `x` (its level in dBFS: `level`) as the classifier should hear it."""
+        env = self._envelope
+        self._envelope = env = level if level > env else env - _NORM_RELEASE_DB
+        gain_db = min(max(_NORM_TARGET_DBFS - max(env, -60.0), 0.0), _NORM_MAX_DB)
+        if gain_db <= 0.0:
+            return x
+        out = self._out if x.shape == self._out.shape else np.empty_like(x)
+        np.multiply(x, np.float32(10.0 ** (gain_db / 20.0)), out=out)
+        return np.clip(out, -1.0, 1.0, out=out)
+
+
 class VadState(Enum):
     SILENCE = "silence"
     MAYBE_SPEECH = "maybe_speech"
@@ -145,8 +165,7 @@ class Vad:
         self.is_speech = False  # the last frame's verdict
         self._prob = 0.0
         self._x: npt.NDArray[np.float32] = np.empty(FRAME_MS * 8, dtype=np.float32)  # reused
-        self._heard: npt.NDArray[np.float32] = np.empty(FRAME_MS * 8, dtype=np.float32)
-        self._envelope = _FLOOR_DBFS  # fast-attack level the normaliser follows
+        self._normalised = LevelNormaliser()
         self._rise = cfg.floor_rise_db_per_s * FRAME_MS / 1000.0
         self._speech_ms = 0  # speech heard in the current MAYBE_SPEECH/SPEECH
         self._quiet_ms = 0  # non-speech since the last speech frame
@@ -186,16 +205,6 @@ class Vad:
         self._track_lead(active, speech)
         self._track_floor(level, active, speech)
         return self._step(speech, FRAME_MS, now)
-
-    def _normalised(self, x: npt.NDArray[np.float32], level: float) -> npt.NDArray[np.float32]:
-        env = self._envelope
-        self._envelope = env = level if level > env else env - _NORM_RELEASE_DB
-        gain_db = min(max(_NORM_TARGET_DBFS - max(env, -60.0), 0.0), _NORM_MAX_DB)
-        if gain_db <= 0.0:
-            return x
-        out = self._heard if x.shape == self._heard.shape else np.empty_like(x)
-        np.multiply(x, np.float32(10.0 ** (gain_db / 20.0)), out=out)
-        return np.clip(out, -1.0, 1.0, out=out)
 
     @property
     def probability(self) -> float:
