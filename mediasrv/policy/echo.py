@@ -97,6 +97,7 @@ _COLD_RESIDUAL_SHARE = 1.0
 # re-aligned on a room's ringing tail leaves a residual as loud and as incoherent.
 # Evidence (`evidence`) that is the caller's level alone: see `heard_on_level`.
 _LEVEL_EVIDENCE = frozenset({"outside the echo window", "louder than any echo", "level"})
+_COHERENCE_ALONE = "not our echo"  # see `heard_on_coherence_alone`
 _COLD_ERLE_DB = 3.0
 _COLD_FRAMES = 100
 # Where our echo cannot reach (see `_over_the_echo_at_its_delay`), a frame is evidence of
@@ -155,6 +156,8 @@ class EchoGuard:
         self.canceller = EchoCanceller(max_delay_ms=echo_path_ms) if cancel else None
         self._residual_ratio = 10 ** (residual_margin_db / 10)
         self._cancelled_at: float | None = None  # `now` of the frame `cancel` last took
+        # The canceller's output for that frame, trusted or not (None: it took none).
+        self.residual: npt.NDArray[np.float32] | None = None
         self._loudest = SILENT_DBFS  # the last judged frame's echo-path peak
         self._inbound = SILENT_DBFS  # and its inbound peak
         # The last `judge` said caller on weak evidence: the residual alone, or the level
@@ -209,10 +212,10 @@ class EchoGuard:
             return frame
         if not self.in_window(now, ai_playing):
             aec.skip(now)  # keeps the inbound timeline continuous between bot turns
-            self._cancelled_at = None
+            self._cancelled_at = self.residual = None
             return frame
         self._cancelled_at = now
-        residual = aec.process(frame, now)
+        self.residual = residual = aec.process(frame, now)
         return residual if self.trusted else frame
 
     def gap(self, ms: int) -> None:
@@ -353,6 +356,13 @@ class EchoGuard:
         lead (frame harness: ERL 10 dB, 200 ms tail)."""
         return self.evidence in _LEVEL_EVIDENCE
 
+    @property
+    def heard_on_coherence_alone(self) -> bool:
+        """Tell whether the last frame judged the caller was so only because what we sent
+        does not explain it, before this call's echo is learned (see `_judge_by_coherence`).
+        """
+        return self.evidence == _COHERENCE_ALONE
+
     def _over_the_echo_at_its_delay(self, inbound_peak_dbfs: float) -> bool:
         """Tell whether the frame is above the echo bound of what we sent *at the delay*.
 
@@ -402,7 +412,7 @@ class EchoGuard:
             return False
         if explained < _NOT_OURS and not self.path.learned and self._over_residual_floor:
             # (Steady noise is not ours either: only what stands above it is the caller.)
-            self.evidence = "not our echo"
+            self.evidence = _COHERENCE_ALONE
             return True
         self._unsure = True
         return False
