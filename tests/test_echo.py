@@ -387,3 +387,24 @@ def test_on_a_line_with_no_echo_a_quiet_caller_is_heard_before_the_path_is_learn
     events, _, _ = call.run(cancelling(), stop_on_barge_in=True)
     barge = [i for i, e in events if isinstance(e, BargeIn)]
     assert barge and first <= barge[0] <= first + 25
+
+
+@pytest.mark.parametrize(("music", "line_name", "gain_db"), [
+    ("moh_macroform-cold_day_0-30s.wav", "handset", -15.0),  # coherence alone, cold start
+    ("moh_macroform-cold_day_0-30s.wav", "bad line", -5.0),  # level at the delay, residual
+    ("moh_macroform-cold_day_0-30s.wav", "bad line", -10.0),
+    ("moh_manolo_camp-morning_coffee_0-30s.wav", "handset", 0.0),
+])
+def test_hold_music_under_the_bot_from_its_first_word_is_not_the_caller(
+    music: str, line_name: str, gain_db: float
+) -> None:
+    # scripts/bargein_eval.py's last false barge-ins: the evidence says "not our echo"
+    # (the music) while the VAD's classifier hears our echo with it and calls it speech.
+    # Silero on the music alone, or on what the canceller leaves of it, says no.
+    sound = load_8k(SPEECH.parent / "music" / music) * gain(gain_db)
+    bot = frames.bots()["long_answer"]
+    near = np.resize(sound, len(bot) + 8000)
+    near[len(bot):] = 0.0
+    run = frames.simulate(cancelling, bot, near, catalogue.line_of(catalogue.LINES[line_name]),
+                          stop_at_barge_in=False)
+    assert (run.barge_ins, run.turns) == ([], 0)

@@ -175,6 +175,32 @@ def test_on_weak_evidence_caller_frames_scattered_by_two_frames_need_120_ms(
     assert [e.speech_ms for _, e in events if isinstance(e, BargeIn)] == [needed_ms]
 
 
+@pytest.mark.parametrize("residual,barges_in", [(0.05, False), (0.3, True)])
+def test_on_weak_evidence_what_the_canceller_leaves_must_be_speech_too(
+    residual: float, barges_in: bool
+) -> None:
+    # The VAD's classifier hears our echo with the sound (0.9 here); the residual's tells
+    # hold music (0.00-0.06) from a caller.
+    policy = TurnPolicy(TurnConfig(), classifier=ScriptedClassifier([0.9]),
+                        residual_classifier=ScriptedClassifier([residual]))
+    judged_as(policy, "residual", True)
+    events, _ = run(policy, [LOUD] * 30, ai_playing=True)
+    assert any(isinstance(e, BargeIn) for _, e in events) is barges_in
+
+
+@pytest.mark.parametrize("probs,index", [
+    ([0.6], None),  # hold music mixed with our echo, on coherence alone: never sure
+    ([0.6] * 8 + [0.85], 8),  # one frame at 0.8 makes the caller sure, with what came before
+])
+def test_on_coherence_alone_one_frame_of_the_caller_must_score_0_8(
+    probs: list[float], index: int | None
+) -> None:
+    policy = TurnPolicy(TurnConfig(), classifier=ScriptedClassifier(probs))
+    judged_as(policy, "not our echo", False)
+    events, _ = run(policy, [LOUD] * 30, ai_playing=True)
+    assert [i for i, e in events if isinstance(e, BargeIn)] == ([] if index is None else [index])
+
+
 def test_no_barge_in_when_ai_not_playing() -> None:
     events, _ = run(make_policy(), [LOUD] * 20, ai_playing=False)
     assert not any(isinstance(e, BargeIn) for _, e in events)

@@ -51,6 +51,7 @@ from mediasrv.audio import FRAME_MS, ULAW_DECODE
 from mediasrv.errors import ConfigError
 from mediasrv.policy.echo import EchoGuard, ulaw_peak_dbfs
 from mediasrv.policy.endturn import CheckRequest, EndTurnConfig, EndTurnPolicy, TurnEnd
+from mediasrv.policy.residual import ResidualSpeech
 from mediasrv.policy.vad import (
     SpeechClassifier,
     SpeechEnd,
@@ -141,6 +142,10 @@ _NOTHING = TurnStep(b"")
 # 0.5); the price, in scripts/bargein_eval.py's noise sweep, is one hold-music condition
 # of 40 more barging in (bad line, -10 dB: scored 0.5-0.7). See `TurnPolicy.feed`.
 _WEAK_EVIDENCE_PROB = 0.5
+# On coherence alone, before this call's echo is learned ("not our echo"), one frame of an
+# utterance's caller speech must score this: hold music at -15 dB under the bot's first
+# words is not our echo either, and heard with our echo scored 0.53-0.67 for 200 ms.
+_COHERENCE_ALONE_PROB = 0.8
 _CALLER_GAP_MS = 300
 _UNSURE_PATH_MIN_MS = 120  # see `TurnPolicy._path_unsure` (tests/test_echo.py: a path moves)
 _ULAW_FLOAT = (ULAW_DECODE / np.float32(32768.0)).astype(np.float32)
@@ -152,7 +157,10 @@ class TurnPolicy:
     def __init__(
         self, config: TurnConfig | None = None, classifier: SpeechClassifier | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
+        residual_classifier: SpeechClassifier | None = None,
     ) -> None:
+        """`residual_classifier`: see `ResidualSpeech`; silero when `classifier` is, else
+        none (weak evidence is then judged on the VAD's classifier alone)."""
         self.config = cfg = config if config is not None else TurnConfig()
         self._log = logger  # a call passes its own, so every turn line names the call
         end_turn = cfg.end_turn
@@ -162,6 +170,12 @@ class TurnPolicy:
         self.vad = Vad(VadConfig(end_silence_ms=end_silence_ms, onset_ms=cfg.vad_onset_ms),
                        classifier)
         self.end_turn = EndTurnPolicy(end_turn) if end_turn is not None else None
+        if residual_classifier is None and classifier is None:
+            from mediasrv.models.vad_silero import SileroClassifier  # as the VAD's
+
+            residual_classifier = SileroClassifier()
+        self.residual = None if residual_classifier is None else ResidualSpeech(
+            residual_classifier)
         self.echo = EchoGuard(
             echo_window_ms=cfg.echo_window_ms,
             erl_db=cfg.erl_db,
@@ -174,6 +188,8 @@ class TurnPolicy:
         self._caller_ms = 0
         self._needed_ms = cfg.barge_in_min_ms  # caller speech this utterance needs to barge in
         self._caller_last_ms = 0
+        self._caller_sure = False  # see `_sure_of_caller`
+        self._held_ms = 0  # caller frames the residual has not confirmed yet (see `feed`)
         self._blocked = False  # frames of this utterance were withheld as echo
         self._barged = False
         self._started = False  # UtteranceStarted sent for this utterance
@@ -197,6 +213,8 @@ class TurnPolicy:
         # caller under the bot's echo is speech, music under it is not.
         x = _ULAW_FLOAT[np.frombuffer(frame_ulaw, dtype=np.uint8)]
         x = self.echo.cancel(x, now, ai_playing)
+        if self.residual is not None:
+            self.residual.hear(self.echo.residual, self.echo.trusted)
         event = vad.feed_float(x, now, self.echo.masked_dbfs())
         events: list[TurnEvent] = []
         self._audio_ms += FRAME_MS
@@ -222,31 +240,41 @@ class TurnPolicy:
             # in the bot's pauses scores 0.35-0.5 there (tests/test_echo.py). Not higher:
             # a quiet caller scores 0.4-0.65 for their first few hundred ms.
             maybe_caller = False
+        # It also hears our echo: on weak evidence what the canceller leaves must be speech
+        # too (`ResidualSpeech`). Heard a frame or three later than the VAD's classifier
+        # hears it, so such frames are held (`_held_ms`) and count once one of it is.
+        unconfirmed = (maybe_caller and self.echo.weak_evidence and self.residual is not None
+                       and not self.residual.is_speech)
         if vad.is_speech and maybe_caller:
-            if not self._caller_ms:
+            if not self._caller_ms and not self._held_ms:
                 if not in_window or self.echo.heard_on_level:
                     self._caller_ms = vad.onset_lead_ms  # see EchoGuard.heard_on_level
                 self._caller_from_ms = self._audio_ms - FRAME_MS - self._caller_ms
             elif self._audio_ms - self._caller_last_ms > _CALLER_GAP_MS and not self._barged:
                 # Scattered frames of a long echo utterance are not one caller's speech.
                 self._caller_ms, self._needed_ms = 0, self.config.barge_in_min_ms
+                self._held_ms, self._caller_sure = 0, False
             if self._path_unsure():
                 self._needed_ms = max(self._needed_ms, _UNSURE_PATH_MIN_MS)
             self._caller_last_ms = self._audio_ms
-            self._caller_ms += FRAME_MS
+            if unconfirmed:
+                self._held_ms += FRAME_MS
+            else:
+                self._caller_ms += FRAME_MS + self._held_ms
+                self._held_ms = 0
+                self._caller_sure = self._caller_sure or self._sure_of_caller(in_window)
             # Inside the echo window the caller is recognised on the evidence a barge-in
             # needs: the first 20-100 ms of an echo (the bot's first syllable, an echo path
             # that just moved) can look like a caller before what we sent explains it.
-            if not self._caller and (
-                not in_window or self._caller_ms >= self._needed_ms
-            ):
+            enough = self._caller_ms >= self._needed_ms and self._caller_sure
+            if not self._caller and (not in_window or enough):
                 self._caller = True
                 if self._blocked:  # the held prefix goes out with it: count it as heard
                     held_from = self._audio_ms - FRAME_MS * (1 + len(self._prefix))
                     self._caller_from_ms = min(self._caller_from_ms, held_from)
                 if in_window:
                     self._log_caller_over_echo()
-            if ai_playing and not self._barged and self._caller_ms >= self._needed_ms:
+            if ai_playing and not self._barged and enough:
                 self._barged = True
                 events.append(BargeIn(now, self._caller_ms))
         if self._caller and not self._started and vad.state is VadState.SPEECH:
@@ -258,7 +286,8 @@ class TurnPolicy:
             if isinstance(event, SpeechEnd):
                 self.end_turn.reset()  # the VAD ended it first (echo, or the cap)
             else:
-                asked = self.end_turn.feed(x, vad.is_speech and maybe_caller, now)
+                asked = self.end_turn.feed(x, vad.is_speech and maybe_caller and not unconfirmed,
+                                           now)
                 check, event = self._from_end_turn(asked, now, event)
         if event is not None:
             self._on_vad_event(event, now, closing, events)
@@ -277,6 +306,13 @@ class TurnPolicy:
             return False
         scattered = self._caller_ms and self._audio_ms - self._caller_last_ms > 2 * FRAME_MS
         return bool(scattered) or self.echo.path_unsure
+
+    def _sure_of_caller(self, in_window: bool) -> bool:
+        """Tell whether this caller frame makes the utterance's caller sure: any frame does
+        but one heard on coherence alone, unless it scores `_COHERENCE_ALONE_PROB`."""
+        if not in_window or not self.echo.heard_on_coherence_alone:
+            return True
+        return self.vad.probability >= _COHERENCE_ALONE_PROB
 
     def on_check_result(self, seq: int, probability: float, now: float, *,
                         closing: bool = False) -> TurnStep:
@@ -371,6 +407,8 @@ class TurnPolicy:
         self._caller = False
         self._caller_ms = 0
         self._needed_ms = self.config.barge_in_min_ms
+        self._caller_sure = False
+        self._held_ms = 0
         self._blocked = False
         self._barged = False
         self._started = False
