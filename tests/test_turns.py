@@ -11,6 +11,7 @@ from test_vad import ScriptedClassifier
 
 from mediasrv.audio import pcm16_to_ulaw
 from mediasrv.errors import ConfigError
+from mediasrv.policy.endturn import EndTurnConfig, TurnEnd
 from mediasrv.policy.turns import (
     BargeIn,
     EndOfUtterance,
@@ -186,6 +187,27 @@ def test_on_weak_evidence_what_the_canceller_leaves_must_be_speech_too(
     judged_as(policy, "residual", True)
     events, _ = run(policy, [LOUD] * 30, ai_playing=True)
     assert any(isinstance(e, BargeIn) for _, e in events) is barges_in
+
+
+def test_frames_held_for_the_residual_still_keep_the_caller_s_turn_open() -> None:
+    # The end-of-turn policy hears them as the caller's speech: heard as silence, a turn
+    # ended mid-sentence and the rest barged in on its answer (tests/test_e2e_lines.py:
+    # three interruptions on a bad line made four clears).
+    policy = TurnPolicy(TurnConfig(end_turn=EndTurnConfig()),
+                        classifier=ScriptedClassifier([0.9]),
+                        residual_classifier=ScriptedClassifier([0.05]))
+    judged_as(policy, "residual", True)
+    assert policy.end_turn is not None
+    heard: list[bool] = []
+    feed = policy.end_turn.feed
+
+    def spy(frame: npt.NDArray[np.float32], speech: bool, now: float) -> TurnEnd | None:
+        heard.append(speech)
+        return feed(frame, speech, now)
+
+    policy.end_turn.feed = spy  # type: ignore[method-assign]
+    run(policy, [LOUD] * 10, ai_playing=True)
+    assert heard == [True] * 10
 
 
 @pytest.mark.parametrize("probs,index", [

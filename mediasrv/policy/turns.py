@@ -286,8 +286,7 @@ class TurnPolicy:
             if isinstance(event, SpeechEnd):
                 self.end_turn.reset()  # the VAD ended it first (echo, or the cap)
             else:
-                asked = self.end_turn.feed(x, vad.is_speech and maybe_caller and not unconfirmed,
-                                           now)
+                asked = self.end_turn.feed(x, vad.is_speech and maybe_caller, now)
                 check, event = self._from_end_turn(asked, now, event)
         if event is not None:
             self._on_vad_event(event, now, closing, events)
