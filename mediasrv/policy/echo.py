@@ -75,6 +75,9 @@ _OVER_NOISE_DB = 6.0
 # measured <= 0.3, echo through dispersive paths >= 0.7).
 _EXPLAINED = 0.5
 _NOT_OURS = 0.3  # with no other evidence, only coherence under this (callers' p95 0.25)
+# Evidence (`evidence`) that is the caller's level alone: see `heard_on_level`.
+_LEVEL_EVIDENCE = frozenset({"outside the echo window", "louder than any echo", "level"})
+_COHERENCE_ALONE = "not our echo"  # see `heard_on_coherence_alone`
 # The last 100 ms of the residual this coherent with what we sent: our echo at a lag the
 # filter does not model, a path that just moved (see `EchoGuard._on_weak_evidence`). Measured
 # (EchoCanceller.recent_coherence) on the frames callers over an echo were heard on the
@@ -95,9 +98,6 @@ _COLD_RESIDUAL_SHARE = 1.0
 # brown noise barged in 6-8 s into a turn without that limit; brown noise as loud as the
 # echo keeps the ERLE at 1.6-2.3 dB). Not before 0.5 s (`_TRUST_FRAMES`): a filter just
 # re-aligned on a room's ringing tail leaves a residual as loud and as incoherent.
-# Evidence (`evidence`) that is the caller's level alone: see `heard_on_level`.
-_LEVEL_EVIDENCE = frozenset({"outside the echo window", "louder than any echo", "level"})
-_COHERENCE_ALONE = "not our echo"  # see `heard_on_coherence_alone`
 _COLD_ERLE_DB = 3.0
 _COLD_FRAMES = 100
 # Where our echo cannot reach (see `_over_the_echo_at_its_delay`), a frame is evidence of

@@ -60,6 +60,7 @@ from mediasrv.policy.vad import (
     VadConfig,
     VadEvent,
     VadState,
+    default_classifier,
 )
 
 log = logging.getLogger(__name__)
@@ -171,9 +172,7 @@ class TurnPolicy:
                        classifier)
         self.end_turn = EndTurnPolicy(end_turn) if end_turn is not None else None
         if residual_classifier is None and classifier is None:
-            from mediasrv.models.vad_silero import SileroClassifier  # as the VAD's
-
-            residual_classifier = SileroClassifier()
+            residual_classifier = default_classifier()
         self.residual = None if residual_classifier is None else ResidualSpeech(
             residual_classifier)
         self.echo = EchoGuard(
@@ -252,8 +251,7 @@ class TurnPolicy:
                 self._caller_from_ms = self._audio_ms - FRAME_MS - self._caller_ms
             elif self._audio_ms - self._caller_last_ms > _CALLER_GAP_MS and not self._barged:
                 # Scattered frames of a long echo utterance are not one caller's speech.
-                self._caller_ms, self._needed_ms = 0, self.config.barge_in_min_ms
-                self._held_ms, self._caller_sure = 0, False
+                self._restart_caller_count()
             if self._path_unsure():
                 self._needed_ms = max(self._needed_ms, _UNSURE_PATH_MIN_MS)
             self._caller_last_ms = self._audio_ms
@@ -404,13 +402,18 @@ class TurnPolicy:
     def _begin(self) -> None:
         self._in_utterance = True
         self._caller = False
+        self._restart_caller_count()
+        self._blocked = False
+        self._barged = False
+        self._started = False
+
+    def _restart_caller_count(self) -> None:
+        """Count this utterance's caller speech from nothing (a new utterance, or caller
+        frames too far apart to be one caller)."""
         self._caller_ms = 0
         self._needed_ms = self.config.barge_in_min_ms
         self._caller_sure = False
         self._held_ms = 0
-        self._blocked = False
-        self._barged = False
-        self._started = False
 
     def _on_vad_event(
         self, event: SpeechStart | SpeechEnd, now: float, closing: bool, events: list[TurnEvent]

@@ -147,6 +147,14 @@ class VadConfig:
             raise ConfigError(f"floor_rise_db_per_s={self.floor_rise_db_per_s}: must be > 0")
 
 
+def default_classifier() -> SpeechClassifier:
+    """Return a new silero state over the process's shared session (imported here, so
+    onnxruntime loads only when a classifier is first needed)."""
+    from mediasrv.models.vad_silero import SileroClassifier
+
+    return SileroClassifier()
+
+
 class Vad:
     """Speech/silence state machine over 20 ms frames. Pure: time comes in as `now`."""
 
@@ -154,11 +162,7 @@ class Vad:
         self, config: VadConfig | None = None, classifier: SpeechClassifier | None = None
     ) -> None:
         self.config = cfg = config if config is not None else VadConfig()
-        if classifier is None:
-            from mediasrv.models.vad_silero import SileroClassifier  # loads onnxruntime lazily
-
-            classifier = SileroClassifier()
-        self._classifier = classifier
+        self._classifier = classifier if classifier is not None else default_classifier()
         self.state = VadState.SILENCE
         self.level_dbfs = _FLOOR_DBFS  # of the last frame, for callers that also need it
         self.floor_dbfs = cfg.floor_init_dbfs
