@@ -45,3 +45,55 @@ def test_a_residual_under_70_dbfs_is_not_run_through_the_model() -> None:
     residual = ResidualSpeech(Counting())
     residual.hear(np.full(160, 1e-4, dtype=np.float32), False)  # -80 dBFS
     assert residual.probability == 0.0
+
+
+class Summing:
+    """A stateful stand-in: scores each frame by everything it heard since its reset,
+    and says nothing on every other frame (as silero, which scores 256-sample windows)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.pushes = 0
+
+    def push(self, x: npt.NDArray[np.float32], active: bool) -> float | None:
+        self.pushes += 1
+        self.total += float(x.sum()) + (1.0 if active else 0.0)
+        return None if self.pushes % 2 else self.total
+
+    def reset(self) -> None:
+        self.total = 0.0
+
+
+def frames(n: int) -> list[npt.NDArray[np.float32]]:
+    rng = np.random.default_rng(1)
+    return [(rng.standard_normal(160) * 10 ** (-(20 + i % 50) / 20)).astype(np.float32)
+            for i in range(n)]
+
+
+def test_asking_late_gives_the_answers_asking_at_every_frame_gives() -> None:
+    eager, lazy = ResidualSpeech(Summing()), ResidualSpeech(Summing())
+    asked = []
+    for i, frame in enumerate(frames(60)):
+        trusted = i >= 30  # the restart at the trusted canceller, in the middle
+        eager.hear(frame, trusted)
+        lazy.hear(frame, trusted)
+        asked.append(eager.probability)
+        if i in (30, 59):  # 30: the score from before the restart still stands
+            assert lazy.probability == asked[-1]
+
+
+def test_frames_never_asked_about_in_the_echo_window_are_never_run() -> None:
+    classifier = Summing()
+    residual = ResidualSpeech(classifier)
+    for frame in frames(40):
+        residual.hear(frame, False)
+    residual.hear(None, False)  # the window ends
+    assert (classifier.pushes, residual.probability) == (0, 0.0)
+
+
+def test_a_long_turn_never_asked_about_holds_only_the_latest_frames() -> None:
+    classifier = Summing()
+    residual = ResidualSpeech(classifier)
+    for frame in frames(130):
+        residual.hear(frame, False)
+    assert classifier.pushes == 30  # 100 wait

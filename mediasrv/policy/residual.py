@@ -22,11 +22,22 @@ The turn policy asks it (`is_speech`) about frames judged the caller on weak evi
 state hears a caller's onset a frame or three after the VAD's (whose state still carries
 our echo's speech), and dropping the frames instead cost 14 of 145 quiet callers (-20 dB,
 handset) 20-60 ms. Pure.
+
+Its answer is asked for on few frames (a caller heard on weak evidence), while the bot
+talks it hears every frame: silero ran on 273 of 473 frames of the bot's long answer over a
+-70 dBFS line that never asked once, ~100 us a frame, more than half the turn policy's CPU
+while the bot talks (`scripts/frame_cost.py`). So the frames wait (`_PENDING_MAX` at most,
+the oldest then run) and go through the model, in order, only when an answer is asked
+for; leaving the echo window forgets them unheard, as it forgets the state they would have
+made. The answers are the same as running every frame at once: the model sees the same
+frames in the same order between the same resets, and the level normaliser (whose state
+outlives a reset) follows every frame when it comes.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 import numpy.typing as npt
@@ -45,15 +56,20 @@ _SPEECH_PROB = 0.2
 # -60 dBFS: 15 runs), one caller of 145 at -10 dB on the handset barged in 220 ms later;
 # also under that leftover, two (frame harness, p95 492 -> 496 ms).
 _ACTIVE_POWER = 1e-7  # -70 dBFS
+# Frames held for the model at most (2 s, ~75 kB a call): the rest of a longer bot turn
+# that is never asked about runs as it comes; what a turn's end forgets is at most this.
+_PENDING_MAX = 100
 
 
 class ResidualSpeech:
-    """The speech probability of the canceller's residual, frame by frame."""
+    """The speech probability of the canceller's residual, frame by frame (run on demand)."""
 
     def __init__(self, classifier: SpeechClassifier) -> None:
         self._classifier = classifier
         self._normalised = LevelNormaliser()
-        self.probability = 0.0  # the latest window's score (0 outside the echo window)
+        self._probability = 0.0  # the latest window's score, of the frames run so far
+        # Frames not yet run through the model: (residual, normaliser gain dB, active).
+        self._pending: deque[tuple[npt.NDArray[np.float32], float, bool]] = deque()
         self._hearing = False
         self._trusted = False
 
@@ -64,21 +80,42 @@ class ResidualSpeech:
         """
         if residual is None:
             if self._hearing:
+                self._pending.clear()  # unheard: the reset wipes what they would have made
                 self._classifier.reset()
             self._hearing = False
-            self.probability = 0.0
+            self._probability = 0.0
             return
         if trusted and not self._trusted:
+            # The last score before the restart stays the answer until the next window:
+            # the frames before it must run.
+            self._run_pending()
             self._classifier.reset()  # forget the echo it heard while the filter learned
         self._trusted = trusted
         self._hearing = True
         power = float(np.dot(residual, residual)) / residual.size
         level = 10.0 * math.log10(max(power, 1e-12))
-        prob = self._classifier.push(self._normalised(residual, level), power > _ACTIVE_POWER)
-        if prob is not None:
-            self.probability = prob
+        self._pending.append((residual.copy(), self._normalised.gain_db(level),
+                              power > _ACTIVE_POWER))
+        if len(self._pending) > _PENDING_MAX:
+            self._run(*self._pending.popleft())
+
+    @property
+    def probability(self) -> float:
+        """Return the latest window's score (0 outside the echo window)."""
+        self._run_pending()
+        return self._probability
 
     @property
     def is_speech(self) -> bool:
         """Tell whether what the canceller left of the last frame scores as speech."""
         return self.probability >= _SPEECH_PROB
+
+    def _run_pending(self) -> None:
+        pending = self._pending
+        while pending:
+            self._run(*pending.popleft())
+
+    def _run(self, residual: npt.NDArray[np.float32], gain_db: float, active: bool) -> None:
+        prob = self._classifier.push(self._normalised.apply(residual, gain_db), active)
+        if prob is not None:
+            self._probability = prob

@@ -242,8 +242,9 @@ class TurnPolicy:
         # It also hears our echo: on weak evidence what the canceller leaves must be speech
         # too (`ResidualSpeech`). Heard a frame or three later than the VAD's classifier
         # hears it, so such frames are held (`_held_ms`) and count once one of it is.
-        unconfirmed = (maybe_caller and self.echo.weak_evidence and self.residual is not None
-                       and not self.residual.is_speech)
+        # (Asked only where it counts, a speech frame: its model runs on demand.)
+        unconfirmed = (vad.is_speech and maybe_caller and self.echo.weak_evidence
+                       and self.residual is not None and not self.residual.is_speech)
         if vad.is_speech and maybe_caller:
             if not self._caller_ms and not self._held_ms:
                 if not in_window or self.echo.heard_on_level:
