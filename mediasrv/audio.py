@@ -34,6 +34,9 @@ def _build_decode_table() -> npt.NDArray[np.int16]:
 
 
 ULAW_DECODE = _build_decode_table()
+# The same as floats in [-1, 1): what the turn policy hears (one table, so that audio
+# decoded in two places is bit for bit the same).
+ULAW_FLOAT = (ULAW_DECODE / np.float32(32768.0)).astype(np.float32)
 _SEGMENT_ENDS = np.array([0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF, 0x3FFF, 0x7FFF], np.int32)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from mediasrv.audio import ULAW_FLOAT, pcm16_to_ulaw
 from mediasrv.policy.residual import ResidualSpeech
 
 FRAME = np.full(160, 0.01, dtype=np.float32)  # -40 dBFS
@@ -45,3 +46,69 @@ def test_a_residual_under_70_dbfs_is_not_run_through_the_model() -> None:
     residual = ResidualSpeech(Counting())
     residual.hear(np.full(160, 1e-4, dtype=np.float32), False)  # -80 dBFS
     assert residual.probability == 0.0
+
+
+class Summing:
+    """A stateful stand-in: scores each frame by everything it heard since its reset,
+    and says nothing on every other frame (as silero, which scores 256-sample windows)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.pushes = 0
+
+    def push(self, x: npt.NDArray[np.float32], active: bool) -> float | None:
+        self.pushes += 1
+        self.total += float(x.sum()) + (1.0 if active else 0.0)
+        return None if self.pushes % 2 else self.total
+
+    def reset(self) -> None:
+        self.total = 0.0
+
+
+def frames(n: int) -> list[tuple[npt.NDArray[np.float32], bytes]]:
+    """Inbound frames as the canceller passes them on while it removes nothing."""
+    rng = np.random.default_rng(1)
+    out = []
+    for i in range(n):
+        pcm = rng.standard_normal(160) * 32768 * 10 ** (-(20 + i % 50) / 20)
+        ulaw = pcm16_to_ulaw(np.clip(pcm, -32768, 32767).astype(np.int16))
+        out.append((ULAW_FLOAT[np.frombuffer(ulaw, np.uint8)], ulaw))
+    return out
+
+
+def test_asking_late_gives_the_answers_asking_at_every_frame_gives() -> None:
+    eager, lazy = ResidualSpeech(Summing()), ResidualSpeech(Summing())
+    asked = []
+    for i, (frame, ulaw) in enumerate(frames(60)):
+        trusted = i >= 30  # the restart at the trusted canceller, in the middle
+        eager.hear(frame, trusted, ulaw)
+        lazy.hear(frame, trusted, ulaw)
+        asked.append(eager.probability)
+        if i in (30, 59):  # 30: the score from before the restart still stands
+            assert lazy.probability == asked[-1]
+
+
+def test_frames_never_asked_about_in_the_echo_window_are_never_run() -> None:
+    classifier = Summing()
+    residual = ResidualSpeech(classifier)
+    for frame, ulaw in frames(40):
+        residual.hear(frame, False, ulaw)
+    residual.hear(None, False)  # the window ends
+    assert (classifier.pushes, residual.probability) == (0, 0.0)
+
+
+def test_a_long_turn_never_asked_about_holds_only_the_latest_frames() -> None:
+    classifier = Summing()
+    residual = ResidualSpeech(classifier)
+    for frame, ulaw in frames(430):
+        residual.hear(frame, False, ulaw)
+    assert classifier.pushes == 30  # 400 wait
+
+
+def test_a_residual_the_canceller_changed_runs_at_once_after_those_waiting() -> None:
+    classifier = Summing()
+    residual = ResidualSpeech(classifier)
+    for frame, ulaw in frames(5):
+        residual.hear(frame, False, ulaw)
+    residual.hear(FRAME, False)  # no mu-law: the canceller took something off
+    assert classifier.pushes == 6

@@ -18,6 +18,7 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
+from wsproto.extensions import PerMessageDeflate
 
 from mediasrv.errors import PeerClosed
 from mediasrv.web.twilio_socket import TwilioWs, server_options
@@ -39,10 +40,12 @@ def test_a_live_call_runs_without_the_librarys_reader_thread() -> None:
 class _Peer:
     """The phone's end of a socketpair, speaking WebSocket through wsproto."""
 
-    def __init__(self, tcp: bool = False) -> None:
+    def __init__(self, tcp: bool = False, deflate: bool = False) -> None:
         self.sock, server_sock = _tcp_pair() if tcp else socket.socketpair()
         self.ws = WSConnection(ConnectionType.CLIENT)
-        self.sock.sendall(self.ws.send(Request(host="twilio", target="/media")))
+        extensions = [PerMessageDeflate()] if deflate else []
+        self.sock.sendall(self.ws.send(Request(host="twilio", target="/media",
+                                               extensions=extensions)))
         environ: dict[str, object] = {"gunicorn.socket": server_sock}
         environ.update(_request_environ(server_sock))
         self.server = simple_websocket.Server(environ, **server_options(1024))
@@ -104,6 +107,37 @@ def test_a_ping_is_answered_by_the_librarys_event_handling(peer: _Peer) -> None:
     peer.send(TextMessage(data="after"))
     assert tw.receive(1.0) == "after"
     assert any(isinstance(e, Pong) and e.payload == b"hi" for e in peer.read_events())
+
+
+def test_messages_before_and_after_a_ping_come_in_order(peer: _Peer) -> None:
+    # Plain frames are parsed without wsproto until the ping; it and all after go through it.
+    tw = TwilioWs(peer.server)
+    peer.send(TextMessage(data="one"))
+    peer.send(Ping(payload=b"hi"))
+    peer.send(TextMessage(data="two" * 100))
+    assert [tw.receive(1.0), tw.receive(1.0)] == ["one", "two" * 100]
+    assert any(isinstance(e, Pong) and e.payload == b"hi" for e in peer.read_events())
+
+
+def test_a_message_split_across_reads_comes_whole(peer: _Peer) -> None:
+    tw = TwilioWs(peer.server)
+    data = peer.ws.send(TextMessage(data="x" * 500))
+    peer.sock.sendall(data[:3])
+    assert tw.receive(0.05) is None
+    peer.sock.sendall(data[3:])
+    assert tw.receive(1.0) == "x" * 500
+
+
+def test_compressed_messages_are_read_when_the_peer_asked_for_compression() -> None:
+    p = _Peer(deflate=True)
+    try:
+        tw = TwilioWs(p.server)
+        p.send(TextMessage(data="media " * 50))
+        p.send(TextMessage(data="again " * 50))
+        assert [tw.receive(1.0), tw.receive(1.0)] == ["media " * 50, "again " * 50]
+    finally:
+        p.sock.close()
+        p.server.sock.close()
 
 
 def test_a_peer_close_is_answered_and_ends_the_stream(peer: _Peer) -> None:

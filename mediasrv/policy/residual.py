@@ -22,15 +22,29 @@ The turn policy asks it (`is_speech`) about frames judged the caller on weak evi
 state hears a caller's onset a frame or three after the VAD's (whose state still carries
 our echo's speech), and dropping the frames instead cost 14 of 145 quiet callers (-20 dB,
 handset) 20-60 ms. Pure.
+
+Its answer is asked for on few frames (a caller heard on weak evidence), while the bot
+talks it hears every frame: silero ran on 273 of 473 frames of the bot's long answer over a
+-70 dBFS line that never asked once, ~100 us a frame, more than half the turn policy's CPU
+while the bot talks (`scripts/frame_cost.py`). So while the residual is the inbound as it
+came (the canceller removes nothing: no echo found, the usual case), its frames wait as
+the caller's mu-law (`_PENDING_MAX` at most, the oldest then run) and go through the model,
+in order, only when an answer is asked for; leaving the echo window forgets them unheard,
+as it forgets the state they would have made. A residual the canceller did change runs at
+once, after any that wait. The answers are the same as running every frame at once: the
+model sees the same samples in the same order between the same resets, and the level
+normaliser (whose state outlives a reset) follows every frame when it comes.
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 
 import numpy as np
 import numpy.typing as npt
 
+from mediasrv.audio import FRAME_BYTES, ULAW_FLOAT
 from mediasrv.policy.vad import LevelNormaliser, SpeechClassifier
 
 # What the canceller leaves of a frame is speech from this score on: hold music's residual
@@ -45,40 +59,92 @@ _SPEECH_PROB = 0.2
 # -60 dBFS: 15 runs), one caller of 145 at -10 dB on the handset barged in 220 ms later;
 # also under that leftover, two (frame harness, p95 492 -> 496 ms).
 _ACTIVE_POWER = 1e-7  # -70 dBFS
+# Frames that wait for the model at most (8 s: 64 kB of mu-law a call, made at the first
+# frame); past it the oldest runs as each new one comes. The greeting (5.5 s) waits whole;
+# of the benchmark backend's ~10 s answers, the last 8 s.
+_PENDING_MAX = 400
 
 
 class ResidualSpeech:
-    """The speech probability of the canceller's residual, frame by frame."""
+    """The speech probability of the canceller's residual, frame by frame (run on demand)."""
 
     def __init__(self, classifier: SpeechClassifier) -> None:
         self._classifier = classifier
         self._normalised = LevelNormaliser()
-        self.probability = 0.0  # the latest window's score (0 outside the echo window)
+        self._probability = 0.0  # the latest window's score, of the frames run so far
+        # The frames waiting for the model, a ring: mu-law, normaliser gain (dB), active.
+        self._codes = bytearray()  # _PENDING_MAX frames long from the first frame on
+        self._gains = array("d", bytes(8 * _PENDING_MAX))
+        self._active = bytearray(_PENDING_MAX)
+        self._first = 0  # ring slot of the oldest waiting frame
+        self._waiting = 0
         self._hearing = False
         self._trusted = False
 
-    def hear(self, residual: npt.NDArray[np.float32] | None, trusted: bool) -> None:
+    def hear(self, residual: npt.NDArray[np.float32] | None, trusted: bool,
+             ulaw: bytes | None = None) -> None:
         """Take the canceller's output for one inbound frame (None: it took none).
 
         `trusted`: the canceller is trusted now (its residual no longer holds our echo).
+        `ulaw`: the inbound frame, when `residual` is it as it came (decoded by ULAW_FLOAT).
         """
         if residual is None:
             if self._hearing:
+                self._waiting = 0  # unheard: the reset wipes what they would have made
                 self._classifier.reset()
             self._hearing = False
-            self.probability = 0.0
+            self._probability = 0.0
             return
         if trusted and not self._trusted:
+            # The last score before the restart stands until the next window: the frames
+            # before it must run.
+            self._run_waiting()
             self._classifier.reset()  # forget the echo it heard while the filter learned
         self._trusted = trusted
         self._hearing = True
         power = float(np.dot(residual, residual)) / residual.size
-        level = 10.0 * math.log10(max(power, 1e-12))
-        prob = self._classifier.push(self._normalised(residual, level), power > _ACTIVE_POWER)
-        if prob is not None:
-            self.probability = prob
+        gain_db = self._normalised.gain_db(10.0 * math.log10(max(power, 1e-12)))
+        active = power > _ACTIVE_POWER
+        if ulaw is None or len(ulaw) != FRAME_BYTES:
+            self._run_waiting()
+            self._run(residual, gain_db, active)
+            return
+        if self._waiting == _PENDING_MAX:
+            self._run_oldest()
+        self._wait(ulaw, gain_db, active)
+
+    @property
+    def probability(self) -> float:
+        """Return the latest window's score (0 outside the echo window)."""
+        self._run_waiting()
+        return self._probability
 
     @property
     def is_speech(self) -> bool:
         """Tell whether what the canceller left of the last frame scores as speech."""
         return self.probability >= _SPEECH_PROB
+
+    def _wait(self, ulaw: bytes, gain_db: float, active: bool) -> None:
+        if not self._codes:
+            self._codes = bytearray(_PENDING_MAX * FRAME_BYTES)
+        slot = (self._first + self._waiting) % _PENDING_MAX
+        self._codes[slot * FRAME_BYTES : (slot + 1) * FRAME_BYTES] = ulaw
+        self._gains[slot] = gain_db
+        self._active[slot] = active
+        self._waiting += 1
+
+    def _run_oldest(self) -> None:
+        slot = self._first
+        codes = np.frombuffer(self._codes, np.uint8, FRAME_BYTES, slot * FRAME_BYTES)
+        self._first = (slot + 1) % _PENDING_MAX
+        self._waiting -= 1
+        self._run(ULAW_FLOAT[codes], self._gains[slot], bool(self._active[slot]))
+
+    def _run_waiting(self) -> None:
+        while self._waiting:
+            self._run_oldest()
+
+    def _run(self, residual: npt.NDArray[np.float32], gain_db: float, active: bool) -> None:
+        prob = self._classifier.push(self._normalised.apply(residual, gain_db), active)
+        if prob is not None:
+            self._probability = prob

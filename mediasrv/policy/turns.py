@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mediasrv.audio import FRAME_MS, ULAW_DECODE
+from mediasrv.audio import FRAME_MS, ULAW_FLOAT
 from mediasrv.errors import ConfigError
 from mediasrv.policy.echo import EchoGuard, ulaw_peak_dbfs
 from mediasrv.policy.endturn import CheckRequest, EndTurnConfig, EndTurnPolicy, TurnEnd
@@ -149,7 +149,6 @@ _WEAK_EVIDENCE_PROB = 0.5
 _COHERENCE_ALONE_PROB = 0.8
 _CALLER_GAP_MS = 300
 _UNSURE_PATH_MIN_MS = 120  # see `TurnPolicy._path_unsure` (tests/test_echo.py: a path moves)
-_ULAW_FLOAT = (ULAW_DECODE / np.float32(32768.0)).astype(np.float32)
 
 
 class TurnPolicy:
@@ -202,7 +201,7 @@ class TurnPolicy:
         """Record one frame sent to the caller as the echo reference."""
         samples = None
         if self.echo.canceller is not None:
-            samples = _ULAW_FLOAT[np.frombuffer(frame_ulaw, dtype=np.uint8)]
+            samples = ULAW_FLOAT[np.frombuffer(frame_ulaw, dtype=np.uint8)]
         self.echo.on_sent(ulaw_peak_dbfs(frame_ulaw), now, samples)
 
     def feed(self, frame_ulaw: bytes, now: float, *, ai_playing: bool, closing: bool) -> TurnStep:
@@ -210,10 +209,12 @@ class TurnPolicy:
         vad = self.vad
         # The VAD hears the inbound with our own echo taken out (when cancelling): a
         # caller under the bot's echo is speech, music under it is not.
-        x = _ULAW_FLOAT[np.frombuffer(frame_ulaw, dtype=np.uint8)]
-        x = self.echo.cancel(x, now, ai_playing)
+        inbound = ULAW_FLOAT[np.frombuffer(frame_ulaw, dtype=np.uint8)]
+        x = self.echo.cancel(inbound, now, ai_playing)
         if self.residual is not None:
-            self.residual.hear(self.echo.residual, self.echo.trusted)
+            residual = self.echo.residual  # the inbound itself while nothing is cancelled
+            self.residual.hear(residual, self.echo.trusted,
+                               frame_ulaw if residual is inbound else None)
         event = vad.feed_float(x, now, self.echo.masked_dbfs())
         events: list[TurnEvent] = []
         self._audio_ms += FRAME_MS
@@ -242,8 +243,9 @@ class TurnPolicy:
         # It also hears our echo: on weak evidence what the canceller leaves must be speech
         # too (`ResidualSpeech`). Heard a frame or three later than the VAD's classifier
         # hears it, so such frames are held (`_held_ms`) and count once one of it is.
-        unconfirmed = (maybe_caller and self.echo.weak_evidence and self.residual is not None
-                       and not self.residual.is_speech)
+        # (Asked only where it counts, a speech frame: its model runs on demand.)
+        unconfirmed = (vad.is_speech and maybe_caller and self.echo.weak_evidence
+                       and self.residual is not None and not self.residual.is_speech)
         if vad.is_speech and maybe_caller:
             if not self._caller_ms and not self._held_ms:
                 if not in_window or self.echo.heard_on_level:

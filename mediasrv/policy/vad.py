@@ -66,9 +66,19 @@ class LevelNormaliser:
 
     def __call__(self, x: npt.NDArray[np.float32], level: float) -> npt.NDArray[np.float32]:
         """Return `x` (its level in dBFS: `level`) as the classifier should hear it."""
+        return self.apply(x, self.gain_db(level))
+
+    def gain_db(self, level: float) -> float:
+        """Follow one frame at `level` dBFS; return the gain its samples get (`apply`).
+
+        Apart from `apply` so that a caller may defer the samples' part (ResidualSpeech).
+        """
         env = self._envelope
         self._envelope = env = level if level > env else env - _NORM_RELEASE_DB
-        gain_db = min(max(_NORM_TARGET_DBFS - max(env, -60.0), 0.0), _NORM_MAX_DB)
+        return min(max(_NORM_TARGET_DBFS - max(env, -60.0), 0.0), _NORM_MAX_DB)
+
+    def apply(self, x: npt.NDArray[np.float32], gain_db: float) -> npt.NDArray[np.float32]:
+        """Return `x` at `gain_db` (from `gain_db`), clipped to full scale."""
         if gain_db <= 0.0:
             return x
         out = self._out if x.shape == self._out.shape else np.empty_like(x)
