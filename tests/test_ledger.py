@@ -127,7 +127,17 @@ def test_server_commits_take_the_caller_speech_heard_since_the_last_one():
     ledger = ResponseLedger()
     assert not ledger.take_caller_speech()
     ledger.caller_spoke()
+    ledger.caller_stopped()
     assert ledger.take_caller_speech() and not ledger.take_caller_speech()
+
+
+def test_a_server_commit_inside_the_callers_utterance_leaves_it_to_the_next_commit():
+    ledger = ResponseLedger()
+    ledger.caller_spoke()
+    assert ledger.take_caller_speech()  # the server's VAD ended a turn at a pause...
+    ledger.caller_stopped()  # ...that our VAD held: the utterance went on past it
+    assert ledger.take_caller_speech()  # the continuation's commit is the caller's too
+    assert not ledger.take_caller_speech()
 
 
 def test_an_answer_not_created_yet_is_cancelled_once_created_when_a_newer_answer_waits():

@@ -113,6 +113,7 @@ class ResponseLedger:
         # "One moment" plays once per outage (dead air, a lost backend), until audio flows.
         self._holding = False
         self._caller_speech = False  # our VAD heard the caller since the last server commit
+        self._caller_speaking = False  # ... and its utterance has not ended yet
 
     # --- requests --------------------------------------------------------------------
 
@@ -226,11 +227,17 @@ class ResponseLedger:
         return SessionStart(self._sessions == 1, resume)
 
     def caller_spoke(self) -> None:
-        self._caller_speech = True
+        self._caller_speech = self._caller_speaking = True
+
+    def caller_stopped(self) -> None:
+        self._caller_speaking = False
 
     def take_caller_speech(self) -> bool:
         """Tell whether our VAD heard the caller since the last call (server-mode commits)."""
-        heard, self._caller_speech = self._caller_speech, False
+        # A commit inside our utterance (the server's VAD ended a turn at a pause our VAD
+        # held) leaves the rest of it to the next commit: the continuation is the caller's
+        # too, and without it the caller heard an answer cut off and then none.
+        heard, self._caller_speech = self._caller_speech, self._caller_speaking
         return heard
 
     # --- queries -------------------------------------------------------------------------
