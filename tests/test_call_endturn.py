@@ -147,3 +147,20 @@ def test_an_answer_arriving_while_no_frames_come_still_ends_the_turn(later: Late
         later.gate.set()  # the line stays quiet: the rx loop must look for the answer itself
         h.rt.expect("input_audio_buffer.commit")
         h.rt.expect("response.create")
+
+
+def test_a_caller_who_goes_on_before_the_answer_is_created_hears_one_answer() -> None:
+    with running_call({"turn_checks": Answers(0.95)}, end_silence_ms=3000, **ONE_CHECK) as h:
+        push(h, speech_frames() + [SILENT] * 15)  # the model ends the turn at a pause
+        h.rt.expect("response.create")
+        h.clock.advance(0.02 * (len(speech_frames()) + 15))  # real time, not a flood
+        push(h, speech_frames() + [SILENT] * 15)  # the caller goes on; the backend is slow
+        h.rt.expect("input_audio_buffer.commit")
+        h.sync()
+        assert "response.create" not in h.rt.sent_types()  # deferred behind the first
+        h.rt.emit({"type": "response.created", "response": {"id": "resp_1"}})
+        assert h.rt.expect("response.cancel")["response_id"] == "resp_1"
+        h.deltas("resp_1", "item_1", 200)  # already on its way: never played
+        assert h.call.stats().queued_frames == 0
+        h.rt.emit({"type": "response.done", "response": {"id": "resp_1", "status": "cancelled"}})
+        h.rt.expect("response.create")  # one answer, for the whole utterance

@@ -1,6 +1,6 @@
 """The response ledger, pure: requests, deferral, playing, barge-in plans, reconnects."""
 
-from mediasrv.policy.ledger import BargeInPlan, Defer, Play, ResponseLedger, Send
+from mediasrv.policy.ledger import BargeInPlan, Defer, Play, ResponseLedger, Send, Superseded
 
 
 def created(ledger: ResponseLedger, purpose: str, rid: str) -> None:
@@ -127,4 +127,55 @@ def test_server_commits_take_the_caller_speech_heard_since_the_last_one():
     ledger = ResponseLedger()
     assert not ledger.take_caller_speech()
     ledger.caller_spoke()
+    ledger.caller_stopped()
     assert ledger.take_caller_speech() and not ledger.take_caller_speech()
+
+
+def test_a_server_commit_inside_the_callers_utterance_leaves_it_to_the_next_commit():
+    ledger = ResponseLedger()
+    ledger.caller_spoke()
+    assert ledger.take_caller_speech()  # the server's VAD ended a turn at a pause...
+    ledger.caller_stopped()  # ...that our VAD held: the utterance went on past it
+    assert ledger.take_caller_speech()  # the continuation's commit is the caller's too
+    assert not ledger.take_caller_speech()
+
+
+def test_an_answer_not_created_yet_is_cancelled_once_created_when_a_newer_answer_waits():
+    ledger = ResponseLedger()
+    ledger.request("answer", closing=False)  # the turn ended at a pause...
+    ledger.request("answer", closing=False)  # ...the caller went on: a newer answer waits
+    assert ledger.supersede() == Superseded(None)
+    assert ledger.supersede() is None  # once
+    ledger.on_created("r1")
+    assert ledger.is_cancelled("r1") and ledger.on_delta("r1", 1.0) is None
+    assert ledger.on_done("r1").deferred == "answer"  # one answer, for the whole utterance
+
+
+def test_an_answer_with_no_audio_yet_is_superseded_by_a_newer_answer():
+    ledger = ResponseLedger()
+    created(ledger, "answer", "r1")
+    ledger.request("answer", closing=False)
+    assert ledger.supersede() == Superseded("r1")
+    assert ledger.on_delta("r1", 1.0) is None
+    assert ledger.on_done("r1").deferred == "answer"
+
+
+def test_an_answer_whose_audio_began_is_left_to_the_barge_in():
+    ledger = ResponseLedger()
+    created(ledger, "answer", "r1")
+    ledger.on_delta("r1", 1.0)
+    ledger.request("answer", closing=False)
+    assert ledger.supersede() is None and ledger.is_live("r1")
+
+
+def test_only_an_answer_behind_an_answer_supersedes_it():
+    ledger = ResponseLedger()
+    created(ledger, "greeting", "r1")
+    ledger.request("answer", closing=False)
+    assert ledger.supersede() is None  # the greeting is not an answer to drop
+    ledger.on_done("r1")
+    created(ledger, "answer", "r2")
+    ledger.request("goodbye", closing=False)
+    assert ledger.supersede() is None  # a goodbye waits, not an answer
+    assert ledger.is_live("r2")
+

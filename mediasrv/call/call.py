@@ -288,11 +288,13 @@ class Call:
         elif isinstance(event, EndOfUtterance):
             with core.lock:
                 core.supervisor.caller_stopped(now, turn=True)
+                core.ledger.caller_stopped()
             if not self.config.server_turns and self._uplink.end_of_turn():
                 self._responses.request("answer")
         elif isinstance(event, UtteranceSkipped):
             with core.lock:
                 core.supervisor.caller_stopped(now, turn=False)
+                core.ledger.caller_stopped()
         core.wake()
 
     # --- looking in --------------------------------------------------------------------

@@ -83,6 +83,8 @@ class Responses:
             return False
         if isinstance(decision, Defer):
             core.log.info("response for %s deferred: one is active", purpose)
+            if purpose == "answer":
+                self._supersede()
             return False
         text = instructions or INSTRUCTIONS.get(purpose, "")
         if not core.backend.request_response(decision.request_id, purpose, text):
@@ -92,6 +94,26 @@ class Responses:
             return False
         core.log.info("TRIGGER_RESPONSE #%d purpose=%s", decision.answer_no, purpose)
         return True
+
+    def _supersede(self) -> None:
+        """Cancel the answer in flight if none of it was heard: the caller went on talking
+        right after the turn end that asked for it, and the deferred answer will answer the
+        whole utterance (ResponseLedger.supersede)."""
+        core = self._core
+        with core.lock:
+            plan = core.ledger.supersede()
+            if plan is not None and plan.response_id is not None:
+                core.ai_speaking.clear()  # none of its audio came: nothing to drain
+        if plan is None:
+            return
+        if plan.response_id is None:
+            core.log.info("[TURN] the caller went on before the answer was created: it is "
+                          "cancelled once created, one answer follows for the whole turn")
+            return
+        core.log.info("[TURN] the caller went on: answer %s cancelled before any of it was "
+                      "heard, one answer follows for the whole turn", plan.response_id)
+        core.backend.cancel(plan.response_id)
+        core.wake()
 
     def say_local(self, prompt: str) -> None:
         """Play a pre-rendered prompt (the backend cannot speak) through the tx path."""
@@ -208,9 +230,15 @@ class Responses:
         core = self._core
         with core.lock:
             purpose = core.ledger.on_created(ev.response_id)
-            core.ai_speaking.set()
+            superseded = core.ledger.is_cancelled(ev.response_id)
+            if not superseded:
+                core.ai_speaking.set()
         core.wake()
         core.log.info("response %s created (%s)", ev.response_id, purpose)
+        if superseded:  # ResponseLedger.supersede: a newer answer is owed
+            core.log.info("[TURN] answer %s superseded before it was heard: cancelled",
+                          ev.response_id)
+            core.backend.cancel(ev.response_id)
 
     def _on_audio_done(self, ev: base.AudioDone, now: float) -> None:
         core = self._core

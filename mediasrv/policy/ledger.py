@@ -13,6 +13,7 @@ cut off by a barge-in, is dropped.
     on_delta(id, now) -> Play | None           None: not the playing response: drop it
     on_done(id)       -> Done                  the deferred purpose to ask for now
     barge_in(playing) -> BargeInPlan | None    cut off what plays (None: nothing does)
+    supersede()       -> Superseded | None     a newer answer is owed: drop the unheard one
     on_lost()                                  the backend went away mid-request
     on_session_ready()-> SessionStart          greet, or ask again for what was owed
 
@@ -73,6 +74,14 @@ class BargeInPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class Superseded:
+    """The answer in flight will never be heard: cancel `response_id` at the backend now,
+    or (None: not created yet) as soon as it is created."""
+
+    response_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class LocalPrompt:
     response_id: str
     item_id: str
@@ -91,6 +100,7 @@ class ResponseLedger:
         self.active_id: str | None = None  # created at the backend, not done
         self.playing_id: str | None = None  # whose audio plays (the last created or prompt)
         self._awaiting: Send | None = None  # a request the backend has not created yet
+        self._superseded: str | None = None  # request id to cancel once it is created
         self._deferred: str | None = None
         self._cancelled: set[str] = set()
         self._purposes: dict[str, str] = {}
@@ -103,6 +113,7 @@ class ResponseLedger:
         # "One moment" plays once per outage (dead air, a lost backend), until audio flows.
         self._holding = False
         self._caller_speech = False  # our VAD heard the caller since the last server commit
+        self._caller_speaking = False  # ... and its utterance has not ended yet
 
     # --- requests --------------------------------------------------------------------
 
@@ -128,7 +139,9 @@ class ResponseLedger:
     def on_created(self, response_id: str) -> str:
         """Record a response the backend created; return its purpose."""
         purpose = self._awaiting.purpose if self._awaiting is not None else "unsolicited"
-        self._awaiting = None
+        if self._awaiting is not None and self._awaiting.request_id == self._superseded:
+            self._cancelled.add(response_id)  # the call cancels it: `is_cancelled`
+        self._awaiting = self._superseded = None
         self.active_id = self.playing_id = response_id
         self._purposes[response_id] = purpose
         return purpose
@@ -163,6 +176,28 @@ class ResponseLedger:
         local = rid.startswith(LOCAL_PREFIX)
         return BargeInPlan(rid, cancel=self.active_id == rid and not local, local=local)
 
+    def supersede(self) -> Superseded | None:
+        """Drop the answer in flight if a newer answer waits behind it and none of its
+        audio has come: the caller went on talking right after a turn end (the end-of-turn
+        model or the server's VAD called a pause the end), so the answer to the first part
+        would be heard after, or over, the rest. Both user turns stay in the conversation:
+        the deferred answer, asked for once this one is done, answers the whole utterance.
+        An answer whose audio has begun is the barge-in's to cut (what was heard is
+        truncated there)."""
+        if self._deferred != "answer":
+            return None
+        if self._awaiting is not None:
+            if self._awaiting.purpose != "answer" or self._superseded is not None:
+                return None
+            self._superseded = self._awaiting.request_id
+            return Superseded(None)
+        rid = self.active_id
+        if (rid is None or self._purposes.get(rid) != "answer" or rid in self._cancelled
+                or rid in self._first_delta_at):
+            return None
+        self._cancelled.add(rid)
+        return Superseded(rid)
+
     def local_prompt(self, prompt: str) -> LocalPrompt:
         """Make our own pre-rendered prompt the playing response."""
         self._requests += 1
@@ -183,7 +218,7 @@ class ResponseLedger:
         owed = self._awaiting.purpose if self._awaiting is not None else None
         owed = owed or self._purposes.get(self.active_id or "")
         self._resume = owed if owed in RESUMABLE else None
-        self._awaiting = None
+        self._awaiting = self._superseded = None
         self.active_id = None
 
     def on_session_ready(self) -> SessionStart:
@@ -192,11 +227,17 @@ class ResponseLedger:
         return SessionStart(self._sessions == 1, resume)
 
     def caller_spoke(self) -> None:
-        self._caller_speech = True
+        self._caller_speech = self._caller_speaking = True
+
+    def caller_stopped(self) -> None:
+        self._caller_speaking = False
 
     def take_caller_speech(self) -> bool:
         """Tell whether our VAD heard the caller since the last call (server-mode commits)."""
-        heard, self._caller_speech = self._caller_speech, False
+        # A commit inside our utterance (the server's VAD ended a turn at a pause our VAD
+        # held) leaves the rest of it to the next commit: the continuation is the caller's
+        # too, and without it the caller heard an answer cut off and then none.
+        heard, self._caller_speech = self._caller_speech, self._caller_speaking
         return heard
 
     # --- queries -------------------------------------------------------------------------

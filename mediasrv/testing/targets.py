@@ -15,7 +15,11 @@ Definitions (all times are the emulator's call time):
   downlink transit after it;
 - detected: a `clear` after the onset and before the caller's speech ended (+0.5 s);
   early: a `clear` before the onset (the echo was taken for the caller);
-- answered once: exactly one answer created after the onset;
+- answered once: exactly one answer created after the onset; heard once: exactly one
+  answer after the onset of which the caller heard at least `FALSE_START_MS` -- an answer
+  cut off sooner (the caller went on right after a turn end the model called, and the
+  continuation barged in) is a false start: its first syllable or two were heard, then
+  one answer to the whole utterance (both user items stay in the conversation);
 - first syllable at the backend: when the onset frame reached the Realtime backend's
   input buffer (found by its bytes, truth.py), and `clear` minus that time;
 - truncation error: the server's `audio_end_ms` minus what had played of the item when
@@ -32,11 +36,15 @@ from typing import Any
 import numpy as np
 
 from mediasrv.emulator import catalogue as cat
+from mediasrv.emulator.report import ai_turns
 from mediasrv.emulator.scenarios import MODES, Scenario
 from mediasrv.emulator.truth import forwards_as_sent, onset_frame, received_at
 from mediasrv.testing.harness import Outcome, percentile
 
 DETECT_SLACK_S = 0.5  # a clear this long after the caller stopped still counts as theirs
+# Less of an answer than this heard before a barge-in cut it: a false start, not an answer
+# heard (the barge-in latency target's p95: what a caller's continuation lets through).
+FALSE_START_MS = 300.0
 NON_SPEECH = ("music_on_hold", "tones", "noise_bursts", "quiet_room")
 
 
@@ -120,6 +128,8 @@ def call_row(o: Outcome) -> dict[str, Any]:
     judged = bool(appends) and forwards_as_sent(r.sent_ulaw, appends)
     voices = _voice_times(o)
     answers = o.answers()
+    heard = {t.response_id: t.heard_ms for t in ai_turns(r)}
+    answer_heard = [(c.t, heard.get(c.detail, 0.0)) for c in o.created() if c.what == "answer"]
     for k, (onset, end, seg) in enumerate(voices):
         nxt = voices[k + 1][0] if k + 1 < len(voices) else float("inf")
         frame = onset_frame(r, seg)
@@ -135,10 +145,18 @@ def call_row(o: Outcome) -> dict[str, Any]:
             "backend_rx_s": None if rx is None else round(rx, 3),
             "clear_after_rx_ms": None if clear is None or rx is None else _ms(clear - rx),
             "answers_after": sum(1 for t in answers if t >= onset),
+            "answer_heard_ms": [ms for t, ms in answer_heard if t >= onset],
+            "answers_heard_after": answers_heard_after(answer_heard, onset),
             "answers_before_next": sum(1 for t in answers if onset <= t < nxt),
             "early_clears": sum(1 for t in sent if t < onset),
         })
     return row
+
+
+def answers_heard_after(answers: Sequence[tuple[float, float]], onset: float) -> int:
+    """Count the answers (created at t, heard ms) after `onset` the caller heard at least
+    `FALSE_START_MS` of."""
+    return sum(1 for t, ms in answers if t >= onset and ms >= FALSE_START_MS)
 
 
 def _fmt(values: Sequence[float]) -> str:
@@ -154,7 +172,9 @@ def barge_in_cell(rows: Sequence[dict[str, Any]]) -> str:
     lat = [x["clear_latency_ms"] for x in firsts if x["clear_latency_ms"] is not None]
     early = sum(1 for x in firsts if x["early_clears"])
     once = sum(1 for x in firsts if x["answers_after"] == 1)
-    cell = f"{len(lat)}/{n} detected, {_fmt(lat)} ms, early {early}, answered once {once}/{n}"
+    heard = sum(1 for x in firsts if x["answers_heard_after"] == 1)
+    cell = (f"{len(lat)}/{n} detected, {_fmt(lat)} ms, early {early}, answered once {once}/{n} "
+            f"(heard once {heard}/{n})")
     judged = [x for x in firsts if x["backend_judged"]]
     rx = [x for x in judged if x["backend_rx_s"] is not None]
     after = [x["clear_after_rx_ms"] for x in rx if x["clear_after_rx_ms"] is not None]
@@ -197,6 +217,7 @@ def paused_cell(rows: Sequence[dict[str, Any]]) -> str:
             + ("AI answering in the pause" if started else "AI silent in the pause (n/a)")
             + f", continuation clear {second['clear_latency_ms']} ms,"
             f" answers after it {second['answers_after']}"
+            f" (heard {second['answers_heard_after']})"
         )
     return "; ".join(parts) or "-"
 
