@@ -346,6 +346,12 @@ class EchoGuard:
                                     and aec.recent_coherence() > _MOVED_EXPLAINED)
 
     @property
+    def over_bound_db(self) -> float:
+        """Return how far the last judged frame's peak stood above the level bound (dB,
+        negative: under it), for the log and scripts/bargein_eval.py."""
+        return self._inbound - (self._loudest - self.path.bound_db + self._margin_db)
+
+    @property
     def heard_on_level(self) -> bool:
         """Tell whether the last frame judged the caller was so on the caller's level alone
         (beyond any echo of ours, or beyond this call's measured echo bound).
