@@ -258,6 +258,16 @@ def test_with_the_canceller_echo_path_moving_is_not_a_barge_in() -> None:
     assert not {type(e) for _, e in events} & {UtteranceStarted, BargeIn, EndOfUtterance}
 
 
+def test_an_echo_path_moving_out_of_the_filters_span_is_not_a_barge_in() -> None:
+    # 160 -> 40 ms, 5.2 s into the prompt: the moved echo is all the residual holds for the
+    # 200-300 ms the canceller takes to find it, and barged in after 120 ms of it
+    # (scripts/bargein_eval.py, "echo path moves"). Its residual follows what we sent at
+    # 40 ms, where the filter has no response, frame after frame, and the delay search
+    # begins to see it there: the path moved.
+    events, _, _ = Call(echo_loss_db=10.0, path=HYBRID, moved=(260, 40 * 8)).run(cancelling())
+    assert not {type(e) for _, e in events} & {UtteranceStarted, BargeIn, EndOfUtterance}
+
+
 @pytest.mark.parametrize("level_db", [0.0, -20.0])
 def test_a_caller_over_a_stable_path_barges_in_after_barge_in_min_ms(level_db: float) -> None:
     # Louder than any echo of this path, or heard only on the canceller's residual: 100 ms

@@ -100,6 +100,10 @@ _ACTIVE = 1e-6  # frame power (of 1.0 full scale) below which the reference is s
 _COH_LEN = 1280
 # ... and over the last 100 ms of the residual only (`recent_coherence`): 5 segments.
 _RECENT_LEN = 800
+# `residual_lag`: the filter models an echo at a lag if its response within 1 ms of it
+# reaches 20 dB under the response's peak (amplitude).
+_LAG_SLACK = 8
+_UNMODELLED = 0.1
 _FOLLOW_FRAMES = 3  # residual vs estimate correlation window (60 ms)
 _COH_SEG = 256
 _REANCHOR_SLOTS = 1  # inbound count vs clock: more than a frame apart, restart the count
@@ -383,6 +387,34 @@ class EchoCanceller:
         explained = self._explained_by_reference(end, (self._res.read(end - _RECENT_LEN,
                                                                      _RECENT_LEN),))
         return explained[0] if explained else 0.0
+
+    def residual_lag(self) -> tuple[int, bool, float] | None:
+        """Return where the last 256 ms of the residual follow what we sent best: (echo
+        delay in samples, whether the filter models an echo there, how sharply the delay
+        search's own smoothed correlation of the inbound stands there); None before a delay
+        is known.
+
+        A caller is not correlated with what we sent: the residual's best lag is then
+        anywhere, and the delay search, which hears the inbound, sees nothing there. After
+        the path moved it is the new delay, frame after frame; the filter has no response
+        there (`_UNMODELLED` under its peak within 1 ms) until it re-learns, which takes it
+        seconds when the new delay is inside its span (the search then keeps the old one),
+        and the search's correlation rises there over a few of its estimates.
+        """
+        if self.delay is None:
+            return None
+        end = (self._in_slot + 1) * FRAME
+        n, lag = _GCC_LEN, self.max_lag
+        x = self._ref.read(end - n - lag, n + lag)
+        best = lag - self._best_lag(self._res.read(end - n, n), np.fft.rfft(x, self._nfft))
+        h = np.abs(np.fft.irfft(self._hf, _CONV)[: self.taps])
+        k = best - (self.delay - _PRE)
+        near = h[max(k - _LAG_SLACK, 0) : max(k + _LAG_SLACK + 1, 0)]
+        modelled = bool(near.size) and float(near.max()) > float(h.max()) * _UNMODELLED > 0.0
+        cc = self._cc
+        rms = float(np.sqrt(np.mean(cc * cc))) + 1e-12
+        support = float(cc[max(best - 2, 0) : best + 3].max()) / rms
+        return best, modelled, support
 
     def _explained_by_reference(self, end: int, signals: tuple[Floats, ...]) -> list[float]:
         """Return each signal's coherence with what we sent, at the best candidate lag:
