@@ -190,20 +190,6 @@ def test_a_callers_residual_is_not_recently_coherent_with_what_we_sent() -> None
     assert aec.recent_coherence() < 0.5
 
 
-def test_a_residual_following_what_we_sent_where_the_filter_has_no_response_names_its_lag(
-) -> None:
-    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=200)
-    # the echo moved to 60 ms (inbound 160 -> 60 ms), the filter frozen: 200 ms of it
-    before = aec.delay
-    assert before is not None
-    echo_run(BAD_LINE, 10.0, 210, aec=aec, start=200, caller=moved_echo(10.0, 200, 60 * 8),
-             learn=False)
-    found = aec.residual_lag()
-    assert found is not None
-    lag, modelled, _ = found
-    assert abs(lag - (before - 100 * 8)) <= 8 and not modelled
-
-
 def test_a_response_still_ringing_at_the_filters_end_is_carried_on_at_its_decay() -> None:
     rng = np.random.default_rng(3)
     k = np.arange(1024)

@@ -100,10 +100,6 @@ _ACTIVE = 1e-6  # frame power (of 1.0 full scale) below which the reference is s
 _COH_LEN = 1280
 # ... and over the last 100 ms of the residual only (`recent_coherence`): 5 segments.
 _RECENT_LEN = 800
-# `residual_lag`: the filter models an echo at a lag if its response within 1 ms of it
-# reaches 20 dB under the response's peak (amplitude).
-_LAG_SLACK = 8
-_UNMODELLED = 0.1
 _FOLLOW_FRAMES = 3  # residual vs estimate correlation window (60 ms)
 _COH_SEG = 256
 _REANCHOR_SLOTS = 1  # inbound count vs clock: more than a frame apart, restart the count
@@ -388,18 +384,17 @@ class EchoCanceller:
                                                                      _RECENT_LEN),))
         return explained[0] if explained else 0.0
 
-    def residual_lag(self) -> tuple[int, bool, float] | None:
+    def residual_lag(self) -> tuple[int, float] | None:
         """Return where the last 256 ms of the residual follow what we sent best: (echo
-        delay in samples, whether the filter models an echo there, how sharply the delay
-        search's own smoothed correlation of the inbound stands there); None before a delay
-        is known.
+        delay in samples, how sharply the delay search's own smoothed correlation of the
+        inbound stands there, over its RMS); None before a delay is known.
 
         A caller is not correlated with what we sent: the residual's best lag is then
-        anywhere, and the delay search, which hears the inbound, sees nothing there. After
-        the path moved it is the new delay, frame after frame; the filter has no response
-        there (`_UNMODELLED` under its peak within 1 ms) until it re-learns, which takes it
-        seconds when the new delay is inside its span (the search then keeps the old one),
-        and the search's correlation rises there over a few of its estimates.
+        anywhere, and the delay search, which hears the inbound, sees little there. After
+        the path moved to a delay inside the filter's span, the search sees the new delay
+        but keeps the filter (a ringing path's peak hops inside it too), which re-learns
+        the new response over seconds: meanwhile the residual's best lag is the new delay,
+        and the search's correlation stands sharp there.
         """
         if self.delay is None:
             return None
@@ -407,14 +402,9 @@ class EchoCanceller:
         n, lag = _GCC_LEN, self.max_lag
         x = self._ref.read(end - n - lag, n + lag)
         best = lag - self._best_lag(self._res.read(end - n, n), np.fft.rfft(x, self._nfft))
-        h = np.abs(np.fft.irfft(self._hf, _CONV)[: self.taps])
-        k = best - (self.delay - _PRE)
-        near = h[max(k - _LAG_SLACK, 0) : max(k + _LAG_SLACK + 1, 0)]
-        modelled = bool(near.size) and float(near.max()) > float(h.max()) * _UNMODELLED > 0.0
-        cc = self._cc
+        cc = self._cc  # indexed by delay
         rms = float(np.sqrt(np.mean(cc * cc))) + 1e-12
-        support = float(cc[max(best - 2, 0) : best + 3].max()) / rms
-        return best, modelled, support
+        return best, float(cc[max(best - 2, 0) : best + 3].max()) / rms
 
     def _explained_by_reference(self, end: int, signals: tuple[Floats, ...]) -> list[float]:
         """Return each signal's coherence with what we sent, at the best candidate lag:

@@ -100,24 +100,16 @@ _COLD_RESIDUAL_SHARE = 1.0
 # re-aligned on a room's ringing tail leaves a residual as loud and as incoherent.
 _COLD_ERLE_DB = 3.0
 _COLD_FRAMES = 100
-# An echo path that moved (see `EchoGuard._moved`), measured on the residual's best lag
-# (`EchoCanceller.residual_lag`) in the 2,164 frames that callers over an echo were heard
-# on weak evidence in (frame harness, -10/-20 dB on the handset and the bad line, 580 runs)
-# and in the moves of scripts/bargein_eval.py that barged in:
-# - the delay search's correlation stands this sharp there, more than 4 ms from the
-#   filter's delay: callers never (up to 9 at the bad line's reflection, 60 ms on; 12-13
-#   at 1-2 ms from the delay, where a ringing path's peak hops); a move inside the
-#   filter's span (160 -> 200 ms), which the search sees but keeps the filter for, 13-34;
+# An echo path that moved inside the filter's span (see `EchoGuard._moved`): the delay
+# search's correlation stands this sharp (over its RMS) at the residual's best lag, more
+# than 4 ms from the filter's delay. Measured on the 2,164 frames that callers over an echo
+# were heard on weak evidence in (frame harness, -10/-20 dB, handset and bad line, 580
+# runs): never (up to 9 at the bad line's reflection, 60 ms on; 12-13 at 1-2 ms from the
+# delay, where a ringing path's peak hops); on a move from 160 to 200 ms, 13-34 from the
+# first frames after it to the barge-in it made 0.3-2.7 s later.
 _MOVED_SEARCH_SURE = 10.0
 _MOVED_APART = 32  # samples
-# - or the filter has no response there, the search's correlation is at least this sharp
-#   there, and the same lag (within 1 ms) came within the last 200 ms: callers' best lags
-#   repeat too (the residual's 256 ms windows overlap), in 199 of the 580 runs without
-#   the search's support, 2 with it; a move out of the span within 100-300 ms of it.
-_MOVED_SEARCH_SEEN = 4.0
-_MOVED_LAG_SLACK = 8
-_MOVED_PAIR_S = 0.2
-# Weak evidence is no evidence for this long after the last frame that showed either.
+# Weak evidence is no evidence for this long after the last frame that showed it.
 _MOVED_HOLD_S = 0.5
 # Where our echo cannot reach (see `_over_the_echo_at_its_delay`), a frame is evidence of
 # the caller only this far above the quietest such frames, a floor that rises 10 dB/s; the
@@ -192,7 +184,6 @@ class EchoGuard:
         self._pause_floor = _RisingFloor()  # inbound power where our echo cannot reach
         self._residual_floor = _RisingFloor()  # the canceller's recent residuals
         self._over_residual_floor = True  # this frame's residual stands above that floor
-        self._unmodelled: deque[tuple[float, int]] = deque(maxlen=16)  # (now, lag): `_moved`
         self._moved_until = -math.inf
 
     def on_sent(
@@ -372,27 +363,20 @@ class EchoGuard:
                                     and aec.recent_coherence() > _MOVED_EXPLAINED)
 
     def _moved(self, now: float) -> bool:
-        """Tell whether this call's echo path has just moved: the residual follows what we
-        sent at a delay the filter does not handle, which the delay search sees too (see
-        `_MOVED_SEARCH_SURE`, `_MOVED_SEARCH_SEEN`); and for `_MOVED_HOLD_S` after. Weak
-        evidence is then no evidence: the moved echo is what the residual holds until the
-        canceller has re-learned the path, seconds when the new delay is inside its span.
-        The 120 ms of `path_unsure` and the coherence veto did not cover it: 3 + 4 of the
-        198 moves of scripts/bargein_eval.py barged in, 0.2-1.5 s after the move.
+        """Tell whether this call's echo path has just moved inside the filter's span: the
+        residual follows what we sent best at a delay the delay search sees sharply too,
+        away from the filter's (`_MOVED_SEARCH_SURE`); and for `_MOVED_HOLD_S` after. The
+        search keeps the filter, which re-learns the new response over seconds; the
+        residual is our moved echo meanwhile, and weak evidence is no evidence. The 120 ms
+        of `path_unsure` and the coherence veto did not cover it: 3 + 4 of the 198 moves of
+        scripts/bargein_eval.py barged in (160 -> 200 ms), 0.7-1.2 s after the move.
         """
         aec = self.canceller
         found = None if aec is None else aec.residual_lag()
         if aec is not None and aec.delay is not None and found is not None:
-            lag, modelled, support = found
-            recent = self._unmodelled
-            while recent and now - recent[0][0] > _MOVED_PAIR_S:
-                recent.popleft()
+            lag, support = found
             if support >= _MOVED_SEARCH_SURE and abs(lag - aec.delay) > _MOVED_APART:
                 self._moved_until = now + _MOVED_HOLD_S
-            elif not modelled and support >= _MOVED_SEARCH_SEEN:
-                if any(abs(lag - seen) <= _MOVED_LAG_SLACK for _, seen in recent):
-                    self._moved_until = now + _MOVED_HOLD_S
-                recent.append((now, lag))
         return now < self._moved_until
 
     @property
