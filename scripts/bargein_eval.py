@@ -42,12 +42,14 @@ import argparse
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import product
 from pathlib import Path
 
 import numpy as np
 
+from mediasrv.audio import pcm16_to_ulaw, to_pcm16
 from mediasrv.emulator import catalogue as cat
-from mediasrv.emulator.line import HANDSET, EchoPath, Line
+from mediasrv.emulator.line import HANDSET, SATURATION_DBFS, EchoPath, Line, PathChange, Reflection
 from mediasrv.emulator.script import ONSET_DBFS, frame_levels_dbfs, load_8k
 from mediasrv.policy.turns import TurnConfig, TurnPolicy
 from mediasrv.testing.frames import FRAME, TICK, Floats, MakePolicy, Net, bots, prompt, simulate
@@ -191,6 +193,107 @@ def report_noise_sweep(make: MakePolicy, net: Net) -> None:
             print(f"  {line_name:9} {Path(name).name:42} {'  '.join(cells)}")
 
 
+# An echo path that moves mid-call (issue 9: "a path change mid-call"): the echo comes back
+# at another delay, as loud, 3 / 4 / 5.2 s into the bot's prompt (after the canceller was
+# trusted), through three shapes of path. The echo-alone rows above hold one move only.
+MOVES_MS = ((160, 20), (160, 40), (160, 60), (160, 80), (160, 100), (160, 120), (160, 200),
+            (160, 240), (160, 300), (20, 160), (60, 160))
+MOVE_AT_S = (3.0, 4.0, 5.2)
+MOVE_AFTER_S = 3.0  # how long each run goes on after the move
+# The prompt of tests/test_echo.py's `Call` too: 14 of its 99 moves barged in there (ERL 10
+# dB) against 3 on the long answer, the same moves and shapes.
+MOVE_ESPEAK_BOT = "speech/en_espeak_bot_prompt.wav"
+# (dispersive tail ms, reflection): a hybrid's ring; a pure delay; a ring and a reflection.
+MOVE_SHAPES: dict[str, tuple[float, Reflection | None]] = {
+    "hybrid": (12.0, None), "flat": (0.0, None), "reflection": (12.0, Reflection(30.0, -6.0))}
+# (ERL dB, saturated speaker, shapes, move times, prompts): ERL 10 on every shape at every
+# time, on the bot's long answer and on `Call`'s prompt; the others on the hybrid at 4 s,
+# on the long answer (the section's run time; on the espeak prompt a 6 dB hybrid returns
+# its peaks less than 6 dB down -- the emulator's ERL is the loss for *our* prompts'
+# spectrum -- and the level alone, beyond any echo we promise to survive, barged in while
+# the moved path was re-learned: 5 of 11).
+MOVE_SETS = ((10.0, False, tuple(MOVE_SHAPES), MOVE_AT_S, ("long answer", "espeak")),
+             (6.0, False, ("hybrid",), (4.0,), ("long answer",)),
+             (20.0, False, ("hybrid",), (4.0,), ("long answer",)),
+             (6.0, True, ("hybrid",), (4.0,), ("long answer",)))
+
+
+def moved_line(erl: float, shape: str, move: tuple[int, int], at_s: float, clip: bool) -> Line:
+    tail, reflection = MOVE_SHAPES[shape]
+    before, after = (EchoPath(float(ms), erl, tail, reflection) for ms in move)
+    return cat.line_of(before, change=PathChange(at_s, after),
+                       speaker_clip_dbfs=SATURATION_DBFS if clip else None)
+
+
+def why(policy: TurnPolicy) -> str:
+    """Return the echo guard's state at a barge-in, for the moves table."""
+    echo, aec = policy.echo, policy.echo.canceller
+    if aec is None:
+        return echo.evidence
+    coh = "-" if echo.coherence is None else "{:.2f}/{:.2f}".format(*echo.coherence)
+    delay = "-" if aec.delay is None else f"{aec.delay / 8:.0f}"
+    res_db = 10 * np.log10(max(aec.residual_power, 1e-12))
+    est_db = 10 * np.log10(max(aec.echo_power, 1e-12))
+    return (f"{echo.evidence} res {res_db:.1f} est {est_db:.1f} dB coh {coh} recent "
+            f"{aec.recent_coherence():.2f} erle {aec.erle_db:.1f} delay {delay} ms level "
+            f"{echo.over_bound_db:+.1f} dB over the bound ({echo.path.bound_db:.1f} dB)")
+
+
+@dataclass(frozen=True)
+class Move:
+    erl: float
+    clip: bool
+    shape: str
+    ms: tuple[int, int]
+    at_s: float
+
+
+def move_run(config: TurnConfig, net: Net, bot: bytes, move: Move) -> str | None:
+    """Play `bot` while the echo path moves `move.at_s` into it; describe a barge-in."""
+    made: list[TurnPolicy] = []
+
+    def make() -> TurnPolicy:
+        made.append(TurnPolicy(config))
+        return made[-1]
+
+    play_s = TICK + net.down_ms / 1000.0  # Twilio time of the prompt's first sample
+    line = moved_line(move.erl, move.shape, move.ms, play_s + move.at_s, move.clip)
+    run = simulate(make, bot, np.zeros(int((play_s + move.at_s + MOVE_AFTER_S) * 8000)),
+                   line, net)
+    if not run.barge_ins:
+        return None
+    after = run.barge_ins[0][1] - net.up_ms / 1000.0 - (play_s + move.at_s)
+    return (f"{move.shape} {move.ms[0]}->{move.ms[1]} ms at {move.at_s:g} s: "
+            f"+{after * 1000:.0f} ms {why(made[0])}")
+
+
+def report_moves(config: TurnConfig, net: Net) -> None:
+    print("echo path moves (echo alone): barge-ins of runs; each barge-in with ms after the "
+          "move (at Twilio) and the guard's state then")
+    espeak = pcm16_to_ulaw(to_pcm16(load_8k(AUDIO / MOVE_ESPEAK_BOT)))
+    prompts = {"long answer": bots()["long_answer"],
+               "espeak": espeak[: len(espeak) // FRAME * FRAME]}
+    for erl, clip, shapes, times, names in MOVE_SETS:
+        for name in names:
+            report_move_set(config, net, prompts[name], name,
+                            [Move(erl, clip, shape, ms, at)
+                             for shape, ms, at in product(shapes, MOVES_MS, times)])
+
+
+def report_move_set(config: TurnConfig, net: Net, bot: bytes, name: str,
+                    moves: list[Move]) -> None:
+    """Print each barge-in of `moves` on `bot`, then their count."""
+    barged = [b for b in (move_run(config, net, bot, m) for m in moves) if b]
+    for line in barged:
+        print(f"    {name}: {line}")
+    first = moves[0]
+    speaker = ", saturated speaker" if first.clip else ""
+    shapes = "/".join(dict.fromkeys(m.shape for m in moves))
+    times = "/".join(f"{t:g}" for t in dict.fromkeys(m.at_s for m in moves))
+    print(f"  {name:11s} ERL {first.erl:g} dB{speaker:19s} {shapes:22s} at {times:9s} s: "
+          f"{len(barged)}/{len(moves)}")
+
+
 def parse_sets(items: list[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     for item in items:
@@ -207,7 +310,7 @@ def main() -> None:
     parser.add_argument("--stall-at", type=float, default=0.0, help="rx loop stalls at (s)")
     parser.add_argument("--stall-ms", type=float, default=0.0, help="for this long (ms)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
-    parser.add_argument("--only", choices=("callers", "echo", "non-speech"))
+    parser.add_argument("--only", choices=("callers", "echo", "moves", "non-speech"))
     args = parser.parse_args()
     fields = TurnConfig.__dataclass_fields__
     types = {"int": int, "bool": bool, "float": float}
@@ -222,6 +325,8 @@ def main() -> None:
 
     if args.only in (None, "echo"):
         report_echo(make, net)
+    if args.only in (None, "moves"):
+        report_moves(config, net)
     if args.only in (None, "non-speech"):
         report_non_speech(make, net)
         report_noise_sweep(make, net)

@@ -258,6 +258,15 @@ def test_with_the_canceller_echo_path_moving_is_not_a_barge_in() -> None:
     assert not {type(e) for _, e in events} & {UtteranceStarted, BargeIn, EndOfUtterance}
 
 
+def test_an_echo_path_moving_inside_the_filters_span_is_not_a_barge_in() -> None:
+    # 160 -> 200 ms, 5.2 s into the prompt: the delay search sees the new delay but keeps
+    # the filter, whose span holds it; it re-learns the new response over seconds, and the
+    # residual (the moved echo) barged in 2.7 s after the move. The residual follows what
+    # we sent at 200 ms, where the search's correlation stands sharp: the path moved.
+    events, _, _ = Call(echo_loss_db=10.0, path=HYBRID, moved=(260, 200 * 8)).run(cancelling())
+    assert not {type(e) for _, e in events} & {UtteranceStarted, BargeIn, EndOfUtterance}
+
+
 @pytest.mark.parametrize("level_db", [0.0, -20.0])
 def test_a_caller_over_a_stable_path_barges_in_after_barge_in_min_ms(level_db: float) -> None:
     # Louder than any echo of this path, or heard only on the canceller's residual: 100 ms

@@ -384,6 +384,28 @@ class EchoCanceller:
                                                                      _RECENT_LEN),))
         return explained[0] if explained else 0.0
 
+    def residual_lag(self) -> tuple[int, float] | None:
+        """Return where the last 256 ms of the residual follow what we sent best: (echo
+        delay in samples, how sharply the delay search's own smoothed correlation of the
+        inbound stands there, over its RMS); None before a delay is known.
+
+        A caller is not correlated with what we sent: the residual's best lag is then
+        anywhere, and the delay search, which hears the inbound, sees little there. After
+        the path moved to a delay inside the filter's span, the search sees the new delay
+        but keeps the filter (a ringing path's peak hops inside it too), which re-learns
+        the new response over seconds: meanwhile the residual's best lag is the new delay,
+        and the search's correlation stands sharp there.
+        """
+        if self.delay is None:
+            return None
+        end = (self._in_slot + 1) * FRAME
+        n, lag = _GCC_LEN, self.max_lag
+        x = self._ref.read(end - n - lag, n + lag)
+        best = lag - self._best_lag(self._res.read(end - n, n), np.fft.rfft(x, self._nfft))
+        cc = self._cc  # indexed by delay
+        rms = float(np.sqrt(np.mean(cc * cc))) + 1e-12
+        return best, float(cc[max(best - 2, 0) : best + 3].max()) / rms
+
     def _explained_by_reference(self, end: int, signals: tuple[Floats, ...]) -> list[float]:
         """Return each signal's coherence with what we sent, at the best candidate lag:
         the GCC-PHAT peaks of each signal, and the known delay. Empty if nothing was sent."""

@@ -100,6 +100,17 @@ _COLD_RESIDUAL_SHARE = 1.0
 # re-aligned on a room's ringing tail leaves a residual as loud and as incoherent.
 _COLD_ERLE_DB = 3.0
 _COLD_FRAMES = 100
+# An echo path that moved inside the filter's span (see `EchoGuard._moved`): the delay
+# search's correlation stands this sharp (over its RMS) at the residual's best lag, more
+# than 4 ms from the filter's delay. Measured on the 2,164 frames that callers over an echo
+# were heard on weak evidence in (frame harness, -10/-20 dB, handset and bad line, 580
+# runs): never (up to 9 at the bad line's reflection, 60 ms on; 12-13 at 1-2 ms from the
+# delay, where a ringing path's peak hops); on a move from 160 to 200 ms, 13-34 from the
+# first frames after it to the barge-in it made 0.3-2.7 s later.
+_MOVED_SEARCH_SURE = 10.0
+_MOVED_APART = 32  # samples
+# Weak evidence is no evidence for this long after the last frame that showed it.
+_MOVED_HOLD_S = 0.5
 # Where our echo cannot reach (see `_over_the_echo_at_its_delay`), a frame is evidence of
 # the caller only this far above the quietest such frames, a floor that rises 10 dB/s; the
 # same for a residual above the quietest recent residuals (`_track_residual_floor`).
@@ -173,6 +184,7 @@ class EchoGuard:
         self._pause_floor = _RisingFloor()  # inbound power where our echo cannot reach
         self._residual_floor = _RisingFloor()  # the canceller's recent residuals
         self._over_residual_floor = True  # this frame's residual stands above that floor
+        self._moved_until = -math.inf
 
     def on_sent(
         self, peak_dbfs: float, now: float, samples: npt.NDArray[np.float32] | None = None
@@ -326,6 +338,11 @@ class EchoGuard:
                 self.path.reset()  # our echo is louder than the bound: the path changed
             return False
         if not level:
+            if self._moved(now):
+                # Nor is it learned from: it may be the caller too (learned from, hold
+                # music at 0 dB on the handset barged in later: tests/test_echo.py).
+                self._unsure = True
+                return False
             self._on_weak_evidence(cold=False)
         self.evidence = "level" if level else "level at the delay" if at_delay else "residual"
         return True
@@ -344,6 +361,29 @@ class EchoGuard:
         aec = self.canceller
         self.path_unsure = cold or (aec is not None and self._cancelled_at is not None
                                     and aec.recent_coherence() > _MOVED_EXPLAINED)
+
+    def _moved(self, now: float) -> bool:
+        """Tell whether this call's echo path has just moved inside the filter's span: the
+        residual follows what we sent best at a delay the delay search sees sharply too,
+        away from the filter's (`_MOVED_SEARCH_SURE`); and for `_MOVED_HOLD_S` after. The
+        search keeps the filter, which re-learns the new response over seconds; the
+        residual is our moved echo meanwhile, and weak evidence is no evidence. The 120 ms
+        of `path_unsure` and the coherence veto did not cover it: 3 + 4 of the 198 moves of
+        scripts/bargein_eval.py barged in (160 -> 200 ms), 0.7-1.2 s after the move.
+        """
+        aec = self.canceller
+        found = None if aec is None else aec.residual_lag()
+        if aec is not None and aec.delay is not None and found is not None:
+            lag, support = found
+            if support >= _MOVED_SEARCH_SURE and abs(lag - aec.delay) > _MOVED_APART:
+                self._moved_until = now + _MOVED_HOLD_S
+        return now < self._moved_until
+
+    @property
+    def over_bound_db(self) -> float:
+        """Return how far the last judged frame's peak stood above the level bound (dB,
+        negative: under it), for the log and scripts/bargein_eval.py."""
+        return self._inbound - (self._loudest - self.path.bound_db + self._margin_db)
 
     @property
     def heard_on_level(self) -> bool:
