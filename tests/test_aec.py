@@ -226,3 +226,16 @@ def test_a_filter_shorter_than_the_tail_blocks_leaves_no_tail() -> None:
     assert _tail_beyond(np.ones(512, dtype=np.float32)).size == 0
     aec = echo_run(np.ones(1), echo_loss_db=20.0, frames=100, aec=EchoCanceller(taps=512))
     assert aec.tail_power == 0.0
+
+
+def test_no_filter_is_learned_from_a_spectrum_that_holds_a_frame_judged_the_caller() -> None:
+    # The spectra span 512 ms: after one frame judged the caller, frames judged echo must
+    # not learn a window that still holds it (the caller's first syllables left the filter
+    # noisy through the next answer, whose echo then barged in), and learn again after it.
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=100)
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=101, aec=aec, start=100, learn=False)
+    learned = aec.learned_frames
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=125, aec=aec, start=101)
+    assert aec.learned_frames == learned
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=135, aec=aec, start=125)
+    assert aec.learned_frames > learned

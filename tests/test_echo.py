@@ -417,3 +417,47 @@ def test_hold_music_under_the_bot_from_its_first_word_is_not_the_caller(
     run = frames.simulate(cancelling, bot, near, catalogue.line_of(catalogue.LINES[line_name]),
                           stop_at_barge_in=False)
     assert (run.barge_ins, run.turns) == ([], 0)
+
+
+
+def feed_greeting_echo(guard: EchoGuard, start: int, end: int) -> None:
+    """Send frames [start, end) of the greeting; their echo (10 dB down, 160 ms) comes back
+    with nobody on the line, each frame judged and learned from as the turn policy does."""
+    sent = np.frombuffer(frames.prompt("greeting"), np.uint8)
+    echo = np.concatenate([np.zeros(1280), ULAW_DECODE[sent] * gain(-10.0)])
+    for i in range(start, end):
+        now = (i + 1) * TICK
+        out = sent[i * 160 : (i + 1) * 160]
+        guard.on_sent(ulaw_peak_dbfs(out.tobytes()), now,
+                      (ULAW_DECODE[out] / 32768.0).astype(np.float32))
+        inbound = to_ulaw(echo[i * 160 : (i + 1) * 160])
+        samples = ULAW_DECODE[np.frombuffer(inbound, np.uint8)] / 32768.0
+        guard.cancel(samples.astype(np.float32), now, ai_playing=True)
+        guard.learn(guard.judge(ulaw_peak_dbfs(inbound), now, True, speech=False))
+
+
+def test_after_a_callers_speech_frame_a_trusted_canceller_learns_nothing_for_512_ms() -> None:
+    # Its spectra span 512 ms: one holding the caller's syllables left the filter noisy
+    # all through the next answer, whose echo then barged in (bargein_eval.py
+    # --only after-caller). Echo frames after that window are learned from again.
+    guard = EchoGuard(cancel=True, echo_path_ms=500)
+    feed_greeting_echo(guard, 0, 150)
+    assert guard.canceller is not None and guard.trusted
+    guard.caller_speech()
+    learned = guard.canceller.learned_frames
+    feed_greeting_echo(guard, 150, 175)
+    assert guard.canceller.learned_frames == learned
+    feed_greeting_echo(guard, 175, 185)
+    assert guard.canceller.learned_frames > learned
+
+
+def test_a_callers_speech_frame_does_not_stop_a_canceller_still_being_learned() -> None:
+    # A room's echo tail taken for the caller while the filter was learned kept it from
+    # ever being trusted, and barged in (bargein_eval.py's 20 dB / 300 ms room tail).
+    guard = EchoGuard(cancel=True, echo_path_ms=500)
+    feed_greeting_echo(guard, 0, 24)
+    assert guard.canceller is not None and not guard.trusted
+    guard.caller_speech()
+    learned = guard.canceller.learned_frames
+    feed_greeting_echo(guard, 24, 32)
+    assert guard.canceller.learned_frames > learned

@@ -77,6 +77,14 @@ _DULL_ESTIMATES = 10
 _DULL_ERLE_DB = 1.0
 # Spectra forgetting per update (every 80 ms): ~1.3 s memory, 1.5 dB more ERLE than 0.65 s
 _SPEC_KEEP = 0.94
+# A spectrum spans the last `_WIN` samples (26 slots): one that holds a frame judged the
+# caller is not learned from, even when the frame that takes it is echo. Learned, the
+# caller's first syllables (before the coherence veto lets them go: 20-60 ms) and the
+# frames after they barged in left the filter noisy all through the next answer: its
+# residual 20 dB under the echo, not 30 as the ERLE measured on the greeting said, and
+# not coherent with what we sent -- the next answer's echo barged in "on the residual"
+# (bargein_eval.py --only after-caller).
+_WIN_SLOTS = -(-_WIN // FRAME)
 # ERLE is measured as average echo-estimate power over average residual power (so loud
 # frames, where it matters, weigh most; an average of per-frame dB was dominated by quiet
 # frames at the noise floor and lagged the truth by 2-5 dB while converging), with ~0.4 s of
@@ -201,6 +209,7 @@ class EchoCanceller:
         self._syx = np.zeros(_WIN // 2 + 1, dtype=np.complex128)
         self._hf = np.zeros(_CONV // 2 + 1, dtype=np.complex128)  # the filter, transformed
         self._learned = 0  # frames of spectra behind the filter since the last reset
+        self._caller_slot = -_WIN_SLOTS  # the last inbound slot judged the caller
         self._spec: tuple[npt.NDArray[np.complex128], npt.NDArray[np.complex128]] | None = None
         self._erle = 0.0
         self._echo_avg = 0.0
@@ -320,8 +329,12 @@ class EchoCanceller:
         return abs(float(np.dot(r, e))) / float(np.sqrt(energy))
 
     def commit(self, caller: bool) -> None:
-        """Learn from the frame just processed unless the caller was judged present."""
-        if caller or self.delay is None:
+        """Learn from the frame just processed unless the caller was judged present (nor,
+        for the filter, in the spectrum's window: `_WIN_SLOTS`)."""
+        if caller:
+            self._caller_slot = self._in_slot
+            return
+        if self.delay is None:
             return
         if self.echo_power > _ACTIVE:
             # Measured with the filter that made this frame's estimate, before the update.
@@ -331,7 +344,7 @@ class EchoCanceller:
             self._echo_avg = keep * self._echo_avg + (1 - keep) * self.echo_power
             self._res_avg = keep * self._res_avg + (1 - keep) * residual
             self._erle = 10.0 * np.log10(self._echo_avg / max(self._res_avg, 1e-12))
-        if self._spec is None:
+        if self._spec is None or self._in_slot - self._caller_slot < _WIN_SLOTS:
             return
         fx, fy = self._spec
         keep = _SPEC_KEEP

@@ -243,6 +243,17 @@ class EchoGuard:
         if self._cancelled_at is not None:
             self.canceller.commit(False)
 
+    def caller_speech(self) -> None:
+        """Note that the frame last judged counts as the caller's speech: the canceller then
+        learns no spectrum that holds it (they span 512 ms, see aec.py `_WIN_SLOTS`).
+
+        Only such frames, not every caller verdict, and only once the canceller is
+        trusted (its ERLE is then what the residual is judged by): a room's echo tail
+        taken for the caller while the filter was still being learned kept it from
+        learning and barged in (bargein_eval.py, the 20 dB / 300 ms room tail)."""
+        if self.canceller is not None and self._cancelled_at is not None and self.trusted:
+            self.canceller.commit(True)
+
     @property
     def trusted(self) -> bool:
         """Tell whether the canceller has converged well enough to judge on its residual."""

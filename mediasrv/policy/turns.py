@@ -262,6 +262,7 @@ class TurnPolicy:
             else:
                 self._caller_ms += FRAME_MS + self._held_ms
                 self._held_ms = 0
+                self.echo.caller_speech()
                 self._caller_sure = self._caller_sure or self._sure_of_caller(in_window)
             # Inside the echo window the caller is recognised on the evidence a barge-in
             # needs: the first 20-100 ms of an echo (the bot's first syllable, an echo path
