@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mediasrv.audio import FRAME_MS
-from mediasrv.errors import ConfigError
+from mediasrv.errors import check_range
 from mediasrv.policy.endturn import CheckRequest, EndTurnConfig
 
 
@@ -40,14 +40,9 @@ class TurnConfig:
     def __post_init__(self) -> None:
         # The fields that come from settings were checked there (mediasrv.web.settings),
         # once; these are the policy's own.
-        _check("echo_path_ms", self.echo_path_ms, 40, 1000)
-        _check("prefix_ms", self.prefix_ms, 0, 1000)
-        _check("vad_onset_ms", self.vad_onset_ms, FRAME_MS, 500)
-
-
-def _check(name: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value}: must be between {low} and {high}")
+        check_range("echo_path_ms", self.echo_path_ms, 40, 1000)
+        check_range("prefix_ms", self.prefix_ms, 0, 1000)
+        check_range("vad_onset_ms", self.vad_onset_ms, FRAME_MS, 500)
 
 
 @dataclass(frozen=True, slots=True)
