@@ -25,6 +25,12 @@ class ConfigError(MediasrvError):
     """A setting from the environment is missing or invalid."""
 
 
+def check_range(name: str, value: float, low: float, high: float) -> None:
+    """Raise ConfigError naming `name` unless low <= value <= high."""
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value}: must be between {low} and {high}")
+
+
 class ProtocolError(MediasrvError):
     """A peer sent a message that cannot be used; the message is dropped."""
 

@@ -34,7 +34,8 @@ import numpy.typing as npt
 
 from mediasrv.audio import ULAW_DECODE
 from mediasrv.policy.aec import EchoCanceller
-from mediasrv.policy.echo import SILENT_DBFS, EchoGuard, ulaw_peak_dbfs
+from mediasrv.policy.echo import EchoGuard
+from mediasrv.policy.sent import SILENT_DBFS, ulaw_peak_dbfs
 from mediasrv.policy.turns import TurnConfig, TurnPolicy
 
 Floats = npt.NDArray[np.float64]

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from mediasrv.audio import ULAW_DECODE, pcm16_to_ulaw
-from mediasrv.policy.aec import EchoCanceller, _tail_beyond
+from mediasrv.policy.aec import EchoCanceller
+from mediasrv.policy.aec_dsp import tail_beyond
 
 BOT = Path(__file__).resolve().parent / "audio" / "speech" / "en_espeak_bot_prompt.wav"
 CALLER = BOT.with_name("en_asterisk_allison_tt-weasels.wav")
@@ -194,7 +195,7 @@ def test_a_response_still_ringing_at_the_filters_end_is_carried_on_at_its_decay(
     rng = np.random.default_rng(3)
     k = np.arange(1024)
     room = (rng.standard_normal(1024) * 10 ** (-2.0 * k / 1600)).astype(np.float32)
-    tail = _tail_beyond(room)  # 2 dB of decay per 20 ms block, ringing on past 120 ms
+    tail = tail_beyond(room)  # 2 dB of decay per 20 ms block, ringing on past 120 ms
     assert tail.size == 15
     assert np.all(np.diff(10 * np.log10(tail)) < -1.0)  # each block quieter than the last
     assert 10 * np.log10(tail[0] / (room**2).sum()) > -30.0
@@ -205,7 +206,7 @@ def test_a_response_over_within_the_filter_leaves_no_tail() -> None:
     short = np.zeros(1024, dtype=np.float32)
     short[:400] = rng.standard_normal(400) * np.exp(-np.arange(400) / 60.0)  # a hybrid
     short[400:] = rng.standard_normal(624) * 1e-4  # the estimate's own noise floor
-    assert _tail_beyond(short).size == 0
+    assert tail_beyond(short).size == 0
 
 
 def test_a_caller_not_yet_detected_does_not_undo_the_measured_erle() -> None:
@@ -223,7 +224,7 @@ def test_a_caller_not_yet_detected_does_not_undo_the_measured_erle() -> None:
 
 
 def test_a_filter_shorter_than_the_tail_blocks_leaves_no_tail() -> None:
-    assert _tail_beyond(np.ones(512, dtype=np.float32)).size == 0
+    assert tail_beyond(np.ones(512, dtype=np.float32)).size == 0
     aec = echo_run(np.ones(1), echo_loss_db=20.0, frames=100, aec=EchoCanceller(taps=512))
     assert aec.tail_power == 0.0
 

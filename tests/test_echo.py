@@ -13,7 +13,8 @@ from mediasrv.emulator import catalogue
 from mediasrv.emulator.line import BAD_LINE, HANDSET, EchoPath
 from mediasrv.emulator.script import ONSET_DBFS, frame_levels_dbfs, load_8k
 from mediasrv.errors import ConfigError
-from mediasrv.policy.echo import EchoGuard, ulaw_peak_dbfs
+from mediasrv.policy.echo import EchoGuard
+from mediasrv.policy.sent import ulaw_peak_dbfs
 from mediasrv.policy.turns import (
     BargeIn,
     EndOfUtterance,

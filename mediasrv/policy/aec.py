@@ -37,20 +37,24 @@ power on frames judged echo), whether this frame's estimate matched an echo that
 
 from __future__ import annotations
 
-import functools
-from typing import Any
-
 import numpy as np
 import numpy.typing as npt
 
-Floats = npt.NDArray[np.float32]
+from mediasrv.policy.aec_dsp import (
+    FRAME,
+    TAIL_FROM,
+    Floats,
+    SlotRing,
+    Spectra,
+    best_lag,
+    msc,
+    phone_band,
+    read_only,
+    segments,
+    tail_beyond,
+)
 
-FRAME = 160
-# Slots kept (20 ms each): the reference and inbound timelines must hold the filter's
-# analysis window behind the longest delay (0.4 s + 0.51 s + the filter) and the delay
-# search (0.4 s + 0.26 s): 64 slots, 1.28 s. Residual and estimate: the last 160 ms.
-_RING = 64
-_SHORT_RING = 16
+_SHORT_RING = 16  # slots of residual and estimate kept (320 ms; coherence reads the last 160)
 # Analysis window of the filter estimate: 512 ms. Measured ERLE on a 30 ms ringing path with
 # a reflection 40 ms later (a 70 ms response): 18 dB with 256 ms windows, 25 dB with 512;
 # on a pure delay 31 dB either way.
@@ -109,78 +113,8 @@ _COH_LEN = 1280
 # ... and over the last 100 ms of the residual only (`recent_coherence`): 5 segments.
 _RECENT_LEN = 800
 _FOLLOW_FRAMES = 3  # residual vs estimate correlation window (60 ms)
-_COH_SEG = 256
 _REANCHOR_SLOTS = 1  # inbound count vs clock: more than a frame apart, restart the count
 _ZERO_FRAME = np.zeros(FRAME, dtype=np.float32)  # the estimate while no delay is known
-
-
-class _SlotRing:
-    """The last `slots` slots of a 20 ms sample timeline; missing slots read as zeros."""
-
-    def __init__(self, slots: int = _RING) -> None:
-        self._n = slots
-        self._buf = np.zeros(2 * slots * FRAME, dtype=np.float32)  # written twice: no wrap
-        self._ids = np.full(slots, -1, dtype=np.int64)
-        self.last = -1  # highest slot written
-        # Slots [_run_from, last] were written one after another: reads inside that run
-        # (nearly all of them) are a slice, with no per-slot check.
-        self._run_from = 0
-
-    def put(self, slot: int, x: Floats) -> None:
-        i = (slot % self._n) * FRAME
-        self._buf[i : i + FRAME] = x
-        j = i + self._n * FRAME
-        self._buf[j : j + FRAME] = x
-        self._ids[slot % self._n] = slot
-        if slot > self.last + 1:  # a gap: the run starts again here
-            self._run_from = slot
-        self.last = max(self.last, slot)
-
-    def read(self, start: int, n: int) -> Floats:
-        """Return samples [start, start + n) of the timeline (a copy when a slot is gone)."""
-        first, last = start // FRAME, (start + n - 1) // FRAME
-        i = start % (self._n * FRAME)
-        if first >= max(self._run_from, self.last - self._n + 1) and last <= self.last:
-            return self._buf[i : i + n]
-        slots = np.arange(first, last + 1)
-        valid = self._ids[slots % self._n] == slots
-        out = self._buf[i : i + n]
-        if valid.all():
-            return out
-        # Missing slots read as zeros: one mask over the samples, not a loop over slots.
-        keep = np.repeat(valid, FRAME)[start - first * FRAME : start - first * FRAME + n]
-        return np.where(keep, out, np.float32(0.0))
-
-    def written_since(self, start: int) -> bool:
-        """Tell whether any slot from sample `start` on was written (cheap: no read)."""
-        return self.last >= start // FRAME
-
-    def power(self, start: int, n: int) -> float:
-        x = self.read(start, n)
-        return float(np.dot(x, x)) / n
-
-
-_TAIL_FROM = 6  # 20 ms blocks of the response the filter models (the first 120 ms)
-_TAIL_BLOCKS = 15  # ... and how far past them a ringing tail is carried on (300 ms)
-_TAIL_FLOOR = 10 ** (-35 / 10)  # a last block this far under the whole is no tail
-
-
-def _tail_beyond(h: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
-    """Return the energy of the response past the filter, block by block, extrapolated.
-
-    When the filter's last blocks still hold energy and decay, the path rings on past it
-    at that rate (a room); when they are at the filter's noise floor or do not decay,
-    nothing is assumed.
-    """
-    if h.shape[0] < _TAIL_FROM * FRAME:
-        return np.zeros(0)  # a filter shorter than 120 ms: no blocks to carry on from
-    e = (h[: _TAIL_FROM * FRAME].astype(np.float64).reshape(_TAIL_FROM, FRAME) ** 2).sum(1)
-    total = float(e.sum())
-    last, before = float(e[-1]), float(e[-3])
-    if total <= 0.0 or last < total * _TAIL_FLOOR or last >= before:
-        return np.zeros(0)
-    ratio = np.sqrt(last / before)  # per block
-    return last * ratio ** np.arange(1, _TAIL_BLOCKS + 1)
 
 
 class EchoCanceller:
@@ -191,20 +125,20 @@ class EchoCanceller:
             raise ValueError(f"taps={taps}: must be between 1 and {_CONV - FRAME + 1}")
         self.max_lag = max_delay_ms * 8 + _PRE
         self.taps = taps
-        self._ref = _SlotRing()
-        self._in = _SlotRing()
+        self._ref = SlotRing()
+        self._in = SlotRing()
         self._sent_slot = -1
         self._sent_at = -1.0
         self._in_slot = -1
         # Delay search: FFT long enough that the circular correlation never wraps.
         self._nfft = 1 << int(np.ceil(np.log2(2 * _GCC_LEN + self.max_lag)))
-        self._band = _phone_band(self._nfft)
+        self._band = phone_band(self._nfft)
         self._cc = np.zeros(self.max_lag + 1, dtype=np.float32)
         self._frames = 0
         self.delay: int | None = None  # bulk echo delay in samples, once known
         self.sharpness = 0.0
         self._dull = 0  # estimates in a row without a sharp peak while a delay is held
-        self._window = _WINDOW
+        self._window = _WINDOW  # shared, read only
         self._sxx = np.zeros(_WIN // 2 + 1, dtype=np.float64)
         self._syx = np.zeros(_WIN // 2 + 1, dtype=np.complex128)
         self._hf = np.zeros(_CONV // 2 + 1, dtype=np.complex128)  # the filter, transformed
@@ -224,10 +158,8 @@ class EchoCanceller:
         self.span_peak = 0.0
         self.residual_power = 0.0
         self.inbound_power = 0.0
-        self._res = _SlotRing(_SHORT_RING)  # the residual on the inbound timeline
-        self._est = _SlotRing(_SHORT_RING)  # and the echo estimate
-        self._seg_window = _SEG_WINDOW
-        self._seg_band = _SEG_BAND
+        self._res = SlotRing(_SHORT_RING)  # the residual on the inbound timeline
+        self._est = SlotRing(_SHORT_RING)  # and the echo estimate
 
     @property
     def erle_db(self) -> float:
@@ -292,7 +224,7 @@ class EchoCanceller:
         self.tail_power = 0.0
         if self._tail.size:
             n = self._tail.size
-            past = self._ref.read(start - (_TAIL_FROM + n) * FRAME, n * FRAME)
+            past = self._ref.read(start - (TAIL_FROM + n) * FRAME, n * FRAME)
             powers = (past.reshape(n, FRAME) ** 2).mean(axis=1)[::-1]
             self.tail_power = float(np.dot(powers, self._tail))
         return residual
@@ -356,7 +288,7 @@ class EchoCanceller:
         reg = 1e-3 * float(self._sxx.mean()) + 1e-12
         h = np.fft.irfft(self._syx / (self._sxx + reg), _WIN)[: self.taps]
         self._hf = np.fft.rfft(h, _CONV)
-        self._tail = _tail_beyond(h)
+        self._tail = tail_beyond(h)
 
     @property
     def learned_frames(self) -> int:
@@ -430,33 +362,17 @@ class EchoCanceller:
         lags = {self._best_lag(s, spec) for s in signals}
         if self.delay is not None:
             lags.add(min(max(lag - self.delay, 0), lag))
-        xs = [self._segments(x[k : k + n]) for k in lags]
+        xs = [segments(x[k : k + n]) for k in lags]
         return [self._best_msc(s, xs) for s in signals]
 
-    def _best_msc(self, r: Floats, xs: list[npt.NDArray[np.complex128]]) -> float:
+    def _best_msc(self, r: Floats, xs: list[Spectra]) -> float:
         if float(np.dot(r, r)) <= r.shape[0] * _ACTIVE * 1e-2:
             return 0.0  # digital silence: nothing to explain
-        rs = self._segments(r)
-        return max(self._msc(rs, seg) for seg in xs)
+        rs = segments(r)
+        return max(msc(rs, seg) for seg in xs)
 
-    def _best_lag(self, r: Floats, x_spec: npt.NDArray[np.complex128]) -> int:
-        """Return k maximising the phase-weighted correlation sum_i r[i] x[i + k]."""
-        cross = np.conj(np.fft.rfft(r, self._nfft)) * x_spec
-        cross *= self._band / (np.abs(cross) + 1e-12)
-        return int(np.argmax(np.fft.irfft(cross, self._nfft)[: self.max_lag + 1]))
-
-    def _segments(self, x: Floats) -> npt.NDArray[np.complex128]:
-        starts = range(0, x.shape[0] - _COH_SEG + 1, _COH_SEG // 2)
-        return np.fft.rfft(np.stack([x[i : i + _COH_SEG] for i in starts]) * self._seg_window,
-                           axis=1)
-
-    def _msc(self, ys: npt.NDArray[np.complex128], xs: npt.NDArray[np.complex128]) -> float:
-        syy = np.sum(ys.real**2 + ys.imag**2, axis=0)
-        sxx = np.sum(xs.real**2 + xs.imag**2, axis=0)
-        syx = np.abs(np.sum(ys * np.conj(xs), axis=0)) ** 2
-        weight = np.sqrt(syy) * self._seg_band
-        msc = syx / (sxx * syy + 1e-20)
-        return float(np.sum(msc * weight) / (np.sum(weight) + 1e-20))
+    def _best_lag(self, r: Floats, x_spec: Spectra) -> int:
+        return best_lag(r, x_spec, self._nfft, self._band, self.max_lag)
 
     def _estimate_delay(self, end: int) -> None:
         n, lag = _GCC_LEN, self.max_lag
@@ -500,24 +416,4 @@ class EchoCanceller:
         self._res_avg = 0.0
 
 
-def _band(freqs: npt.NDArray[np.floating[Any]], low: float, high: float) -> Floats:
-    return ((freqs > low) & (freqs < high)).astype(np.float32)
-
-
-@functools.cache
-def _phone_band(nfft: int) -> Floats:
-    """The delay search's band weights, one array per FFT size for every call (read only)."""
-    band = _band(np.fft.rfftfreq(nfft, 1 / 8000), 200.0, 3400.0)
-    band.flags.writeable = False
-    return band
-
-
-def _constant(x: Floats) -> Floats:
-    x.flags.writeable = False
-    return x
-
-
-# Shared by every call's canceller, never written: ~35 KB a call less (with _phone_band).
-_WINDOW = _constant(np.hanning(_WIN).astype(np.float32))
-_SEG_WINDOW = _constant(np.hanning(_COH_SEG).astype(np.float32))
-_SEG_BAND = _constant(_band(np.fft.rfftfreq(_COH_SEG, 1 / 8000), 300.0, 3400.0))
+_WINDOW = read_only(np.hanning(_WIN).astype(np.float32))

@@ -33,37 +33,15 @@ Pure: time comes in as `now`.
 from __future__ import annotations
 
 import math
-from collections import deque
 
 import numpy as np
 import numpy.typing as npt
 
-from mediasrv.audio import ULAW_DECODE
 from mediasrv.errors import ConfigError
 from mediasrv.policy.aec import EchoCanceller
-from mediasrv.policy.echo_path import EchoPathBound
+from mediasrv.policy.echo_path import EchoPathBound, PathMoveWatch
+from mediasrv.policy.sent import SILENT_DBFS, RisingFloor, SentFrames
 
-SILENT_DBFS = -120.0
-
-# mu-law keeps the magnitude in the low 7 bits, inverted: a *smaller* (code & 0x7F) is a
-# *larger* magnitude. So the frame peak is the minimum of those bits, found in C with
-# bytes.translate + min(), then looked up in dB. No numpy array per frame.
-_LOW7 = bytes(code & 0x7F for code in range(256))
-_PEAK_DB = tuple(
-    20.0 * math.log10(abs(int(ULAW_DECODE[low7])) / 32768.0)
-    if int(ULAW_DECODE[low7]) != 0
-    else SILENT_DBFS
-    for low7 in range(128)
-)
-# Enough entries for 1.3 s of real-time output; more than any echo path we consider, and
-# bursts of faster-than-real-time sends only shorten what the ring covers.
-_RING_FRAMES = 64
-# Sent frames reach the judge only up to this far past the inbound frame it judges (`now`):
-# nothing later can echo in it, and the reference kept (the ring above, the canceller's
-# 1.28 s) must reach back over the echo path and its analysis windows (~1.05 s) however
-# far the rx loop runs behind real time. Frames waiting: up to 5 s of them.
-_LEAD_S = 0.1
-_PENDING_FRAMES = 256
 # The residual decides once the filter was learned from 0.5 s of the bot and removes 10 dB.
 _TRUST_FRAMES = 25
 _TRUST_ERLE_DB = 10.0
@@ -100,43 +78,6 @@ _COLD_RESIDUAL_SHARE = 1.0
 # re-aligned on a room's ringing tail leaves a residual as loud and as incoherent.
 _COLD_ERLE_DB = 3.0
 _COLD_FRAMES = 100
-# An echo path that moved inside the filter's span (see `EchoGuard._moved`): the delay
-# search's correlation stands this sharp (over its RMS) at the residual's best lag, more
-# than 4 ms from the filter's delay. Measured on the 2,164 frames that callers over an echo
-# were heard on weak evidence in (frame harness, -10/-20 dB, handset and bad line, 580
-# runs): never (up to 9 at the bad line's reflection, 60 ms on; 12-13 at 1-2 ms from the
-# delay, where a ringing path's peak hops); on a move from 160 to 200 ms, 13-34 from the
-# first frames after it to the barge-in it made 0.3-2.7 s later.
-_MOVED_SEARCH_SURE = 10.0
-_MOVED_APART = 32  # samples
-# Weak evidence is no evidence for this long after the last frame that showed it.
-_MOVED_HOLD_S = 0.5
-# Where our echo cannot reach (see `_over_the_echo_at_its_delay`), a frame is evidence of
-# the caller only this far above the quietest such frames, a floor that rises 10 dB/s; the
-# same for a residual above the quietest recent residuals (`_track_residual_floor`).
-_OVER_PAUSE_FLOOR_DB = 6.0
-_PAUSE_FLOOR_RISE_DB = 0.2
-
-
-class _RisingFloor:
-    """The quietest recent level of some frames (dB), rising 10 dB/s between them."""
-
-    def __init__(self) -> None:
-        self.db = math.inf
-
-    def above(self, power_db: float) -> bool:
-        """Take one frame's level; tell whether it stands `_OVER_PAUSE_FLOOR_DB` above
-        the floor as it was before it."""
-        floor = self.db
-        self.db = min(floor + _PAUSE_FLOOR_RISE_DB, power_db)
-        return power_db > floor + _OVER_PAUSE_FLOOR_DB
-
-
-def ulaw_peak_dbfs(frame: bytes) -> float:
-    """Return the peak level of a mu-law frame in dBFS (-120 for silence)."""
-    if not frame:
-        return SILENT_DBFS
-    return _PEAK_DB[min(frame.translate(_LOW7))]
 
 
 class EchoGuard:
@@ -160,10 +101,7 @@ class EchoGuard:
         self._window_s = echo_window_ms / 1000.0
         self._path_s = echo_path_ms / 1000.0
         self._margin_db = margin_db
-        self._sent: deque[tuple[float, float]] = deque(maxlen=_RING_FRAMES)
-        self._pending: deque[tuple[float, float, npt.NDArray[np.float32] | None]] = deque(
-            maxlen=_PENDING_FRAMES)
-        self._last_sent: float | None = None
+        self._sent = SentFrames()
         self.canceller = EchoCanceller(max_delay_ms=echo_path_ms) if cancel else None
         self._residual_ratio = 10 ** (residual_margin_db / 10)
         self._cancelled_at: float | None = None  # `now` of the frame `cancel` last took
@@ -181,33 +119,20 @@ class EchoGuard:
         self.coherence: tuple[float, float] | None = None  # the last veto's measurements
         self.vetoes = 0  # frames the coherence veto turned from caller into echo
         self._unsure = False  # the last judged frame may hold the caller: learn nothing
-        self._pause_floor = _RisingFloor()  # inbound power where our echo cannot reach
-        self._residual_floor = _RisingFloor()  # the canceller's recent residuals
+        self._pause_floor = RisingFloor()  # inbound power where our echo cannot reach
+        self._residual_floor = RisingFloor()  # the canceller's recent residuals
         self._over_residual_floor = True  # this frame's residual stands above that floor
-        self._moved_until = -math.inf
+        self._moved = PathMoveWatch()
 
     def on_sent(
         self, peak_dbfs: float, now: float, samples: npt.NDArray[np.float32] | None = None
     ) -> None:
-        """Record one frame just sent to the caller: its peak, and its samples if cancelling.
-
-        It joins the reference when an inbound frame up to `_LEAD_S` before it is judged
-        (`cancel`, `judge`): an rx loop behind real time hands over everything sent up to
-        the moment it reads, which may be long after the frames it is judging. Measured:
-        1.1 s behind, with six calls in one process, the echo being judged had lost its
-        reference from the 1.3 s kept, read as "nothing of ours", and barged in.
-        """
-        self._pending.append((now, peak_dbfs, samples))
+        """Record one frame just sent to the caller: its peak, and its samples if cancelling
+        (they join the reference as `SentFrames.release` says)."""
+        self._sent.add(now, peak_dbfs, samples)
 
     def _release(self, now: float) -> None:
-        """Put the frames sent up to `_LEAD_S` after `now` on the reference, oldest first."""
-        pending = self._pending
-        while pending and pending[0][0] <= now + _LEAD_S:
-            sent_at, peak, samples = pending.popleft()
-            self._sent.append((sent_at, peak))
-            self._last_sent = sent_at
-            if self.canceller is not None and samples is not None:
-                self.canceller.on_sent(samples, sent_at)
+        self._sent.release(now, self.canceller)
 
     def cancel(
         self, frame: npt.NDArray[np.float32], now: float, ai_playing: bool = False
@@ -270,18 +195,12 @@ class EchoGuard:
         self._release(now)
         if ai_playing:
             return True
-        return self._last_sent is not None and now - self._last_sent <= self._window_s
+        last = self._sent.last_at
+        return last is not None and now - last <= self._window_s
 
     def loudest_sent_dbfs(self, now: float) -> float:
         """Return the loudest peak sent within the echo path (-120 if nothing was sent)."""
-        cutoff = now - self._path_s
-        loudest = SILENT_DBFS
-        for sent_at, peak in reversed(self._sent):
-            if sent_at < cutoff:
-                break
-            if peak > loudest:
-                loudest = peak
-        return loudest
+        return self._sent.loudest_since(now - self._path_s)
 
     def threshold_dbfs(self, now: float) -> float:
         """Return the loudest level this call's echo could have now (-120 if nothing sent)."""
@@ -349,7 +268,7 @@ class EchoGuard:
                 self.path.reset()  # our echo is louder than the bound: the path changed
             return False
         if not level:
-            if self._moved(now):
+            if self._moved.seen(now, self.canceller):
                 # Nor is it learned from: it may be the caller too (learned from, hold
                 # music at 0 dB on the handset barged in later: tests/test_echo.py).
                 self._unsure = True
@@ -372,23 +291,6 @@ class EchoGuard:
         aec = self.canceller
         self.path_unsure = cold or (aec is not None and self._cancelled_at is not None
                                     and aec.recent_coherence() > _MOVED_EXPLAINED)
-
-    def _moved(self, now: float) -> bool:
-        """Tell whether this call's echo path has just moved inside the filter's span: the
-        residual follows what we sent best at a delay the delay search sees sharply too,
-        away from the filter's (`_MOVED_SEARCH_SURE`); and for `_MOVED_HOLD_S` after. The
-        search keeps the filter, which re-learns the new response over seconds; the
-        residual is our moved echo meanwhile, and weak evidence is no evidence. The 120 ms
-        of `path_unsure` and the coherence veto did not cover it: 3 + 4 of the 198 moves of
-        scripts/bargein_eval.py barged in (160 -> 200 ms), 0.7-1.2 s after the move.
-        """
-        aec = self.canceller
-        found = None if aec is None else aec.residual_lag()
-        if aec is not None and aec.delay is not None and found is not None:
-            lag, support = found
-            if support >= _MOVED_SEARCH_SURE and abs(lag - aec.delay) > _MOVED_APART:
-                self._moved_until = now + _MOVED_HOLD_S
-        return now < self._moved_until
 
     @property
     def over_bound_db(self) -> float:

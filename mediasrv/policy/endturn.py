@@ -58,7 +58,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mediasrv.audio import FRAME_MS, SAMPLE_RATE
-from mediasrv.errors import ConfigError
+from mediasrv.errors import ConfigError, check_range
 
 Floats = npt.NDArray[np.float32]
 _SILENT_FRAME = np.zeros(FRAME_MS * SAMPLE_RATE // 1000, np.float32)
@@ -111,18 +111,13 @@ class EndTurnConfig:
             raise ConfigError(f"check_silence_ms={self.check_silence_ms} must be below "
                               f"max_silence_ms={self.max_silence_ms}")
         if self.threshold_at_cap is not None:
-            _check("threshold_at_cap", self.threshold_at_cap, 0.0, self.threshold)
-        _check("min_speech_ms", self.min_speech_ms, 0, 1000)
-        _check("early_min_speech_ms", self.early_min_speech_ms, 0, self.max_audio_ms)
-        _check("pre_speech_ms", self.pre_speech_ms, 0, 2000)
-        _check("max_audio_ms", self.max_audio_ms, 1000, 8000)
+            check_range("threshold_at_cap", self.threshold_at_cap, 0.0, self.threshold)
+        check_range("min_speech_ms", self.min_speech_ms, 0, 1000)
+        check_range("early_min_speech_ms", self.early_min_speech_ms, 0, self.max_audio_ms)
+        check_range("pre_speech_ms", self.pre_speech_ms, 0, 2000)
+        check_range("max_audio_ms", self.max_audio_ms, 1000, 8000)
         if self.early_check_ms is not None:
-            _check("early_check_ms", self.early_check_ms, FRAME_MS, self.check_silence_ms - 1)
-
-
-def _check(name: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value}: must be between {low} and {high}")
+            check_range("early_check_ms", self.early_check_ms, FRAME_MS, self.check_silence_ms - 1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,15 +43,23 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
 from mediasrv.audio import FRAME_MS, ULAW_FLOAT
-from mediasrv.errors import ConfigError
-from mediasrv.policy.echo import EchoGuard, ulaw_peak_dbfs
-from mediasrv.policy.endturn import CheckRequest, EndTurnConfig, EndTurnPolicy, TurnEnd
+from mediasrv.policy.echo import EchoGuard
+from mediasrv.policy.endturn import CheckRequest, EndTurnPolicy, TurnEnd
 from mediasrv.policy.residual import ResidualSpeech
+from mediasrv.policy.sent import ulaw_peak_dbfs
+from mediasrv.policy.turn_types import (
+    BargeIn,
+    EndOfUtterance,
+    TurnConfig,
+    TurnEvent,
+    TurnStep,
+    UtteranceSkipped,
+    UtteranceStarted,
+)
 from mediasrv.policy.vad import (
     SpeechClassifier,
     SpeechEnd,
@@ -63,79 +71,10 @@ from mediasrv.policy.vad import (
     default_classifier,
 )
 
+__all__ = ["BargeIn", "EndOfUtterance", "TurnConfig", "TurnEvent", "TurnPolicy", "TurnStep",
+           "UtteranceSkipped", "UtteranceStarted"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class TurnConfig:
-    end_silence_ms: int = 500  # trailing silence that ends a turn
-    min_utterance_ms: int = 300  # shorter is a cough, a click, "uh"
-    barge_in_min_ms: int = 100  # caller speech needed to cut the bot off
-    echo_window_ms: int = 500  # echo tail after our last sent frame
-    erl_db: float = 6.0  # worst echo return loss we must survive (speakerphone)
-    # Echo delays the guard and the canceller search, counted from when a frame plays: the
-    # issue's 300 ms paths plus a 30 ms tail plus the network round trip (~60 ms) already
-    # reach ~390 ms, past the 400 ms this was.
-    echo_path_ms: int = 500
-    # Cancel our own echo (see mediasrv.policy.aec) and measure this call's echo path (see
-    # mediasrv.policy.echo): off, the guard falls back to the fixed worst case `erl_db`.
-    echo_cancel: bool = True
-    # Audio before the caller is recognised, forwarded with it: the first syllable. A
-    # quiet caller over a loud echo is recognised late (frame harness, -20 dB on the bad
-    # line: 220 ms after the onset at p50, 1.5 s at p95); 500 ms reaches the onset in 106
-    # of 138 detections there (300: 84), for ~200 ms more of what came before it.
-    prefix_ms: int = 500
-    vad_onset_ms: int = 100  # see VadConfig.onset_ms
-    # The end-of-turn model's policy (TURN_MODEL=smart-turn); None: the fixed
-    # `end_silence_ms` ends every turn (TURN_MODEL=off, and server mode).
-    end_turn: EndTurnConfig | None = None
-
-    def __post_init__(self) -> None:
-        # The fields that come from settings were checked there (mediasrv.web.settings),
-        # once; these are the policy's own.
-        _check("echo_path_ms", self.echo_path_ms, 40, 1000)
-        _check("prefix_ms", self.prefix_ms, 0, 1000)
-        _check("vad_onset_ms", self.vad_onset_ms, FRAME_MS, 500)
-
-
-def _check(name: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value}: must be between {low} and {high}")
-
-
-@dataclass(frozen=True, slots=True)
-class UtteranceStarted:
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class BargeIn:
-    at: float
-    speech_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class EndOfUtterance:
-    at: float
-    duration_s: float
-    echo_blocked: bool
-
-
-@dataclass(frozen=True, slots=True)
-class UtteranceSkipped:
-    at: float
-    reason: str  # "closing" | "echo" | "too_short"
-    duration_s: float
-
-
-TurnEvent = UtteranceStarted | BargeIn | EndOfUtterance | UtteranceSkipped
-
-
-@dataclass(frozen=True, slots=True)
-class TurnStep:
-    forward: bytes  # mu-law to send to OpenAI now (may be empty)
-    events: tuple[TurnEvent, ...] = ()
-    check: CheckRequest | None = None  # run the end-of-turn model on this, then report
 
 
 _NOTHING = TurnStep(b"")
