@@ -1,10 +1,13 @@
-"""A caller who goes on after the server's VAD ended a turn at a pause (server mode): the
-continuation is the caller's too, and is answered (fake sockets, the real local VAD)."""
+"""A caller who goes on after a turn ended at a pause: the continuation is the caller's
+too, and is answered -- after the server's VAD's commit (server mode), and when it is one
+short word that cut the AI off (local mode). Fake sockets, the real local VAD."""
 
 from __future__ import annotations
 
 from fakes import Harness, running_call
 from test_call_endturn import SILENT, push, speech_frames
+
+WORD_FRAMES = 20  # 400 ms of "Weasels...": barges in, then ends as 220 ms of speech (< 300)
 
 
 def talk(h: Harness, frames: list[bytes]) -> None:
@@ -38,3 +41,18 @@ def test_a_commit_after_the_callers_utterance_was_answered_is_not_the_callers() 
         committed(h, "u2")  # nothing of ours since: noise or echo
         h.sync()
         assert "response.create" not in h.rt.sent_types()
+
+
+def test_a_short_utterance_that_cut_the_ai_off_is_answered_not_dropped() -> None:
+    # The caller's last word after a turn end at a pause: long enough to barge in (100 ms
+    # of caller speech), too short for a turn (300 ms). Dropped, it left the caller with
+    # the AI cut off and nothing after it.
+    with running_call(turn_detection="local", turn_model="off") as h:
+        h.respond(ms=2000, done=False)  # the answer plays
+        h.twilio.expect("media")
+        talk(h, speech_frames()[:WORD_FRAMES] + [SILENT] * 40)
+        h.twilio.expect("clear")
+        h.rt.expect("response.cancel")
+        h.rt.emit({"type": "response.done",
+                   "response": {"id": "resp_1", "status": "cancelled"}})
+        h.rt.expect("response.create")

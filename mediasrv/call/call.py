@@ -292,10 +292,27 @@ class Call:
             if not self.config.server_turns and self._uplink.end_of_turn():
                 self._responses.request("answer")
         elif isinstance(event, UtteranceSkipped):
+            answer = event.barged and event.reason == "too_short" and not self.config.server_turns
             with core.lock:
-                core.supervisor.caller_stopped(now, turn=False)
+                core.supervisor.caller_stopped(now, turn=answer)
                 core.ledger.caller_stopped()
+            if answer:
+                self._answer_after_short_barge_in()
         core.wake()
+
+    def _answer_after_short_barge_in(self) -> None:
+        """Answer a turn that cut the AI off and then ended too short to be one.
+
+        It was the caller's (a barge-in needs 100 ms of caller speech), and the AI it cut
+        off is silent now: without an answer the caller hears dead air until the idle
+        prompt. Seen end to end (scripts/scenarios.py --issue9, -20 dB callers): the
+        end-of-turn model ends a turn at a pause, the answer starts, the caller's last
+        word (260-280 ms of speech) barges in on it and was dropped as too short -- the
+        caller heard "You sai-" and then nothing. Its audio, already sent, joins the turn.
+        """
+        self.log.info("[TURN] a short utterance cut the AI off: answered, not dropped")
+        self._uplink.end_of_turn()
+        self._responses.request("answer")
 
     # --- looking in --------------------------------------------------------------------
 

@@ -68,6 +68,7 @@ class UtteranceSkipped:
     at: float
     reason: str  # "closing" | "echo" | "too_short"
     duration_s: float
+    barged: bool = False  # it cut the AI off (a BargeIn of this utterance was sent)
 
 
 TurnEvent = UtteranceStarted | BargeIn | EndOfUtterance | UtteranceSkipped

@@ -380,4 +380,4 @@ class TurnPolicy:
             events.append(EndOfUtterance(now, duration, self._blocked))
             return
         self._log.info("[UTT] SKIPPED: %s", reason)
-        events.append(UtteranceSkipped(now, reason, duration))
+        events.append(UtteranceSkipped(now, reason, duration, self._barged))
