@@ -182,7 +182,10 @@ def test_prefix_is_forwarded_when_caller_speech_is_found_in_echo_window() -> Non
     _, forwarded, inbound = call.run(policy)
     first = next(i for i, chunk in enumerate(forwarded) if chunk)
     assert first < call.bot_frames  # inside the window, while the bot still talks
-    assert forwarded[first] == inbound[(first - held + 1) * 160 : (first + 1) * 160]
+    # At least `prefix_ms` up to that frame (more when the caller's first frame came before)
+    start = first + 1 - len(forwarded[first]) // 160
+    assert start <= first - held + 1
+    assert forwarded[first] == inbound[start * 160 : (first + 1) * 160]
     assert all(len(chunk) == 160 for chunk in forwarded[first + 1 : call.bot_frames])
 
 

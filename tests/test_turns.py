@@ -247,8 +247,54 @@ def test_every_frame_is_forwarded_outside_echo_window() -> None:
 
 @pytest.mark.parametrize(
     "setting,value",
-    [("prefix_ms", 2000), ("echo_path_ms", 10), ("vad_onset_ms", 0)],
+    [("prefix_ms", 4000), ("echo_path_ms", 10), ("vad_onset_ms", 0), ("prefix_max_ms", 400)],
 )
 def test_config_error_names_the_setting(setting: str, value: int) -> None:
     with pytest.raises(ConfigError, match=setting):
         TurnConfig(**{setting: value})
+
+
+def numbered(n: int) -> list[bytes]:
+    """Return `n` loud frames, each different, so a forwarded frame says which it was."""
+    t = np.arange(160) / 8000
+    return [pcm16_to_ulaw((3000 * np.sin(2 * np.pi * (300 + 5 * i) * t)).astype(np.int16))
+            for i in range(n)]
+
+
+def held_then_released(policy: TurnPolicy, verdicts: list[bool]) -> tuple[list[bytes], bytes]:
+    """Feed loud frames inside the echo window, the guard saying "can be the caller" as
+    `verdicts` says; return the frames and what went out at the first release."""
+    frames = numbered(len(verdicts))
+    said = iter(verdicts)
+    policy.echo.in_window = lambda now, ai_playing=False: True  # type: ignore[method-assign]
+    policy.echo.judge = lambda *a, **k: next(said)  # type: ignore[method-assign]
+    now = 0.0
+    for frame in frames:
+        now += TICK
+        forward = policy.feed(frame, now, ai_playing=True, closing=False).forward
+        if forward:
+            return frames, forward
+    raise AssertionError("nothing released")
+
+
+def test_held_audio_reaches_prefix_ms_before_the_first_caller_frame_not_the_recognition() -> None:
+    # Echo for 1 s, one frame that can be the caller (frame 50), echo again for 200 ms,
+    # then the caller for good: recognised at frame 64 (100 ms of it), 280 ms after 50.
+    verdicts = [False] * 50 + [True] + [False] * 10 + [True] * 5
+    frames, forward = held_then_released(make_policy(prefix_ms=500), verdicts)
+    first = 50 - 500 // 20 + 1  # 500 ms up to and with the first caller frame
+    assert forward == b"".join(frames[first:65])  # (a ring of 500 ms: frames 40-64)
+
+
+def test_held_audio_reaching_back_to_the_first_caller_frame_is_capped() -> None:
+    verdicts = [False] * 50 + [True] + [False] * 10 + [True] * 5
+    frames, forward = held_then_released(make_policy(prefix_ms=500, prefix_max_ms=600),
+                                         verdicts)
+    assert forward == b"".join(frames[65 - 600 // 20 : 65])
+
+
+
+def test_with_no_prefix_only_the_frames_after_the_first_caller_frame_go_out() -> None:
+    verdicts = [False] * 50 + [True] + [False] * 10 + [True] * 5
+    frames, forward = held_then_released(make_policy(prefix_ms=0), verdicts)
+    assert forward == b"".join(frames[51:65])

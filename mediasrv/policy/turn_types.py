@@ -27,11 +27,16 @@ class TurnConfig:
     # Cancel our own echo (see mediasrv.policy.aec) and measure this call's echo path (see
     # mediasrv.policy.echo): off, the guard falls back to the fixed worst case `erl_db`.
     echo_cancel: bool = True
-    # Audio before the caller is recognised, forwarded with it: the first syllable. A
-    # quiet caller over a loud echo is recognised late (frame harness, -20 dB on the bad
-    # line: 220 ms after the onset at p50, 1.5 s at p95); 500 ms reaches the onset in 106
-    # of 138 detections there (300: 84), for ~200 ms more of what came before it.
-    prefix_ms: int = 500
+    # Audio held inside the echo window and forwarded once the caller is recognised:
+    # `prefix_ms` before the utterance's first frame that could be the caller, and all
+    # since (`TurnPolicy._held_to_send`), up to `prefix_max_ms`. A quiet caller over a loud
+    # echo is recognised late (frame harness, -20 dB on the bad line: up to 1.5 s after
+    # the onset) but heard as possibly the caller sooner. scripts/prefix_eval.py, onsets
+    # forwarded at -20 / -10 dB on the bad line: 133, 140 of 142, 145 at 500 ms; 136, 145
+    # at 700 (a fixed 500 ms ring: 119, 135), for 600 ms of what came before the caller
+    # (p50; the fixed ring 320 ms, a fixed 1.5 s ring 1.3 s for 142, 145).
+    prefix_ms: int = 700
+    prefix_max_ms: int = 2000
     vad_onset_ms: int = 100  # see VadConfig.onset_ms
     # The end-of-turn model's policy (TURN_MODEL=smart-turn); None: the fixed
     # `end_silence_ms` ends every turn (TURN_MODEL=off, and server mode).
@@ -41,7 +46,8 @@ class TurnConfig:
         # The fields that come from settings were checked there (mediasrv.web.settings),
         # once; these are the policy's own.
         check_range("echo_path_ms", self.echo_path_ms, 40, 1000)
-        check_range("prefix_ms", self.prefix_ms, 0, 1000)
+        check_range("prefix_ms", self.prefix_ms, 0, 3000)
+        check_range("prefix_max_ms", self.prefix_max_ms, self.prefix_ms, 3000)
         check_range("vad_onset_ms", self.vad_onset_ms, FRAME_MS, 500)
 
 

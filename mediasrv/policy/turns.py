@@ -9,9 +9,10 @@ Rules, per inbound frame:
 
 - the VAD always sees the frame (its noise floor and hangover must never skip audio);
 - outside the echo window (see `mediasrv.policy.echo`) the frame is forwarded;
-- inside it, frames are held back in a `prefix_ms` ring until the VAD hears speech the echo
-  guard says can be the caller; then the ring is forwarded (the first syllable is not
-  lost) and so is the rest of that utterance, even its quieter frames under the bot;
+- inside it, frames are held back until the VAD hears speech the echo guard says can be
+  the caller; once the caller is recognised, what was held from `prefix_ms` before that
+  first frame on is forwarded (the first syllable is not lost) and so is the rest of that
+  utterance, even its quieter frames under the bot;
 - `UtteranceStarted` once per utterance, when the VAD has confirmed speech and some of it
   can be the caller;
 - `BargeIn` once per utterance, when `barge_in_min_ms` of caller speech (not echo) has been
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from itertools import islice
 
 import numpy as np
 
@@ -87,6 +89,9 @@ _WEAK_EVIDENCE_PROB = 0.5
 # words is not our echo either, and heard with our echo scored 0.53-0.67 for 200 ms.
 _COHERENCE_ALONE_PROB = 0.8
 _CALLER_GAP_MS = 300
+# Held audio before the frame that recognised the caller counted in their turn: as much
+# as when `min_utterance_ms` was measured (what `_held_to_send` adds is mostly our echo).
+_HELD_AS_HEARD_MS = 500
 _UNSURE_PATH_MIN_MS = 120  # see `TurnPolicy._path_unsure` (tests/test_echo.py: a path moves)
 
 
@@ -119,7 +124,8 @@ class TurnPolicy:
             echo_path_ms=cfg.echo_path_ms,
             cancel=cfg.echo_cancel,
         )
-        self._prefix: deque[bytes] = deque(maxlen=max(1, cfg.prefix_ms // FRAME_MS))
+        self._prefix: deque[bytes] = deque(maxlen=max(1, cfg.prefix_max_ms // FRAME_MS - 1))
+        self._first_caller_ms: int | None = None  # see `_held_to_send`
         self._in_utterance = False  # the VAD is in MAYBE_SPEECH or SPEECH
         self._caller = False  # this utterance holds caller speech (not only echo)
         self._caller_ms = 0
@@ -186,6 +192,8 @@ class TurnPolicy:
         unconfirmed = (vad.is_speech and maybe_caller and self.echo.weak_evidence
                        and self.residual is not None and not self.residual.is_speech)
         if vad.is_speech and maybe_caller:
+            if self._first_caller_ms is None:
+                self._first_caller_ms = self._audio_ms
             if not self._caller_ms and not self._held_ms:
                 if not in_window or self.echo.heard_on_level:
                     self._caller_ms = vad.onset_lead_ms  # see EchoGuard.heard_on_level
@@ -210,7 +218,8 @@ class TurnPolicy:
             if not self._caller and (not in_window or enough):
                 self._caller = True
                 if self._blocked:  # the held prefix goes out with it: count it as heard
-                    held_from = self._audio_ms - FRAME_MS * (1 + len(self._prefix))
+                    held = min(len(self._prefix), _HELD_AS_HEARD_MS // FRAME_MS)
+                    held_from = self._audio_ms - FRAME_MS * (1 + held)
                     self._caller_from_ms = min(self._caller_from_ms, held_from)
                 if in_window:
                     self._log_caller_over_echo()
@@ -331,18 +340,27 @@ class TurnPolicy:
                 return frame_ulaw
             # Speech that began under the echo window: send what was held back first,
             # it holds the first syllable.
-            prefix.append(frame_ulaw)
-            held = b"".join(prefix)
+            held = b"".join(islice(prefix, len(prefix) - self._held_to_send(), None))
             prefix.clear()
-            return held
+            return held + frame_ulaw
         prefix.append(frame_ulaw)
         self._blocked = self._blocked or self._in_utterance
         if self._log.isEnabledFor(logging.DEBUG):
             self._log.debug("[ECHO] blocking frame to OpenAI, VAD state kept")
         return b""
 
+    def _held_to_send(self) -> int:
+        """Return how many held frames go out with the caller: `prefix_ms` up to this
+        utterance's first frame that could be the caller, and all since: a quiet caller is
+        recognised up to 1.5 s late, and a fixed ring that long sends 1.3 s of our echo
+        before every barge-in (TurnConfig.prefix_ms)."""
+        first = self._audio_ms if self._first_caller_ms is None else self._first_caller_ms
+        frames = (self.config.prefix_ms + self._audio_ms - first) // FRAME_MS - 1  # -1: now
+        return max(0, min(len(self._prefix), frames))
+
     def _begin(self) -> None:
         self._in_utterance = True
+        self._first_caller_ms = None
         self._caller = False
         self._restart_caller_count()
         self._blocked = False
