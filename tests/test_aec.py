@@ -10,6 +10,7 @@ import numpy as np
 from mediasrv.audio import ULAW_DECODE, pcm16_to_ulaw
 from mediasrv.policy.aec import EchoCanceller
 from mediasrv.policy.aec_dsp import tail_beyond
+from mediasrv.policy.echo_path import PathMoveWatch
 
 BOT = Path(__file__).resolve().parent / "audio" / "speech" / "en_espeak_bot_prompt.wav"
 CALLER = BOT.with_name("en_asterisk_allison_tt-weasels.wav")
@@ -240,3 +241,27 @@ def test_no_filter_is_learned_from_a_spectrum_that_holds_a_frame_judged_the_call
     assert aec.learned_frames == learned
     aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=135, aec=aec, start=125)
     assert aec.learned_frames > learned
+
+
+def test_an_echo_moved_out_of_the_filters_span_is_seen_before_the_search_realigns() -> None:
+    # 160 -> 40 ms through a ring with a reflection: the delay search, smoothed, is slow
+    # to see the new delay; the residual's own correlation stands sharp there, where the
+    # filter models nothing, on looks in a row (echo_path.PathMoveWatch).
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=200)
+    watch, seen = PathMoveWatch(), []
+    for frame in range(201, 214):
+        echo_run(BAD_LINE, 10.0, frame, aec=aec, start=frame - 1, delay=40 * 8, learn=False)
+        seen.append(watch.seen(frame * TICK, aec))
+    assert aec.delay is not None and abs(aec.delay - DELAY) < 32  # not realigned yet
+    found = aec.residual_lag()
+    assert found is not None and abs(found.delay - 40 * 8) < 16
+    assert aec.response_at(found.delay) < 0.1
+    assert any(seen)
+
+
+def test_the_filter_models_the_echo_it_learned_and_nothing_far_from_it() -> None:
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=200)
+    assert aec.delay is not None
+    assert aec.response_at(aec.delay) > 0.5
+    assert aec.response_at(aec.delay + 80 * 8) < 0.1  # inside the span, no echo there
+    assert aec.response_at(aec.delay - 120 * 8) == 0.0  # outside the span

@@ -271,6 +271,20 @@ def test_an_echo_path_moving_inside_the_filters_span_is_not_a_barge_in() -> None
     assert not {type(e) for _, e in events} & {UtteranceStarted, BargeIn, EndOfUtterance}
 
 
+# A hybrid's ring and its reflection 30 ms later, 6 dB down.
+REFLECTED = np.concatenate([HYBRID, np.zeros(240)]) + np.concatenate([np.zeros(240), HYBRID / 2])
+REFLECTED /= np.abs(np.fft.rfft(REFLECTED, 512)).max()
+
+
+def test_an_echo_path_moving_out_of_the_filters_span_is_not_a_barge_in() -> None:
+    # 160 -> 40 ms, 5.2 s into the prompt, through a path with a reflection: the delay
+    # search, smoothed, sees the new delay only ~0.45 s later, and the residual (the moved
+    # echo, too spread for the coherence veto's 32 ms segments) barged in after 160 ms.
+    # It follows what we sent at 40 ms, sharply, where the filter models nothing.
+    events, _, _ = Call(echo_loss_db=10.0, path=REFLECTED, moved=(260, 40 * 8)).run(cancelling())
+    assert not {type(e) for _, e in events} & {UtteranceStarted, BargeIn, EndOfUtterance}
+
+
 @pytest.mark.parametrize("level_db", [0.0, -20.0])
 def test_a_caller_over_a_stable_path_barges_in_after_barge_in_min_ms(level_db: float) -> None:
     # Louder than any echo of this path, or heard only on the canceller's residual: 100 ms

@@ -1,10 +1,14 @@
-"""The per-call echo return loss bound, learned from echo-only frames. Pure."""
+"""The per-call echo return loss bound, learned from echo-only frames, and the watch for
+an echo path that moved. Pure."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 
-from mediasrv.policy.echo_path import EchoPathBound
+from mediasrv.policy.aec import EchoCanceller, ResidualLag
+from mediasrv.policy.echo_path import EchoPathBound, PathMoveWatch
 
 
 def learned(samples: list[float], sent: float = -3.0) -> EchoPathBound:
@@ -47,3 +51,48 @@ def test_reset_returns_to_the_conservative_start_and_relearns() -> None:
         bound.learn(-3.0, -13.0)
     assert bound.bound_db == pytest.approx(7.0)
 
+
+
+class FakeCanceller:
+    """What `PathMoveWatch` reads of the canceller: its delay, where the residual follows
+    what we sent, and how much of an echo the filter models there."""
+
+    def __init__(self, found: ResidualLag, response: float = 0.0) -> None:
+        self.delay: int | None = 160 * 8
+        self.found = found
+        self.response = response
+
+    def residual_lag(self) -> ResidualLag:
+        return self.found
+
+    def response_at(self, delay: int) -> float:
+        return self.response
+
+
+def looks(aec: FakeCanceller, times: list[float]) -> list[bool]:
+    watch = PathMoveWatch()
+    return [watch.seen(now, cast(EchoCanceller, aec)) for now in times]
+
+
+def test_the_residual_sharp_twice_where_the_filter_models_nothing_is_a_moved_path() -> None:
+    # 160 -> 40 ms: the delay search (smoothed) does not see it yet, the residual does.
+    aec = FakeCanceller(ResidualLag(delay=40 * 8, search=3.0, own=8.0))
+    # Held for 0.5 s after; two looks too far apart are not "again".
+    assert looks(aec, [1.0, 1.02, 1.5, 1.8]) == [False, True, True, False]
+
+
+def test_the_residual_sharp_once_is_not_a_moved_path() -> None:
+    # A caller's residual stands that sharp at some lag now and then, not at it again.
+    aec = FakeCanceller(ResidualLag(delay=40 * 8, search=3.0, own=9.5))
+    assert looks(aec, [1.0, 1.2]) == [False, False]
+
+
+def test_the_residual_sharp_where_the_filter_models_a_reflection_is_not_a_moved_path() -> None:
+    aec = FakeCanceller(ResidualLag(delay=220 * 8, search=3.0, own=10.0), response=0.4)
+    assert looks(aec, [1.0, 1.02, 1.04]) == [False, False, False]
+
+
+def test_the_residual_sharp_under_20_ms_is_not_a_moved_path() -> None:
+    # No phone line returns an echo that soon; callers' residuals stood up to 11.6 there.
+    aec = FakeCanceller(ResidualLag(delay=8, search=3.0, own=11.0))
+    assert looks(aec, [1.0, 1.02, 1.04]) == [False, False, False]

@@ -37,6 +37,8 @@ power on frames judged echo), whether this frame's estimate matched an echo that
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import numpy.typing as npt
 
@@ -47,6 +49,7 @@ from mediasrv.policy.aec_dsp import (
     SlotRing,
     Spectra,
     best_lag,
+    gcc_peak,
     msc,
     phone_band,
     read_only,
@@ -117,6 +120,14 @@ _REANCHOR_SLOTS = 1  # inbound count vs clock: more than a frame apart, restart 
 _ZERO_FRAME = np.zeros(FRAME, dtype=np.float32)  # the estimate while no delay is known
 
 
+class ResidualLag(NamedTuple):
+    """Where the residual follows what we sent best (`EchoCanceller.residual_lag`)."""
+
+    delay: int  # echo delay, samples
+    search: float  # the delay search's smoothed correlation there, over its RMS
+    own: float  # the residual's own correlation there, over its RMS (~4: nothing of ours)
+
+
 class EchoCanceller:
     """Estimate and subtract the echo of what we sent from each inbound frame."""
 
@@ -142,6 +153,7 @@ class EchoCanceller:
         self._sxx = np.zeros(_WIN // 2 + 1, dtype=np.float64)
         self._syx = np.zeros(_WIN // 2 + 1, dtype=np.complex128)
         self._hf = np.zeros(_CONV // 2 + 1, dtype=np.complex128)  # the filter, transformed
+        self._h = np.zeros(taps)  # ... and as taps (echo delays from `delay - _PRE` on)
         self._learned = 0  # frames of spectra behind the filter since the last reset
         self._caller_slot = -_WIN_SLOTS  # the last inbound slot judged the caller
         self._spec: tuple[npt.NDArray[np.complex128], npt.NDArray[np.complex128]] | None = None
@@ -286,7 +298,7 @@ class EchoCanceller:
         self._syx += (1 - keep) * fy * np.conj(fx)
         self._learned += _UPDATE_EVERY
         reg = 1e-3 * float(self._sxx.mean()) + 1e-12
-        h = np.fft.irfft(self._syx / (self._sxx + reg), _WIN)[: self.taps]
+        self._h = h = np.fft.irfft(self._syx / (self._sxx + reg), _WIN)[: self.taps]
         self._hf = np.fft.rfft(h, _CONV)
         self._tail = tail_beyond(h)
 
@@ -329,27 +341,40 @@ class EchoCanceller:
                                                                      _RECENT_LEN),))
         return explained[0] if explained else 0.0
 
-    def residual_lag(self) -> tuple[int, float] | None:
-        """Return where the last 256 ms of the residual follow what we sent best: (echo
-        delay in samples, how sharply the delay search's own smoothed correlation of the
-        inbound stands there, over its RMS); None before a delay is known.
+    def residual_lag(self) -> ResidualLag | None:
+        """Return where the last 256 ms of the residual follow what we sent best, and how
+        sharply the delay search's smoothed correlation of the inbound and the residual's
+        own stand there; None before a delay is known.
 
         A caller is not correlated with what we sent: the residual's best lag is then
         anywhere, and the delay search, which hears the inbound, sees little there. After
         the path moved to a delay inside the filter's span, the search sees the new delay
         but keeps the filter (a ringing path's peak hops inside it too), which re-learns
         the new response over seconds: meanwhile the residual's best lag is the new delay,
-        and the search's correlation stands sharp there.
+        and the search's correlation stands sharp there. After it moved out of the span,
+        the search is slow to see it (its smoothing), the residual's own correlation not.
         """
         if self.delay is None:
             return None
         end = (self._in_slot + 1) * FRAME
         n, lag = _GCC_LEN, self.max_lag
         x = self._ref.read(end - n - lag, n + lag)
-        best = lag - self._best_lag(self._res.read(end - n, n), np.fft.rfft(x, self._nfft))
-        cc = self._cc  # indexed by delay
+        k, own = gcc_peak(self._res.read(end - n, n), np.fft.rfft(x, self._nfft), self._nfft,
+                          self._band, lag)
+        best, cc = lag - k, self._cc  # indexed by delay
         rms = float(np.sqrt(np.mean(cc * cc))) + 1e-12
-        return best, float(cc[max(best - 2, 0) : best + 3].max()) / rms
+        return ResidualLag(best, float(cc[max(best - 2, 0) : best + 3].max()) / rms, own)
+
+    def response_at(self, delay: int) -> float:
+        """Return the filter's largest tap within `_PRE` of echo delay `delay`, over its
+        largest tap: how much of an echo there it models (0 outside its span)."""
+        if self.delay is None:
+            return 0.0
+        t = delay - self.delay + _PRE
+        peak = float(np.abs(self._h).max())
+        if not 0 <= t < self.taps or peak <= 0.0:
+            return 0.0
+        return float(np.abs(self._h[max(t - _PRE, 0) : t + _PRE + 1]).max()) / peak
 
     def _explained_by_reference(self, end: int, signals: tuple[Floats, ...]) -> list[float]:
         """Return each signal's coherence with what we sent, at the best candidate lag:
@@ -410,6 +435,7 @@ class EchoCanceller:
         self._sxx[:] = 0.0
         self._syx[:] = 0.0
         self._hf[:] = 0.0
+        self._h[:] = 0.0
         self._learned = 0
         self._erle = 0.0
         self._echo_avg = 0.0

@@ -119,9 +119,19 @@ SEG_BAND = read_only(band(np.fft.rfftfreq(COH_SEG, 1 / 8000), 300.0, 3400.0))
 def best_lag(r: Floats, x_spec: Spectra, nfft: int, weights: Floats, max_lag: int) -> int:
     """Return k maximising the phase-weighted correlation sum_i r[i] x[i + k] (GCC-PHAT,
     `x_spec` the reference's transform, `weights` the band)."""
+    return gcc_peak(r, x_spec, nfft, weights, max_lag)[0]
+
+
+def gcc_peak(
+    r: Floats, x_spec: Spectra, nfft: int, weights: Floats, max_lag: int
+) -> tuple[int, float]:
+    """Return `best_lag`'s k and how sharply the correlation stands there (over its RMS
+    over lags 0 .. `max_lag`): about 4 for a signal not correlated with the reference."""
     cross = np.conj(np.fft.rfft(r, nfft)) * x_spec
     cross *= weights / (np.abs(cross) + 1e-12)
-    return int(np.argmax(np.fft.irfft(cross, nfft)[: max_lag + 1]))
+    cc = np.fft.irfft(cross, nfft)[: max_lag + 1]
+    k = int(np.argmax(cc))
+    return k, float(cc[k]) / (float(np.sqrt(np.mean(cc * cc))) + 1e-12)
 
 
 def segments(x: Floats) -> Spectra:

@@ -25,7 +25,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mediasrv.policy.aec import EchoCanceller
+    from mediasrv.policy.aec import EchoCanceller, ResidualLag
 
 _ACTIVE_SENT_DBFS = -40.0  # the bot was talking in the window: a frame is evidence
 _MAX_BOUND_DB = 60.0  # beyond this the inbound is line noise whatever we send
@@ -44,6 +44,22 @@ _SAFETY_DB = 3.0  # below the quantile, for peaks of the echo that the window ne
 # first frames after it to the barge-in it made 0.3-2.7 s later.
 _MOVED_SEARCH_SURE = 10.0
 _MOVED_APART = 32  # samples
+# An echo path that moved out of the filter's span, or to a delay inside it where the
+# filter models nothing (see `PathMoveWatch`): the residual's own correlation with what we
+# sent stands this sharp at its best lag, there, on two looks in a row at the same lag
+# (within `_MOVED_SAME` samples, `_MOVED_AGAIN_S` apart at most). Measured on the 2,550
+# frames callers over an echo were heard on weak evidence in (frame harness at 9bba3d9,
+# -10/-20 dB, handset and bad line, 580 runs, 30/30 ms transit): at such lags, once alone
+# up to 9.5, twice in a row never over 7.3 (7.0-7.3 three times, all at one lag of one
+# recording); at lags under 20 ms, where no echo comes back from a phone line, up to
+# 11.6; at the bad line's reflection, which the filter models, up to 10.3. On the moves
+# out of the span that barged in (scripts/bargein_eval.py --only moves, 80/35 ms transit;
+# tests/test_echo.py's `Call`): 7.2-10.6 from 40-160 ms after the move, then 8-14.
+_MOVED_OWN_SURE = 7.5
+_MOVED_SAME = 2
+_MOVED_AGAIN_S = 0.1
+_MOVED_MIN_DELAY = 160  # samples: 20 ms
+_MOVED_UNMODELLED = 0.1  # the filter's taps there under a tenth of its largest (-20 dB)
 # Weak evidence is no evidence for this long after the last frame that showed it.
 _MOVED_HOLD_S = 0.5
 
@@ -91,25 +107,47 @@ class EchoPathBound:
 
 
 class PathMoveWatch:
-    """Whether this call's echo path has just moved inside the canceller's filter span.
+    """Whether this call's echo path has just moved (and for `_MOVED_HOLD_S` after).
 
-    The residual follows what we sent best at a delay the delay search sees sharply too,
-    away from the filter's (`_MOVED_SEARCH_SURE`); and for `_MOVED_HOLD_S` after. The
+    Inside the canceller's filter span: the residual follows what we sent best at a delay
+    the delay search sees sharply too, away from the filter's (`_MOVED_SEARCH_SURE`). The
     search keeps the filter, which re-learns the new response over seconds; the residual
     is our moved echo meanwhile, and weak evidence is no evidence (`EchoGuard.judge`).
     The 120 ms of `EchoGuard.path_unsure` and the coherence veto did not cover it: 3 + 4
     of the 198 moves of scripts/bargein_eval.py barged in (160 -> 200 ms), 0.7-1.2 s
-    after the move. Pure: time comes in as `now`.
+    after the move.
+
+    Out of the span (or to where the filter models nothing): the search, smoothed over
+    ~0.4 s, sees the new delay only 0.3-0.5 s later, and meanwhile the residual is the
+    moved echo -- through a path with a reflection, too spread for the coherence veto's
+    32 ms segments (0.25-0.6). The residual's own correlation stands sharp at the new
+    delay, on two looks in a row (`_MOVED_OWN_SURE`): 1 + 4 of those moves barged in at
+    80/35 ms transit, 125-245 ms after the move. Pure: time comes in as `now`.
     """
 
     def __init__(self) -> None:
         self._until = -math.inf
+        self._unmodelled: tuple[int, float] | None = None  # (delay, now) of the last look
 
     def seen(self, now: float, aec: EchoCanceller | None) -> bool:
         """Look at the canceller's residual now; tell whether the path moved lately."""
         found = None if aec is None else aec.residual_lag()
         if aec is not None and aec.delay is not None and found is not None:
-            lag, support = found
-            if support >= _MOVED_SEARCH_SURE and abs(lag - aec.delay) > _MOVED_APART:
+            unmodelled = self._unmodelled_again(now, aec, found)
+            apart = abs(found.delay - aec.delay) > _MOVED_APART
+            if apart and (found.search >= _MOVED_SEARCH_SURE or unmodelled):
                 self._until = now + _MOVED_HOLD_S
         return now < self._until
+
+    def _unmodelled_again(self, now: float, aec: EchoCanceller, found: ResidualLag) -> bool:
+        """Tell whether the residual is our echo at a delay the filter does not model, as
+        on the last look: a caller's residual stands that sharp at some lag now and then,
+        but not at the same lag again."""
+        last = self._unmodelled
+        self._unmodelled = None
+        if (found.own < _MOVED_OWN_SURE or found.delay < _MOVED_MIN_DELAY
+                or aec.response_at(found.delay) >= _MOVED_UNMODELLED):
+            return False
+        self._unmodelled = (found.delay, now)
+        return (last is not None and abs(found.delay - last[0]) <= _MOVED_SAME
+                and now - last[1] <= _MOVED_AGAIN_S)
