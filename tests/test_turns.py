@@ -11,6 +11,7 @@ from test_vad import ScriptedClassifier
 
 from mediasrv.audio import pcm16_to_ulaw
 from mediasrv.errors import ConfigError
+from mediasrv.policy.echo import EchoGuard
 from mediasrv.policy.endturn import EndTurnConfig, TurnEnd
 from mediasrv.policy.turns import (
     BargeIn,
@@ -174,6 +175,21 @@ def test_on_weak_evidence_caller_frames_scattered_by_two_frames_need_120_ms(
     judged_as(policy, "residual", True, caller_frames=set(range(20)) - set(range(7, 7 + missing)))
     events, _ = run(policy, [LOUD] * 20, ai_playing=True)
     assert [e.speech_ms for _, e in events if isinstance(e, BargeIn)] == [needed_ms]
+
+
+@pytest.mark.parametrize("trusted,barges_in", [(False, False), (True, True)])
+def test_over_a_trusted_canceller_the_residual_s_classifier_can_hear_the_caller(
+    monkeypatch: pytest.MonkeyPatch, trusted: bool, barges_in: bool
+) -> None:
+    # The VAD's classifier stays under its threshold (0.3) on a quiet caller that the
+    # residual's scores 0.9; before the canceller is trusted its residual still holds our
+    # echo, and its classifier's score is no evidence.
+    monkeypatch.setattr(EchoGuard, "trusted", property(lambda self: trusted))
+    policy = TurnPolicy(TurnConfig(), classifier=ScriptedClassifier([0.3]),
+                        residual_classifier=ScriptedClassifier([0.9]))
+    judged_as(policy, "level", False)
+    events, _ = run(policy, [LOUD] * 20, ai_playing=True)
+    assert any(isinstance(e, BargeIn) for _, e in events) is barges_in
 
 
 @pytest.mark.parametrize("residual,barges_in", [(0.05, False), (0.3, True)])

@@ -163,6 +163,16 @@ def test_a_classifier_hovering_under_its_threshold_earns_no_lead() -> None:
     assert leads([0.4] * 5 + [0.51])[-1] == 60  # 100 ms (onset_ms) is still an onset
 
 
+@pytest.mark.parametrize("second,speech", [(0.0, False), (0.9, True)])
+def test_a_sure_second_opinion_makes_a_frame_speech(second: float, speech: bool) -> None:
+    # Two silero states on one residual disagreed for up to 600 ms (0.1-0.4 against 0.9).
+    vad = Vad(classifier=ScriptedClassifier([0.3]))
+    x = TONE.astype(np.float32) / 32768
+    for i in range(3):
+        vad.feed_float(x, (i + 1) * TICK, second_opinion=second)
+    assert vad.is_speech is speech
+
+
 def test_config_error_names_the_lead_settings() -> None:
     with pytest.raises(ConfigError, match="lead_threshold"):
         VadConfig(lead_threshold=0.6)

@@ -177,7 +177,8 @@ class Vad:
         self.level_dbfs = _FLOOR_DBFS  # of the last frame, for callers that also need it
         self.floor_dbfs = cfg.floor_init_dbfs
         self.is_speech = False  # the last frame's verdict
-        self._prob = 0.0
+        self._prob = 0.0  # the frame's score: the classifier's, or a surer second opinion
+        self._own = 0.0  # the classifier's latest window score
         self._x: npt.NDArray[np.float32] = np.empty(FRAME_MS * 8, dtype=np.float32)  # reused
         self._normalised = LevelNormaliser()
         self._rise = cfg.floor_rise_db_per_s * FRAME_MS / 1000.0
@@ -194,12 +195,17 @@ class Vad:
         return self.feed_float(x, now)
 
     def feed_float(
-        self, x: npt.NDArray[np.float32], now: float, masked_dbfs: float = _FLOOR_DBFS
+        self, x: npt.NDArray[np.float32], now: float, masked_dbfs: float = _FLOOR_DBFS,
+        second_opinion: float = 0.0,
     ) -> VadEvent | None:
         """Take one 20 ms frame of floats in [-1, 1) (e.g. echo-cancelled audio).
 
         `masked_dbfs`: a level the frame must exceed to be active, besides the noise floor
         (what an echo canceller is known to leave of our own speech: not the caller's).
+        `second_opinion`: another state's latest score of the same audio (the turn policy's
+        `ResidualSpeech`); the frame's probability is the surer of the two. Silero's score
+        of an onset depends on where its 32 ms windows fall and on what its state heard
+        before, so two states on one residual can disagree for hundreds of ms.
         """
         power = float(np.dot(x, x)) / x.size
         level = 10.0 * math.log10(power) if power > 1e-12 else _FLOOR_DBFS
@@ -212,7 +218,8 @@ class Vad:
         )
         prob = self._classifier.push(self._normalised(x, level), active)
         if prob is not None:
-            self._prob = prob
+            self._own = prob
+        self._prob = max(self._own, second_opinion)
         limit = cfg.neg_threshold if self.state is VadState.SPEECH else cfg.threshold
         speech = active and self._prob >= limit
         self.is_speech = speech
@@ -222,15 +229,20 @@ class Vad:
 
     @property
     def probability(self) -> float:
-        """Return the classifier's latest speech probability."""
+        """Return the latest frame's speech probability (with any second opinion)."""
         return self._prob
+
+    @property
+    def own_probability(self) -> float:
+        """Return this VAD's classifier's latest score, without the second opinion."""
+        return self._own
 
     def feed_gap(self, ms: int, now: float) -> VadEvent | None:
         """Count `ms` of missing frames as silence (Twilio may omit silent frames)."""
         if ms <= 0:
             return None
         self._classifier.reset()
-        self._prob = 0.0
+        self._prob = self._own = 0.0
         self.is_speech = False
         self._lead_ms = self.onset_lead_ms = 0
         return self._step(False, ms, now)
