@@ -51,6 +51,7 @@ from mediasrv.policy.aec_dsp import (
     best_lag,
     gcc_peak,
     msc,
+    phat_correlation,
     phone_band,
     read_only,
     segments,
@@ -409,10 +410,9 @@ class EchoCanceller:
         if not self._ref.written_since(span) or self._ref.power(span, n + lag) <= _ACTIVE:
             return  # nothing sent in the search span: no evidence, keep what we know
         x = self._ref.read(end - n - lag, n + lag)
-        cross = np.conj(np.fft.rfft(y, self._nfft)) * np.fft.rfft(x, self._nfft)
-        cross *= self._band / (np.abs(cross) + 1e-12)
         # cc[k] = sum_i y[i] x[i + k]: the echo delay is lag - k.
-        cc = np.fft.irfft(cross, self._nfft)[lag::-1].astype(np.float32)
+        cc = phat_correlation(y, np.fft.rfft(x, self._nfft), self._nfft,
+                              self._band)[lag::-1].astype(np.float32)
         self._cc *= _GCC_KEEP
         self._cc += cc
         best = int(np.argmax(self._cc))

@@ -116,6 +116,16 @@ SEG_WINDOW = read_only(np.hanning(COH_SEG).astype(np.float32))
 SEG_BAND = read_only(band(np.fft.rfftfreq(COH_SEG, 1 / 8000), 300.0, 3400.0))
 
 
+def phat_correlation(
+    r: Floats, x_spec: Spectra, nfft: int, weights: Floats
+) -> npt.NDArray[np.float64]:
+    """Return the phase-weighted (PHAT) correlation c[k] = sum_i r[i] x[i + k] over the
+    band `weights`, `x_spec` the reference's transform (circular over `nfft`)."""
+    cross = np.conj(np.fft.rfft(r, nfft)) * x_spec
+    cross *= weights / (np.abs(cross) + 1e-12)
+    return np.fft.irfft(cross, nfft)
+
+
 def best_lag(r: Floats, x_spec: Spectra, nfft: int, weights: Floats, max_lag: int) -> int:
     """Return k maximising the phase-weighted correlation sum_i r[i] x[i + k] (GCC-PHAT,
     `x_spec` the reference's transform, `weights` the band)."""
@@ -127,9 +137,7 @@ def gcc_peak(
 ) -> tuple[int, float]:
     """Return `best_lag`'s k and how sharply the correlation stands there (over its RMS
     over lags 0 .. `max_lag`): about 4 for a signal not correlated with the reference."""
-    cross = np.conj(np.fft.rfft(r, nfft)) * x_spec
-    cross *= weights / (np.abs(cross) + 1e-12)
-    cc = np.fft.irfft(cross, nfft)[: max_lag + 1]
+    cc = phat_correlation(r, x_spec, nfft, weights)[: max_lag + 1]
     k = int(np.argmax(cc))
     return k, float(cc[k]) / (float(np.sqrt(np.mean(cc * cc))) + 1e-12)
 
