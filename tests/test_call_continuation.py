@@ -32,6 +32,22 @@ def test_a_commit_inside_the_callers_utterance_leaves_the_rest_to_the_next_commi
         h.rt.expect("response.create")  # the continuation is answered
 
 
+def test_a_commit_as_the_caller_begins_is_not_answered_and_their_turn_is() -> None:
+    # The held prefix that goes out with the caller's first frames carried our greeting's
+    # echo and a pause in it: the server's VAD ended a "turn" on them the moment our VAD
+    # recognised the caller (scripts/scenarios.py --issue9, server mode, handset line).
+    # Answered, it played over the caller for 4 s.
+    with running_call() as h:
+        push(h, speech_frames())  # recognised; the clock has not moved on
+        committed(h, "u1")
+        h.sync()
+        assert "response.create" not in h.rt.sent_types()
+        h.clock.advance(0.02 * len(speech_frames()))
+        talk(h, [SILENT] * 40)  # the caller stops
+        committed(h, "u2")
+        h.rt.expect("response.create")  # their own turn is answered
+
+
 def test_a_commit_after_the_callers_utterance_was_answered_is_not_the_callers() -> None:
     with running_call() as h:
         talk(h, speech_frames() + [SILENT] * 40)  # the caller speaks and stops

@@ -1,6 +1,14 @@
 """The response ledger, pure: requests, deferral, playing, barge-in plans, reconnects."""
 
-from mediasrv.policy.ledger import BargeInPlan, Defer, Play, ResponseLedger, Send, Superseded
+from mediasrv.policy.ledger import (
+    COMMIT_BEFORE_CALLER_S,
+    BargeInPlan,
+    Defer,
+    Play,
+    ResponseLedger,
+    Send,
+    Superseded,
+)
 
 
 def created(ledger: ResponseLedger, purpose: str, rid: str) -> None:
@@ -125,19 +133,30 @@ def test_the_wait_reason_names_what_the_caller_waits_for():
 
 def test_server_commits_take_the_caller_speech_heard_since_the_last_one():
     ledger = ResponseLedger()
-    assert not ledger.take_caller_speech()
-    ledger.caller_spoke()
+    assert not ledger.take_caller_speech(1.0)
+    ledger.caller_spoke(1.0)
     ledger.caller_stopped()
-    assert ledger.take_caller_speech() and not ledger.take_caller_speech()
+    assert ledger.take_caller_speech(2.0) and not ledger.take_caller_speech(2.5)
 
 
 def test_a_server_commit_inside_the_callers_utterance_leaves_it_to_the_next_commit():
     ledger = ResponseLedger()
-    ledger.caller_spoke()
-    assert ledger.take_caller_speech()  # the server's VAD ended a turn at a pause...
+    ledger.caller_spoke(1.0)
+    assert ledger.take_caller_speech(2.0)  # the server's VAD ended a turn at a pause...
     ledger.caller_stopped()  # ...that our VAD held: the utterance went on past it
-    assert ledger.take_caller_speech()  # the continuation's commit is the caller's too
-    assert not ledger.take_caller_speech()
+    assert ledger.take_caller_speech(3.0)  # the continuation's commit is the caller's too
+    assert not ledger.take_caller_speech(3.5)
+
+
+def test_a_server_commit_as_the_caller_begins_is_not_their_turn():
+    # The backend's VAD ended a "turn" on audio before the caller (our echo in the held
+    # prefix, then a pause of the greeting) 2 ms after our VAD recognised the caller.
+    ledger = ResponseLedger()
+    ledger.caller_spoke(1.000)
+    assert not ledger.take_caller_speech(1.002)
+    assert not ledger.take_caller_speech(1.000 + COMMIT_BEFORE_CALLER_S - 0.01)
+    ledger.caller_stopped()  # the caller's turn, committed when it ends, is answered
+    assert ledger.take_caller_speech(4.0)
 
 
 def test_an_answer_not_created_yet_is_cancelled_once_created_when_a_newer_answer_waits():

@@ -281,7 +281,9 @@ class Call:
         if isinstance(event, UtteranceStarted):
             with core.lock:
                 core.supervisor.caller_started(now)
-                core.ledger.caller_spoke()
+                # The clock, not the frame's capture time: server commits are timed on
+                # arrival, and a backlogged rx loop must not age the utterance.
+                core.ledger.caller_spoke(core.clock.now())
         elif isinstance(event, BargeInEvent):
             if not self.config.server_turns:
                 self._barge_in.trigger("local_vad", now, speech_ms=event.speech_ms)

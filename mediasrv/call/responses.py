@@ -178,7 +178,7 @@ class Responses:
             if core.config.server_turns:
                 self._barge_in.trigger("server_vad", now)
         elif isinstance(ev, base.CallerTurnCommitted):
-            self._on_committed()
+            self._on_committed(now)
         elif isinstance(ev, base.ToolCallsReady):
             self.tools.on_tool_calls(ev, now)
         else:
@@ -270,14 +270,18 @@ class Responses:
         core.log.info("[AUDIO_DONE] %s: all its audio is queued", response_id)
         core.wake()
 
-    def _on_committed(self) -> None:
+    def _on_committed(self, now: float) -> None:
         core = self._core
         if not core.config.server_turns:
             return
         with core.lock:
-            heard = core.ledger.take_caller_speech()
+            heard = core.ledger.take_caller_speech(now)
+            just_began = core.ledger.caller_just_began(now)
         if heard:
             self.request("answer")
+        elif just_began:
+            core.log.info("[UTT] SKIPPED: the server ended a turn as the caller began "
+                          "(what it ended came before them): their turn is the next commit")
         else:
             core.log.info("[UTT] SKIPPED: server turn without local speech (noise or echo)")
 

@@ -30,6 +30,15 @@ from dataclasses import dataclass
 RESUMABLE = ("greeting", "idle_prompt", "goodbye")
 # A deferred request is replaced by a later one of at least its rank.
 _RANK = {"answer": 1, "idle_prompt": 1, "greeting": 1, "after_tool": 1, "goodbye": 2}
+# A server commit this soon after our VAD recognised the caller, while they still talk, did
+# not end *their* turn: a server VAD commits after the turn's speech and then its end
+# silence (at least 500 ms for `server_vad`), so what it ended came before the caller.
+# Seen end to end (scripts/scenarios.py --issue9, server mode, a caller 1.15 s into the
+# greeting on the handset line): the held prefix sent with the caller's first frames
+# carried our greeting's echo and then the greeting's pause, the backend's VAD ended a
+# "turn" on them 1-3 ms after our barge-in, and an answer played over the caller for 4 s.
+# 300 ms leaves room for the round trip to the real API.
+COMMIT_BEFORE_CALLER_S = 0.3
 # Responses of our own pre-rendered prompts: the backend never heard of them.
 LOCAL_PREFIX = "local_"
 
@@ -114,6 +123,7 @@ class ResponseLedger:
         self._holding = False
         self._caller_speech = False  # our VAD heard the caller since the last server commit
         self._caller_speaking = False  # ... and its utterance has not ended yet
+        self._spoke_at = 0.0  # when our VAD recognised the caller's current utterance
 
     # --- requests --------------------------------------------------------------------
 
@@ -226,19 +236,30 @@ class ResponseLedger:
         resume, self._resume = self._resume, None
         return SessionStart(self._sessions == 1, resume)
 
-    def caller_spoke(self) -> None:
+    def caller_spoke(self, now: float) -> None:
         self._caller_speech = self._caller_speaking = True
+        self._spoke_at = now
 
     def caller_stopped(self) -> None:
         self._caller_speaking = False
 
-    def take_caller_speech(self) -> bool:
-        """Tell whether our VAD heard the caller since the last call (server-mode commits)."""
-        # A commit inside our utterance (the server's VAD ended a turn at a pause our VAD
-        # held) leaves the rest of it to the next commit: the continuation is the caller's
-        # too, and without it the caller heard an answer cut off and then none.
+    def take_caller_speech(self, now: float) -> bool:
+        """Tell whether a server-mode commit at `now` ends a turn our VAD heard the caller in.
+
+        A commit inside our utterance (the server's VAD ended a turn at a pause our VAD
+        held) leaves the rest of it to the next commit: the continuation is the caller's
+        too, and without it the caller heard an answer cut off and then none. A commit
+        within `COMMIT_BEFORE_CALLER_S` of the utterance's start ended something before
+        the caller (see there): not answered, and the caller's speech waits for the next.
+        """
+        if self.caller_just_began(now):
+            return False
         heard, self._caller_speech = self._caller_speech, self._caller_speaking
         return heard
+
+    def caller_just_began(self, now: float) -> bool:
+        """Tell whether the caller's utterance began under `COMMIT_BEFORE_CALLER_S` ago."""
+        return self._caller_speaking and now - self._spoke_at < COMMIT_BEFORE_CALLER_S
 
     # --- queries -------------------------------------------------------------------------
 
