@@ -57,7 +57,7 @@ def test_onset_rule_skips_a_readers_breathing_before_the_first_word() -> None:
 def test_one_tiny_cell_runs_and_prints_its_row(capsys: pytest.CaptureFixture[str]) -> None:
     callers = [c for c in holdout_eval.held_out_callers(-18.5) if "forever" in c.name]
     holdout_eval.report_callers(
-        lambda: TurnPolicy(TurnConfig()), callers, (0.0,), 60.0, Net(),
+        lambda: TurnPolicy(TurnConfig()), callers, (0.0,), True, Net(),
         {"prompts": {"greeting": prompt("greeting")}}, {"no echo": None})
     rows = capsys.readouterr().out.splitlines()
-    assert re.fullmatch(r"  caller +0 dB  no echo +prompts +detected +\d/1 .*", rows[-1])
+    assert re.fullmatch(r"  caller +0 dB  no echo +prompts +detected +\d/3 .*", rows[-1])
