@@ -10,9 +10,9 @@ bargein_eval's own tally, onset and detection rules:
 - callers: the five LibriVox readers and pocketsphinx's "forever" (16 kHz, brought to
   the phone band by the emulator's loader: a 63-tap windowed-sinc low-pass at 3.6 kHz,
   then every second sample), and four stretches of pocketsphinx's conversational
-  telephone recording `chan3`; each normalised to the tuned callers' mean P.56 active
-  level (bargein_eval plays its callers as recorded, at -18.5 dBov on average), then
-  played at 0 / -10 / -20 dB;
+  telephone recording `chan3`; each recording normalised to the tuned callers' mean P.56
+  active level (bargein_eval plays its callers as recorded, at -18.5 dBov on average;
+  chan3 as one recording), then played at 0 / -10 / -20 dB;
 - lines: no echo and four echo paths with other delays, losses, tails, reflections and
   random responses (`HELD_OUT_LINES`, where each comes from below);
 - bot voices: the shipped prompts, and a voice the guard never heard: espeak-ng's
@@ -137,17 +137,21 @@ def speech_span(pcm: Floats) -> tuple[int, int]:
 
 
 def held_out_callers(level_dbov: float) -> list[Caller]:
-    """Return the held-out callers, each scaled to `level_dbov` (P.56 active level)."""
-    clips = [(p.stem.removeprefix("en_"), load_8k(p)[: int(CLIP_S * 8000)]) for p in WIDEBAND]
+    """Return the held-out callers, each recording scaled to `level_dbov` (P.56 active
+    level). chan3's stretches keep one gain, the whole conversation's: a stretch of
+    murmur 10 dB over the line's noise is all "active" to P.56 (12.41 s: -45.9 dBov,
+    97 % active), and scaling it alone would make a quiet moment a +27 dB shout."""
+    clips = []
+    for path in WIDEBAND:
+        pcm = load_8k(path)
+        clips.append((path.stem.removeprefix("en_"), pcm[: int(CLIP_S * 8000)],
+                       active_level_dbov(pcm)))
     chan3 = load_8k(CHAN3)
-    clips += [(f"chan3@{start:g}s", chan3[int(start * 8000) : int((start + n) * 8000)])
+    whole = active_level_dbov(chan3)
+    clips += [(f"chan3@{start:g}s", chan3[int(start * 8000) : int((start + n) * 8000)], whole)
               for start, n in CHAN3_STRETCHES]
-    callers = []
-    for name, pcm in clips:
-        span = speech_span(pcm)  # at the recorded level, before any gain
-        callers.append(Caller(name, pcm * 10 ** ((level_dbov - active_level_dbov(pcm)) / 20),
-                              span))
-    return callers
+    return [Caller(name, pcm * 10 ** ((level_dbov - level) / 20), speech_span(pcm))
+            for name, pcm, level in clips]  # the span at the recorded level
 
 
 def new_voice() -> bytes:
