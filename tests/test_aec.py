@@ -224,6 +224,18 @@ def test_a_caller_not_yet_detected_does_not_undo_the_measured_erle() -> None:
     assert before - aec.erle_db < 3.0
 
 
+def test_the_best_erle_outlasts_a_callers_onset_that_drags_the_erle_down() -> None:
+    # A caller talking over the bot's first seconds, not yet detected, is learned as echo
+    # and pulls the measured ERLE towards 0: the best ERLE since the filter was reset still
+    # says the canceller did remove our echo (echo.py `_cold` reads it).
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=150)
+    before = aec.erle_db
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=250, aec=aec, start=150,
+                   caller=caller_samples(0.0))
+    assert aec.erle_db < before - 6.0
+    assert aec.best_erle_db >= before
+
+
 def test_a_filter_shorter_than_the_tail_blocks_leaves_no_tail() -> None:
     assert tail_beyond(np.ones(512, dtype=np.float32)).size == 0
     aec = echo_run(np.ones(1), echo_loss_db=20.0, frames=100, aec=EchoCanceller(taps=512))

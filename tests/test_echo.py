@@ -324,6 +324,17 @@ def over_the_bot(caller_file: str, level_db: float, at_s: float, echo: EchoPath,
     return (start + first * 160) // 160, [k for k, _ in run.barge_ins]
 
 
+def test_a_caller_whose_onset_undid_the_cold_cancellers_erle_is_still_heard() -> None:
+    # Bad line, a caller 10 dB quieter from 1.1 s into the greeting: their first syllables,
+    # not yet speech to the VAD, taught the canceller (1 s of the bot, 4 dB of ERLE) as
+    # echo and took its ERLE to 0.1 dB. Read now, the cold start had ended: 1.3 s of
+    # speech the coherence judge called "not ours" (0.08-0.3) set aside, and the caller's
+    # turn was lost (bargein_eval.py --only after-caller). It removed our echo before.
+    onset, barge_ins = over_the_bot("speech/en_asterisk_allison_hello-world.wav", -10.0, 1.1,
+                                    BAD_LINE)
+    assert barge_ins and onset <= barge_ins[0]
+
+
 def test_a_quiet_caller_on_weak_evidence_needs_only_the_vads_own_threshold() -> None:
     # Handset line, a caller 10 dB quieter, 2.89 s into the greeting: heard in the bot's
     # pause at the echo's delay (weak evidence), where the classifier scores them

@@ -159,6 +159,7 @@ class EchoCanceller:
         self._caller_slot = -_WIN_SLOTS  # the last inbound slot judged the caller
         self._spec: tuple[npt.NDArray[np.complex128], npt.NDArray[np.complex128]] | None = None
         self._erle = 0.0
+        self.best_erle_db = 0.0  # the highest ERLE since the filter was last reset
         self._echo_avg = 0.0
         self._res_avg = 0.0
         self.echo_power = 0.0  # of the last frame's echo estimate
@@ -289,6 +290,7 @@ class EchoCanceller:
             self._echo_avg = keep * self._echo_avg + (1 - keep) * self.echo_power
             self._res_avg = keep * self._res_avg + (1 - keep) * residual
             self._erle = 10.0 * np.log10(self._echo_avg / max(self._res_avg, 1e-12))
+            self.best_erle_db = max(self.best_erle_db, self._erle)
         if self._spec is None or self._in_slot - self._caller_slot < _WIN_SLOTS:
             return
         fx, fy = self._spec
@@ -437,7 +439,7 @@ class EchoCanceller:
         self._hf[:] = 0.0
         self._h[:] = 0.0
         self._learned = 0
-        self._erle = 0.0
+        self._erle = self.best_erle_db = 0.0
         self._echo_avg = 0.0
         self._res_avg = 0.0
 

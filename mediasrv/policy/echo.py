@@ -371,11 +371,18 @@ class EchoGuard:
         return False
 
     def _cold(self, aec: EchoCanceller) -> bool:
-        """Tell whether this call's echo is still being learned (see `_COLD_FRAMES`)."""
+        """Tell whether this call's echo is still being learned (see `_COLD_FRAMES`).
+
+        "Measurably removes our echo" is its best ERLE since the filter was reset, not the
+        current one: a caller's first syllables, not yet speech to the VAD, are learned as
+        echo and drag that to 0, and the cold start then ended under them -- on the bad
+        line a -10 dB caller from 1.1 s into the greeting (1 s of the bot, 4 dB learned)
+        was set aside for all of their 1.3 s and never answered (bargein_eval.py
+        --only after-caller)."""
         if not self.path.learned:
             return True
         return (_TRUST_FRAMES <= aec.learned_frames < _COLD_FRAMES
-                and aec.erle_db >= _COLD_ERLE_DB)
+                and aec.best_erle_db >= _COLD_ERLE_DB)
 
     def _track_residual_floor(self) -> None:
         """Follow the floor of recent residuals; note whether this frame stands above it.
