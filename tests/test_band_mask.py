@@ -1,11 +1,15 @@
 """The echo mask by band: a residual under what the canceller leaves in total, above it in
-the bins where our echo is quiet."""
+the bins where our echo is quiet -- and our own echo, which must not pass it."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from mediasrv.emulator import catalogue
+from mediasrv.emulator.line import EchoPath, PathChange, Reflection
 from mediasrv.policy.band_mask import BandMask, tail_powers
+from mediasrv.policy.turns import TurnConfig, TurnPolicy
+from mediasrv.testing import frames
 
 RATE = 8000
 T = np.arange(256) / RATE
@@ -53,3 +57,17 @@ def test_our_echo_ringing_past_the_filter_in_those_bins_is_not_heard_by_band() -
     mask = mask_after_a_quiet_frame()
     mask.look(LEFT + CALLER)
     assert not mask.caller_in_bands(ESTIMATE, erle_db=20.0, tail=tail_powers(past, weights))
+
+
+def test_an_echo_path_that_moved_is_not_heard_by_band() -> None:
+    # 160 -> 100 ms through a path with a reflection, 5.2 s into the bot's long answer, at
+    # 80/35 ms transit (bargein_eval.py's moves section): 1.9 s on, the filter still half
+    # stale, our moved echo stood over the band mask in bins the stale estimate is quiet
+    # in, coherence 0.32 with what we sent -- more than a caller's -- and barged in by band.
+    net = frames.Net(80.0, 35.0)
+    move_at = frames.TICK + net.down_ms / 1000.0 + 5.2  # Twilio time of the move
+    before, after = (EchoPath(ms, 10.0, 12.0, Reflection(30.0, -6.0)) for ms in (160.0, 100.0))
+    line = catalogue.line_of(before, change=PathChange(move_at, after))
+    run = frames.simulate(lambda: TurnPolicy(TurnConfig()), frames.prompt("long_answer"),
+                          np.zeros(int((move_at + 3.0) * 8000)), line, net)
+    assert run.barge_ins == []

@@ -284,6 +284,8 @@ class EchoGuard:
             if level:
                 self.path.reset()  # our echo is louder than the bound: the path changed
             return False
+        if residual and not (level or at_delay) and self._ours_by_band():
+            return False
         if not level:
             if self._moved.seen(now, self.canceller):
                 # Nor is it learned from: it may be the caller too (learned from, hold
@@ -293,6 +295,19 @@ class EchoGuard:
             self._on_weak_evidence(cold=False)
         self.evidence = "level" if level else "level at the delay" if at_delay else "residual"
         return True
+
+    def _ours_by_band(self) -> bool:
+        """Tell whether the residual is the caller's only by band (`_caller_in_bands`) and
+        what we sent explains it more than a caller's (`_NOT_OURS`): under the broadband mask
+        the veto's 0.5 is too lenient. An echo path that moved 160 -> 100 ms (a reflection,
+        80/35 ms transit) left our echo in bins the stale estimate is quiet in, 1.9 s on,
+        coherence 0.32: it barged in by band (bargein_eval.py --only moves)."""
+        aec = self.canceller
+        if aec is None or not self._by_band or self.coherence is None:
+            return False
+        if aec.residual_power > self._expected_residual(aec):
+            return False  # over the broadband mask: not by band alone
+        return self.coherence[0] >= _NOT_OURS
 
     def _on_weak_evidence(self, cold: bool) -> None:
         """Note a caller verdict on weak evidence, and whether this call's echo path was
