@@ -243,22 +243,6 @@ class EchoCanceller:
             self.tail_power = float(np.dot(powers, self._tail))
         return residual
 
-    def recent(self, n: int) -> tuple[Floats, Floats]:
-        """Return the last `n` samples of the residual and of the echo estimate (n <= 320 ms)."""
-        end = (self._in_slot + 1) * FRAME
-        return self._res.read(end - n, n), self._est.read(end - n, n)
-
-    def tail_past(self) -> tuple[Floats, npt.NDArray[np.float64]] | None:
-        """Return what `tail_power` is made of for the last frame: the 20 ms blocks of what we
-        sent that ring on past the filter now (newest first, one a row) and each block's
-        weight; None when the filter rings on past nothing."""
-        if not self._tail.size or self.delay is None:
-            return None
-        n = self._tail.size
-        start = (self._in_slot + 1) * FRAME - (self.delay - _PRE)
-        past = self._ref.read(start - (TAIL_FROM + n) * FRAME, n * FRAME)
-        return past.reshape(n, FRAME)[::-1], self._tail
-
     def estimate_fits(self) -> bool:
         """Tell whether the recent echo estimate matches an echo the inbound really holds.
 

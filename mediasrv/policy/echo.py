@@ -39,7 +39,6 @@ import numpy.typing as npt
 
 from mediasrv.errors import ConfigError
 from mediasrv.policy.aec import EchoCanceller
-from mediasrv.policy.band_mask import LOOK_SAMPLES, BandMask, tail_powers
 from mediasrv.policy.echo_path import EchoPathBound, PathMoveWatch
 from mediasrv.policy.sent import SILENT_DBFS, RisingFloor, SentFrames
 
@@ -124,8 +123,6 @@ class EchoGuard:
         self._residual_floor = RisingFloor()  # the canceller's recent residuals
         self._over_residual_floor = True  # this frame's residual stands above that floor
         self._moved = PathMoveWatch()
-        self._bands = BandMask()
-        self._by_band = False  # this frame's residual: under the broadband mask, over it by band
 
     def on_sent(
         self, peak_dbfs: float, now: float, samples: npt.NDArray[np.float32] | None = None
@@ -153,23 +150,10 @@ class EchoGuard:
         if not self.in_window(now, ai_playing):
             aec.skip(now)  # keeps the inbound timeline continuous between bot turns
             self._cancelled_at = self.residual = None
-            self._by_band = False
             return frame
         self._cancelled_at = now
         self.residual = residual = aec.process(frame, now)
-        self._by_band = self.trusted and self._caller_in_bands(aec)
         return residual if self.trusted else frame
-
-    def _caller_in_bands(self, aec: EchoCanceller) -> bool:
-        """Tell whether a residual under the broadband mask stands above it by band
-        (`mediasrv.policy.band_mask`); the bins' floor follows every trusted frame."""
-        residual, estimate = aec.recent(LOOK_SAMPLES)
-        self._bands.look(residual)
-        if aec.residual_power > self._expected_residual(aec) or not self._bands.could_be_heard():
-            return False  # over the mask anyway, or too quiet to stand over it by band
-        past = aec.tail_past()
-        tail = None if past is None else tail_powers(*past)
-        return self._bands.caller_in_bands(estimate, aec.erle_db, tail)
 
     def gap(self, ms: int) -> None:
         """Count inbound audio that never came."""
@@ -226,10 +210,9 @@ class EchoGuard:
         return loudest - self.path.bound_db + self._margin_db
 
     def masked_dbfs(self) -> float:
-        """Return the residual level that our own echo may still reach in the last frame
-        (none when the residual stands over it by band: `_caller_in_bands`)."""
+        """Return the residual level that our own echo may still reach in the last frame."""
         aec = self.canceller
-        if aec is None or self._cancelled_at is None or not self.trusted or self._by_band:
+        if aec is None or self._cancelled_at is None or not self.trusted:
             return SILENT_DBFS
         return 10.0 * math.log10(max(self._expected_residual(aec), 1e-12))
 
@@ -284,8 +267,6 @@ class EchoGuard:
             if level:
                 self.path.reset()  # our echo is louder than the bound: the path changed
             return False
-        if residual and not (level or at_delay) and self._ours_by_band():
-            return False
         if not level:
             if self._moved.seen(now, self.canceller):
                 # Nor is it learned from: it may be the caller too (learned from, hold
@@ -295,19 +276,6 @@ class EchoGuard:
             self._on_weak_evidence(cold=False)
         self.evidence = "level" if level else "level at the delay" if at_delay else "residual"
         return True
-
-    def _ours_by_band(self) -> bool:
-        """Tell whether the residual is the caller's only by band (`_caller_in_bands`) and
-        what we sent explains it more than a caller's (`_NOT_OURS`): under the broadband mask
-        the veto's 0.5 is too lenient. An echo path that moved 160 -> 100 ms (a reflection,
-        80/35 ms transit) left our echo in bins the stale estimate is quiet in, 1.9 s on,
-        coherence 0.32: it barged in by band (bargein_eval.py --only moves)."""
-        aec = self.canceller
-        if aec is None or not self._by_band or self.coherence is None:
-            return False
-        if aec.residual_power > self._expected_residual(aec):
-            return False  # over the broadband mask: not by band alone
-        return self.coherence[0] >= _NOT_OURS
 
     def _on_weak_evidence(self, cold: bool) -> None:
         """Note a caller verdict on weak evidence, and whether this call's echo path was
@@ -438,9 +406,8 @@ class EchoGuard:
         if aec is None or self._cancelled_at is None or not self.trusted:
             return False
         noise = 10 ** ((noise_floor_dbfs + _OVER_NOISE_DB) / 10)
-        if aec.residual_power <= max(_RESIDUAL_FLOOR, noise) or not self._over_residual_floor:
-            return False
-        return aec.residual_power > self._expected_residual(aec) or self._by_band
+        return (aec.residual_power > max(self._expected_residual(aec), _RESIDUAL_FLOOR, noise)
+                and self._over_residual_floor)
 
     def _explained(self, weak_caller: bool) -> bool:
         """Tell whether what we sent explains the frame (residual, or inbound as a whole).
