@@ -10,7 +10,8 @@ and pure (time comes in as `now`):
    frame follows its predecessor directly unless the pacer paused (Twilio plays queued
    audio back to back), so the sender's scheduling jitter never misaligns the reference;
    inbound frames are counted (network jitter on their arrival time is irrelevant), and the
-   count is re-anchored to the clock only after a long stall.
+   count is re-anchored to the clock only after a long stall (`mediasrv.policy.aec_timeline`,
+   the canceller's base).
 2. **Bulk delay.** GCC-PHAT between the last 256 ms of inbound and the reference over lags
    0 .. `max_delay_ms`, smoothed over successive estimates, refreshed every 100 ms. Phase
    weighting makes the peak sharp for speech, and a caller talking over the echo only
@@ -46,7 +47,6 @@ from mediasrv.policy.aec_dsp import (
     FRAME,
     TAIL_FROM,
     Floats,
-    SlotRing,
     Spectra,
     best_lag,
     gcc_peak,
@@ -57,8 +57,8 @@ from mediasrv.policy.aec_dsp import (
     segments,
     tail_beyond,
 )
+from mediasrv.policy.aec_timeline import ACTIVE, Timelines
 
-_SHORT_RING = 16  # slots of residual and estimate kept (320 ms; coherence reads the last 160)
 # Analysis window of the filter estimate: 512 ms. Measured ERLE on a 30 ms ringing path with
 # a reflection 40 ms later (a 70 ms response): 18 dB with 256 ms windows, 25 dB with 512;
 # on a pure delay 31 dB either way.
@@ -106,7 +106,6 @@ _ERLE_KEEP = 0.9
 # 132 -> 138 of 145; a path that really got worse is still caught by the coherence veto).
 _ERLE_KEEP_WORSE = 0.97
 _ERLE_CAP = 4.0
-_ACTIVE = 1e-6  # frame power (of 1.0 full scale) below which the reference is silent
 # "Is this our echo?" is asked of the last 160 ms: magnitude-squared coherence over 9
 # half-overlapping 32 ms segments, bins weighted by the signal's amplitude. Measured on our
 # recordings (160 ms windows every 250 ms): callers p95 0.25, max 0.39; our echo p5 0.70
@@ -116,8 +115,6 @@ _ACTIVE = 1e-6  # frame power (of 1.0 full scale) below which the reference is s
 _COH_LEN = 1280
 # ... and over the last 100 ms of the residual only (`recent_coherence`): 5 segments.
 _RECENT_LEN = 800
-_FOLLOW_FRAMES = 3  # residual vs estimate correlation window (60 ms)
-_REANCHOR_SLOTS = 1  # inbound count vs clock: more than a frame apart, restart the count
 _ZERO_FRAME = np.zeros(FRAME, dtype=np.float32)  # the estimate while no delay is known
 
 
@@ -129,7 +126,7 @@ class ResidualLag(NamedTuple):
     own: float  # the residual's own correlation there, over its RMS (~4: nothing of ours)
 
 
-class EchoCanceller:
+class EchoCanceller(Timelines):
     """Estimate and subtract the echo of what we sent from each inbound frame."""
 
     def __init__(self, *, max_delay_ms: int = 400, taps: int = _TAPS) -> None:
@@ -137,11 +134,7 @@ class EchoCanceller:
             raise ValueError(f"taps={taps}: must be between 1 and {_CONV - FRAME + 1}")
         self.max_lag = max_delay_ms * 8 + _PRE
         self.taps = taps
-        self._ref = SlotRing()
-        self._in = SlotRing()
-        self._sent_slot = -1
-        self._sent_at = -1.0
-        self._in_slot = -1
+        super().__init__()  # the timelines (`mediasrv.policy.aec_timeline`)
         # Delay search: FFT long enough that the circular correlation never wraps.
         self._nfft = 1 << int(np.ceil(np.log2(2 * _GCC_LEN + self.max_lag)))
         self._band = phone_band(self._nfft)
@@ -172,38 +165,11 @@ class EchoCanceller:
         self.span_peak = 0.0
         self.residual_power = 0.0
         self.inbound_power = 0.0
-        self._res = SlotRing(_SHORT_RING)  # the residual on the inbound timeline
-        self._est = SlotRing(_SHORT_RING)  # and the echo estimate
 
     @property
     def erle_db(self) -> float:
         """Return the echo return loss enhancement achieved on recent echo-only frames."""
         return self._erle
-
-    def on_sent(self, x: Floats, now: float) -> None:
-        """Place one sent frame (floats, full scale 1.0) on the reference timeline."""
-        slot = round(now / 0.020)
-        # Back to back unless the pacer paused: Twilio plays its queue without gaps.
-        if self._sent_slot >= 0 and now - self._sent_at < 0.030:
-            slot = self._sent_slot + 1
-        slot = max(slot, self._sent_slot + 1)
-        self._ref.put(slot, x)
-        self._sent_slot, self._sent_at = slot, now
-
-    def gap(self, ms: int) -> None:
-        """Skip `ms` of inbound audio that never came (read as silence)."""
-        if self._in_slot >= 0:
-            self._in_slot += max(0, ms) // 20
-
-    def skip(self, now: float) -> None:
-        """Count one inbound frame that is not processed (outside the echo window)."""
-        self._advance(now)
-
-    def _advance(self, now: float) -> None:
-        clock = round(now / 0.020)
-        self._in_slot += 1
-        if self._in_slot <= 0 or abs(self._in_slot - clock) > _REANCHOR_SLOTS:
-            self._in_slot = clock
 
     def process(self, y: Floats, now: float) -> Floats:
         """Take one inbound frame (floats); return the residual: y minus the echo estimate."""
@@ -223,7 +189,7 @@ class EchoCanceller:
             return y
         start = end - (self.delay - _PRE)  # the reference sample aligned with `end`
         update = self._frames % _UPDATE_EVERY == 0
-        if update and self._ref.power(start - _WIN, _WIN) > _ACTIVE:
+        if update and self._ref.power(start - _WIN, _WIN) > ACTIVE:
             xs = self._ref.read(start - _WIN, _WIN) * self._window
             ys = self._in.read(end - _WIN, _WIN) * self._window
             self._spec = (np.fft.rfft(xs), np.fft.rfft(ys))
@@ -243,37 +209,6 @@ class EchoCanceller:
             self.tail_power = float(np.dot(powers, self._tail))
         return residual
 
-    def estimate_fits(self) -> bool:
-        """Tell whether the recent echo estimate matches an echo the inbound really holds.
-
-        Over the last 60 ms, the inbound's projection on the estimate: about 1 when the
-        estimate is right (a caller in the frames is not correlated with it), about 0 when
-        the echo path moved and the estimate is of an echo no longer there. Half-way is
-        the line.
-        """
-        end = (self._in_slot + 1) * FRAME
-        n = _FOLLOW_FRAMES * FRAME
-        e = self._est.read(end - n, n)
-        energy = float(np.dot(e, e))
-        if energy <= n * _ACTIVE * 1e-2:
-            return False
-        return float(np.dot(self._in.read(end - n, n), e)) > 0.5 * energy
-
-    def follows_estimate(self) -> float:
-        """Return |correlation| of the last 60 ms of residual with the echo estimate.
-
-        Near 1 when the echo path only changed its gain (louder or quieter, same shape):
-        the residual is then a scaled copy of the estimate. A caller is not correlated
-        with what we sent, so in double talk it stays small. Cheap: three frames.
-        """
-        end = (self._in_slot + 1) * FRAME
-        n = _FOLLOW_FRAMES * FRAME
-        r, e = self._res.read(end - n, n), self._est.read(end - n, n)
-        energy = float(np.dot(r, r)) * float(np.dot(e, e))
-        if energy <= (n * _ACTIVE * 1e-2) ** 2:
-            return 0.0
-        return abs(float(np.dot(r, e))) / float(np.sqrt(energy))
-
     def commit(self, caller: bool) -> None:
         """Learn from the frame just processed unless the caller was judged present (nor,
         for the filter, in the spectrum's window: `_WIN_SLOTS`)."""
@@ -282,7 +217,7 @@ class EchoCanceller:
             return
         if self.delay is None:
             return
-        if self.echo_power > _ACTIVE:
+        if self.echo_power > ACTIVE:
             # Measured with the filter that made this frame's estimate, before the update.
             left = self.echo_power * 10 ** (-self._erle / 10)  # what it is known to leave
             residual = min(self.residual_power, _ERLE_CAP * left)
@@ -384,7 +319,7 @@ class EchoCanceller:
         the GCC-PHAT peaks of each signal, and the known delay. Empty if nothing was sent."""
         n, lag = signals[0].shape[0], self.max_lag
         x = self._ref.read(end - n - lag, n + lag)
-        if float(np.dot(x, x)) <= (n + lag) * _ACTIVE * 1e-2:
+        if float(np.dot(x, x)) <= (n + lag) * ACTIVE * 1e-2:
             return []  # nothing sent: nothing of ours to hear
         spec = np.fft.rfft(x, self._nfft)
         lags = {self._best_lag(s, spec) for s in signals}
@@ -394,7 +329,7 @@ class EchoCanceller:
         return [self._best_msc(s, xs) for s in signals]
 
     def _best_msc(self, r: Floats, xs: list[Spectra]) -> float:
-        if float(np.dot(r, r)) <= r.shape[0] * _ACTIVE * 1e-2:
+        if float(np.dot(r, r)) <= r.shape[0] * ACTIVE * 1e-2:
             return 0.0  # digital silence: nothing to explain
         rs = segments(r)
         return max(msc(rs, seg) for seg in xs)
@@ -406,10 +341,10 @@ class EchoCanceller:
         n, lag = _GCC_LEN, self.max_lag
         # Cheapest first: on a quiet line (most frames of most calls) the inbound decides.
         y = self._in.read(end - n, n)
-        if float(np.dot(y, y)) / n <= _ACTIVE * 1e-2:
+        if float(np.dot(y, y)) / n <= ACTIVE * 1e-2:
             return
         span = end - n - lag
-        if not self._ref.written_since(span) or self._ref.power(span, n + lag) <= _ACTIVE:
+        if not self._ref.written_since(span) or self._ref.power(span, n + lag) <= ACTIVE:
             return  # nothing sent in the search span: no evidence, keep what we know
         x = self._ref.read(end - n - lag, n + lag)
         # cc[k] = sum_i y[i] x[i + k]: the echo delay is lag - k.

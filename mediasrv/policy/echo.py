@@ -18,7 +18,8 @@ after the last sent frame); outside it every frame may be the caller:
    frames (a steady noise does not), and as weak evidence (see `weak_evidence`).
 2. **Residual** (with `cancel=True`): once the canceller (`mediasrv.policy.aec`) is trusted (a delay
    found, 0.5 s of the bot learned, >= 10 dB of ERLE), the residual is above what the
-   canceller is known to leave of our echo (echo estimate / ERLE, plus a margin).
+   canceller is known to leave of our echo (echo estimate / ERLE, plus a margin; see
+   `mediasrv.policy.echo_residual`, the guard's base).
 3. **Coherence veto**, asked only of speech frames that 1 or 2 call caller below the
    conservative bound (and, until the bound is learned, of every speech frame): if what we
    sent explains the last 160 ms of the residual -- or of the inbound, when the canceller
@@ -40,15 +41,9 @@ import numpy.typing as npt
 from mediasrv.errors import ConfigError
 from mediasrv.policy.aec import EchoCanceller
 from mediasrv.policy.echo_path import EchoPathBound, PathMoveWatch
+from mediasrv.policy.echo_residual import TRUST_FRAMES, ResidualEvidence
 from mediasrv.policy.sent import SILENT_DBFS, RisingFloor, SentFrames
 
-# The residual decides once the filter was learned from 0.5 s of the bot and removes 10 dB.
-_TRUST_FRAMES = 25
-_TRUST_ERLE_DB = 10.0
-_RESIDUAL_FLOOR = 10 ** (-65 / 10)  # power: below this a residual is line noise
-# ... and so is a residual within this much of the line's noise floor (the VAD's): the
-# canceller's own estimate of what it leaves falls below the noise in quiet echo frames.
-_OVER_NOISE_DB = 6.0
 # Coherence with what we sent above which a signal is our echo (see mediasrv.policy.aec: callers
 # measured <= 0.3, echo through dispersive paths >= 0.7).
 _EXPLAINED = 0.5
@@ -74,13 +69,13 @@ _COLD_RESIDUAL_SHARE = 1.0
 # for seconds. Not past 2 s (`_COLD_FRAMES`): the rule's evidence is also what a noise
 # under the bot from its first word looks like (scripts/bargein_eval.py's noise sweep:
 # brown noise barged in 6-8 s into a turn without that limit; brown noise as loud as the
-# echo keeps the ERLE at 1.6-2.3 dB). Not before 0.5 s (`_TRUST_FRAMES`): a filter just
+# echo keeps the ERLE at 1.6-2.3 dB). Not before 0.5 s (`TRUST_FRAMES`): a filter just
 # re-aligned on a room's ringing tail leaves a residual as loud and as incoherent.
 _COLD_ERLE_DB = 3.0
 _COLD_FRAMES = 100
 
 
-class EchoGuard:
+class EchoGuard(ResidualEvidence):
     """Judge inbound frames against what we sent: measured level bound, canceller, coherence."""
 
     def __init__(
@@ -102,11 +97,8 @@ class EchoGuard:
         self._path_s = echo_path_ms / 1000.0
         self._margin_db = margin_db
         self._sent = SentFrames()
-        self.canceller = EchoCanceller(max_delay_ms=echo_path_ms) if cancel else None
-        self._residual_ratio = 10 ** (residual_margin_db / 10)
-        self._cancelled_at: float | None = None  # `now` of the frame `cancel` last took
-        # The canceller's output for that frame, trusted or not (None: it took none).
-        self.residual: npt.NDArray[np.float32] | None = None
+        canceller = EchoCanceller(max_delay_ms=echo_path_ms) if cancel else None
+        super().__init__(canceller, residual_margin_db)  # `mediasrv.policy.echo_residual`
         self._loudest = SILENT_DBFS  # the last judged frame's echo-path peak
         self._inbound = SILENT_DBFS  # and its inbound peak
         # The last `judge` said caller on weak evidence: the residual alone, or the level
@@ -120,8 +112,6 @@ class EchoGuard:
         self.vetoes = 0  # frames the coherence veto turned from caller into echo
         self._unsure = False  # the last judged frame may hold the caller: learn nothing
         self._pause_floor = RisingFloor()  # inbound power where our echo cannot reach
-        self._residual_floor = RisingFloor()  # the canceller's recent residuals
-        self._over_residual_floor = True  # this frame's residual stands above that floor
         self._moved = PathMoveWatch()
 
     def on_sent(
@@ -155,11 +145,6 @@ class EchoGuard:
         self.residual = residual = aec.process(frame, now)
         return residual if self.trusted else frame
 
-    def gap(self, ms: int) -> None:
-        """Count inbound audio that never came."""
-        if self.canceller is not None:
-            self.canceller.gap(ms)
-
     def learn(self, caller: bool) -> None:
         """Learn from the frame last judged, unless it held the caller or may have."""
         if caller or self.canceller is None or self._unsure:
@@ -167,28 +152,6 @@ class EchoGuard:
         self.path.learn(self._loudest, self._inbound)
         if self._cancelled_at is not None:
             self.canceller.commit(False)
-
-    def caller_speech(self) -> None:
-        """Note that the frame last judged counts as the caller's speech: the canceller then
-        learns no spectrum that holds it (they span 512 ms, see aec.py `_WIN_SLOTS`).
-
-        Only such frames, not every caller verdict, and only once the canceller is
-        trusted (its ERLE is then what the residual is judged by): a room's echo tail
-        taken for the caller while the filter was still being learned kept it from
-        learning and barged in (bargein_eval.py, the 20 dB / 300 ms room tail)."""
-        if self.canceller is not None and self._cancelled_at is not None and self.trusted:
-            self.canceller.commit(True)
-
-    @property
-    def trusted(self) -> bool:
-        """Tell whether the canceller has converged well enough to judge on its residual."""
-        aec = self.canceller
-        return (
-            aec is not None
-            and aec.delay is not None
-            and aec.learned_frames >= _TRUST_FRAMES
-            and aec.erle_db >= _TRUST_ERLE_DB
-        )
 
     def in_window(self, now: float, ai_playing: bool = False) -> bool:
         """Tell whether inbound audio may contain echo of our output right now."""
@@ -208,19 +171,6 @@ class EchoGuard:
         if loudest <= SILENT_DBFS:
             return SILENT_DBFS
         return loudest - self.path.bound_db + self._margin_db
-
-    def masked_dbfs(self) -> float:
-        """Return the residual level that our own echo may still reach in the last frame."""
-        aec = self.canceller
-        if aec is None or self._cancelled_at is None or not self.trusted:
-            return SILENT_DBFS
-        return 10.0 * math.log10(max(self._expected_residual(aec), 1e-12))
-
-    def _expected_residual(self, aec: EchoCanceller) -> float:
-        # What the canceller leaves of an echo on echo-only frames: the estimate / ERLE,
-        # and the echo ringing on past its filter (a room), which it cannot take off.
-        left = aec.echo_power * 10 ** (-aec.erle_db / 10)
-        return (left + aec.tail_power) * self._residual_ratio
 
     def judge(
         self,
@@ -381,33 +331,8 @@ class EchoGuard:
         --only after-caller)."""
         if not self.path.learned:
             return True
-        return (_TRUST_FRAMES <= aec.learned_frames < _COLD_FRAMES
+        return (TRUST_FRAMES <= aec.learned_frames < _COLD_FRAMES
                 and aec.best_erle_db >= _COLD_ERLE_DB)
-
-    def _track_residual_floor(self) -> None:
-        """Follow the floor of recent residuals; note whether this frame stands above it.
-
-        For steady noise under the bot (a fan, a street, hold music): the VAD's own floor
-        cannot learn it there, since the bot's echo makes it call those frames speech, so
-        the noise stood above that floor all turn long and, once the bot paused, was
-        taken for the caller ("residual", or "not our echo" before the echo is learned).
-        """
-        aec = self.canceller
-        self._over_residual_floor = True
-        if aec is None or self._cancelled_at is None:
-            return
-        power_db = 10.0 * math.log10(max(aec.residual_power, 1e-12))
-        self._over_residual_floor = self._residual_floor.above(power_db)
-
-    def _residual_says_caller(self, noise_floor_dbfs: float) -> bool:
-        """Tell whether the residual is more than our echo leaves, more than the line's
-        noise, and above the floor of recent residuals."""
-        aec = self.canceller
-        if aec is None or self._cancelled_at is None or not self.trusted:
-            return False
-        noise = 10 ** ((noise_floor_dbfs + _OVER_NOISE_DB) / 10)
-        return (aec.residual_power > max(self._expected_residual(aec), _RESIDUAL_FLOOR, noise)
-                and self._over_residual_floor)
 
     def _explained(self, weak_caller: bool) -> bool:
         """Tell whether what we sent explains the frame (residual, or inbound as a whole).

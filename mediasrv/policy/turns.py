@@ -43,8 +43,6 @@ An utterance is *echo* when none of its speech frames could be the caller.
 from __future__ import annotations
 
 import logging
-from collections import deque
-from itertools import islice
 
 import numpy as np
 
@@ -56,11 +54,13 @@ from mediasrv.policy.sent import ulaw_peak_dbfs
 from mediasrv.policy.turn_types import (
     BargeIn,
     EndOfUtterance,
+    HeldAudio,
     TurnConfig,
     TurnEvent,
     TurnStep,
     UtteranceSkipped,
     UtteranceStarted,
+    skip_reason,
 )
 from mediasrv.policy.vad import (
     SpeechClassifier,
@@ -89,9 +89,6 @@ _WEAK_EVIDENCE_PROB = 0.5
 # words is not our echo either, and heard with our echo scored 0.53-0.67 for 200 ms.
 _COHERENCE_ALONE_PROB = 0.8
 _CALLER_GAP_MS = 300
-# Held audio before the frame that recognised the caller counted in their turn: as much
-# as when `min_utterance_ms` was measured (what `_held_to_send` adds is mostly our echo).
-_HELD_AS_HEARD_MS = 500
 _UNSURE_PATH_MIN_MS = 120  # see `TurnPolicy._path_unsure` (tests/test_echo.py: a path moves)
 
 
@@ -124,8 +121,8 @@ class TurnPolicy:
             echo_path_ms=cfg.echo_path_ms,
             cancel=cfg.echo_cancel,
         )
-        self._prefix: deque[bytes] = deque(maxlen=max(1, cfg.prefix_max_ms // FRAME_MS - 1))
-        self._first_caller_ms: int | None = None  # see `_held_to_send`
+        self._held = HeldAudio(cfg)  # inbound held back inside the echo window
+        self._first_caller_ms: int | None = None  # see `HeldAudio.release`
         self._in_utterance = False  # the VAD is in MAYBE_SPEECH or SPEECH
         self._caller = False  # this utterance holds caller speech (not only echo)
         self._caller_ms = 0
@@ -222,8 +219,7 @@ class TurnPolicy:
             if not self._caller and (not in_window or enough):
                 self._caller = True
                 if self._blocked:  # the held prefix goes out with it: count it as heard
-                    held = min(len(self._prefix), _HELD_AS_HEARD_MS // FRAME_MS)
-                    held_from = self._audio_ms - FRAME_MS * (1 + held)
+                    held_from = self._audio_ms - FRAME_MS - self._held.heard_ms()
                     self._caller_from_ms = min(self._caller_from_ms, held_from)
                 if in_window:
                     self._log_caller_over_echo()
@@ -347,32 +343,21 @@ class TurnPolicy:
         return TurnStep(b"", tuple(events), check)
 
     def _forward(self, frame_ulaw: bytes, in_window: bool) -> bytes:
-        prefix = self._prefix
+        held = self._held
         if (self._in_utterance and self._caller) or not in_window:
-            if not prefix:
+            if not held:
                 return frame_ulaw
             if not self._in_utterance:
-                prefix.clear()  # held echo, and the window is over: drop it
+                held.drop()  # held echo, and the window is over: drop it
                 return frame_ulaw
             # Speech that began under the echo window: send what was held back first,
             # it holds the first syllable.
-            held = b"".join(islice(prefix, len(prefix) - self._held_to_send(), None))
-            prefix.clear()
-            return held + frame_ulaw
-        prefix.append(frame_ulaw)
+            return held.release(self._audio_ms, self._first_caller_ms) + frame_ulaw
+        held.hold(frame_ulaw)
         self._blocked = self._blocked or self._in_utterance
         if self._log.isEnabledFor(logging.DEBUG):
             self._log.debug("[ECHO] blocking frame to OpenAI, VAD state kept")
         return b""
-
-    def _held_to_send(self) -> int:
-        """Return how many held frames go out with the caller: `prefix_ms` up to this
-        utterance's first frame that could be the caller, and all since: a quiet caller is
-        recognised up to 1.5 s late, and a fixed ring that long sends 1.3 s of our echo
-        before every barge-in (TurnConfig.prefix_ms)."""
-        first = self._audio_ms if self._first_caller_ms is None else self._first_caller_ms
-        frames = (self.config.prefix_ms + self._audio_ms - first) // FRAME_MS - 1  # -1: now
-        return max(0, min(len(self._prefix), frames))
 
     def _begin(self) -> None:
         self._in_utterance = True
@@ -403,13 +388,7 @@ class TurnPolicy:
             caller_s = (self._speech_until_ms - self._caller_from_ms) / 1000.0
             duration = min(duration, max(caller_s, 0.0))
         self._log.info("END OF UTTERANCE: %.2fs echo_blocked=%s", duration, self._blocked)
-        reason = None
-        if closing:
-            reason = "closing"
-        elif echo:
-            reason = "echo"
-        elif duration * 1000.0 < self.config.min_utterance_ms:
-            reason = "too_short"
+        reason = skip_reason(closing, echo, duration, self.config.min_utterance_ms)
         if reason is None:
             events.append(EndOfUtterance(now, duration, self._blocked))
             return

@@ -1,0 +1,95 @@
+"""The echo canceller's timelines: what we sent and what came in, on one grid of 20 ms slots.
+
+Layer: policy. Pure: time comes in as `now`.
+
+A sent frame follows its predecessor directly unless the pacer paused (Twilio plays queued
+audio back to back), so the sender's scheduling jitter never misaligns the reference;
+inbound frames are counted (network jitter on their arrival time is irrelevant), and the
+count is re-anchored to the clock only after a long stall. Beside the reference and the
+inbound, the canceller's output (the residual) and its echo estimate are kept on the
+inbound's slots, and the cheap 60 ms checks of how they relate are made here.
+
+Split out of `mediasrv.policy.aec` (the base of its `EchoCanceller`, which estimates and
+subtracts the echo on these timelines): the placement of frames and the reads over the
+last few frames need nothing of the filter or the delay search.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mediasrv.policy.aec_dsp import FRAME, Floats, SlotRing
+
+ACTIVE = 1e-6  # frame power (of 1.0 full scale) below which the reference is silent
+_SHORT_RING = 16  # slots of residual and estimate kept (320 ms; coherence reads the last 160)
+_FOLLOW_FRAMES = 3  # residual vs estimate correlation window (60 ms)
+_REANCHOR_SLOTS = 1  # inbound count vs clock: more than a frame apart, restart the count
+
+
+class Timelines:
+    """Sent and inbound frames on one 20 ms slot grid, with the residual and the estimate."""
+
+    def __init__(self) -> None:
+        self._ref = SlotRing()
+        self._in = SlotRing()
+        self._sent_slot = -1
+        self._sent_at = -1.0
+        self._in_slot = -1
+        self._res = SlotRing(_SHORT_RING)  # the residual on the inbound timeline
+        self._est = SlotRing(_SHORT_RING)  # and the echo estimate
+
+    def on_sent(self, x: Floats, now: float) -> None:
+        """Place one sent frame (floats, full scale 1.0) on the reference timeline."""
+        slot = round(now / 0.020)
+        # Back to back unless the pacer paused: Twilio plays its queue without gaps.
+        if self._sent_slot >= 0 and now - self._sent_at < 0.030:
+            slot = self._sent_slot + 1
+        slot = max(slot, self._sent_slot + 1)
+        self._ref.put(slot, x)
+        self._sent_slot, self._sent_at = slot, now
+
+    def gap(self, ms: int) -> None:
+        """Skip `ms` of inbound audio that never came (read as silence)."""
+        if self._in_slot >= 0:
+            self._in_slot += max(0, ms) // 20
+
+    def skip(self, now: float) -> None:
+        """Count one inbound frame that is not processed (outside the echo window)."""
+        self._advance(now)
+
+    def _advance(self, now: float) -> None:
+        clock = round(now / 0.020)
+        self._in_slot += 1
+        if self._in_slot <= 0 or abs(self._in_slot - clock) > _REANCHOR_SLOTS:
+            self._in_slot = clock
+
+    def estimate_fits(self) -> bool:
+        """Tell whether the recent echo estimate matches an echo the inbound really holds.
+
+        Over the last 60 ms, the inbound's projection on the estimate: about 1 when the
+        estimate is right (a caller in the frames is not correlated with it), about 0 when
+        the echo path moved and the estimate is of an echo no longer there. Half-way is
+        the line.
+        """
+        end = (self._in_slot + 1) * FRAME
+        n = _FOLLOW_FRAMES * FRAME
+        e = self._est.read(end - n, n)
+        energy = float(np.dot(e, e))
+        if energy <= n * ACTIVE * 1e-2:
+            return False
+        return float(np.dot(self._in.read(end - n, n), e)) > 0.5 * energy
+
+    def follows_estimate(self) -> float:
+        """Return |correlation| of the last 60 ms of residual with the echo estimate.
+
+        Near 1 when the echo path only changed its gain (louder or quieter, same shape):
+        the residual is then a scaled copy of the estimate. A caller is not correlated
+        with what we sent, so in double talk it stays small. Cheap: three frames.
+        """
+        end = (self._in_slot + 1) * FRAME
+        n = _FOLLOW_FRAMES * FRAME
+        r, e = self._res.read(end - n, n), self._est.read(end - n, n)
+        energy = float(np.dot(r, r)) * float(np.dot(e, e))
+        if energy <= (n * ACTIVE * 1e-2) ** 2:
+            return 0.0
+        return abs(float(np.dot(r, e))) / float(np.sqrt(energy))
