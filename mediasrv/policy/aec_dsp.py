@@ -129,7 +129,7 @@ def phat_correlation(
 def best_lag(r: Floats, x_spec: Spectra, nfft: int, weights: Floats, max_lag: int) -> int:
     """Return k maximising the phase-weighted correlation sum_i r[i] x[i + k] (GCC-PHAT,
     `x_spec` the reference's transform, `weights` the band)."""
-    return gcc_peak(r, x_spec, nfft, weights, max_lag)[0]
+    return int(np.argmax(phat_correlation(r, x_spec, nfft, weights)[: max_lag + 1]))
 
 
 def gcc_peak(
