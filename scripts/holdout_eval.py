@@ -42,6 +42,7 @@ our echo: the echo-alone rows say which.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from dataclasses import dataclass
 
@@ -158,7 +159,10 @@ def held_out_callers(level_dbov: float) -> list[Caller]:
             for name, pcm, level in clips]  # the span at the recorded level
 
 
+@functools.cache
 def new_voice() -> bytes:
+    """Return the never-heard voice's answer (rendered once: the echo, caller and
+    built-to-fail sections all play it)."""
     audio = EspeakVoice(NEW_VOICE, NEW_WPM).render(AGENT_ANSWER).audio
     return audio[: len(audio) // FRAME * FRAME]
 
