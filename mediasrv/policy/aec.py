@@ -236,7 +236,8 @@ class EchoCanceller(Timelines):
         self._syx += (1 - keep) * fy * np.conj(fx)
         self._learned += _UPDATE_EVERY
         reg = 1e-3 * float(self._sxx.mean()) + 1e-12
-        self._h = h = np.fft.irfft(self._syx / (self._sxx + reg), _WIN)[: self.taps]
+        # A copy of the taps: a slice would keep the whole 32 kB transform alive (4x).
+        self._h = h = np.fft.irfft(self._syx / (self._sxx + reg), _WIN)[: self.taps].copy()
         self._hf = np.fft.rfft(h, _CONV)
         self._tail = tail_beyond(h)
 
