@@ -73,3 +73,10 @@ def test_a_canceller_that_learned_a_path_holds_its_filter_taps_once() -> None:
     # filter 16 transformed and 8 as taps, the delay search's correlation 13, the last
     # frame's two spectra 32 ... The taps as a slice of their 4096-point transform: 246.
     assert held_kb(lambda: echo_run(BAD_LINE, echo_loss_db=10.0, frames=200)) < 234
+
+
+def test_a_canceller_that_found_no_echo_holds_no_filter() -> None:
+    echo_run(np.zeros(1), echo_loss_db=10.0, frames=60)  # numpy's FFT plans: not per call
+    # 118 kB: the rings 100, the delay search's correlation 13 ... A filter and its spectra
+    # (72 kB) made before any delay was known: 190.
+    assert held_kb(lambda: echo_run(np.zeros(1), echo_loss_db=10.0, frames=200)) < 140
