@@ -1,4 +1,5 @@
-"""What the echo canceller holds per call: its sample rings (aec_dsp.SlotRing), its filter."""
+"""What the echo canceller holds per call: its sample rings (aec_dsp.SlotRing), its filter,
+the sent frames waiting to join its reference."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from test_aec import BAD_LINE, echo_run
 
 from mediasrv.policy.aec_dsp import FRAME, SlotRing
+from mediasrv.policy.turns import TurnConfig, TurnPolicy
 
 SLOTS = 8
 
@@ -80,3 +82,17 @@ def test_a_canceller_that_found_no_echo_holds_no_filter() -> None:
     # 118 kB: the rings 100, the delay search's correlation 13 ... A filter and its spectra
     # (72 kB) made before any delay was known: 190.
     assert held_kb(lambda: echo_run(np.zeros(1), echo_loss_db=10.0, frames=200)) < 140
+
+
+def test_sent_frames_wait_for_the_reference_as_the_frames_they_are() -> None:
+    policy = TurnPolicy(TurnConfig())  # cancelling, as configured by default
+    frames = [bytes([0x80 + i % 64]) * FRAME for i in range(100)]  # alive anyway (tx's)
+
+    def send() -> TurnPolicy:
+        for i, frame in enumerate(frames):  # no inbound frame judged yet: all of them wait
+            policy.on_sent(frame, 0.020 * i)
+        return policy
+
+    # 8 kB: the queue's entries (the frames are tx's). Decoded at once, the floats and
+    # their array waited too: 83 kB.
+    assert held_kb(send) < 100 * 250 / 1024
