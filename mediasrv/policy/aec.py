@@ -144,10 +144,12 @@ class EchoCanceller(Timelines):
         self.sharpness = 0.0
         self._dull = 0  # estimates in a row without a sharp peak while a delay is held
         self._window = _WINDOW  # shared, read only
-        self._sxx = np.zeros(_WIN // 2 + 1, dtype=np.float64)
-        self._syx = np.zeros(_WIN // 2 + 1, dtype=np.complex128)
-        self._hf = np.zeros(_CONV // 2 + 1, dtype=np.complex128)  # the filter, transformed
-        self._h = np.zeros(taps)  # ... and as taps (echo delays from `delay - _PRE` on)
+        # The filter and the spectra it is learned from (72 kB) exist while a delay is
+        # known (`_realign`): most lines never show one (no echo found, the usual case).
+        self._sxx = np.zeros(0, dtype=np.float64)
+        self._syx = np.zeros(0, dtype=np.complex128)
+        self._hf = np.zeros(0, dtype=np.complex128)  # the filter, transformed
+        self._h = np.zeros(0)  # ... and as taps (echo delays from `delay - _PRE` on)
         self._learned = 0  # frames of spectra behind the filter since the last reset
         self._caller_slot = -_WIN_SLOTS  # the last inbound slot judged the caller
         self._spec: tuple[npt.NDArray[np.complex128], npt.NDArray[np.complex128]] | None = None
@@ -236,7 +238,8 @@ class EchoCanceller(Timelines):
         self._syx += (1 - keep) * fy * np.conj(fx)
         self._learned += _UPDATE_EVERY
         reg = 1e-3 * float(self._sxx.mean()) + 1e-12
-        self._h = h = np.fft.irfft(self._syx / (self._sxx + reg), _WIN)[: self.taps]
+        # A copy of the taps: a slice would keep the whole 32 kB transform alive (4x).
+        self._h = h = np.fft.irfft(self._syx / (self._sxx + reg), _WIN)[: self.taps].copy()
         self._hf = np.fft.rfft(h, _CONV)
         self._tail = tail_beyond(h)
 
@@ -369,10 +372,11 @@ class EchoCanceller(Timelines):
     def _realign(self, delay: int | None) -> None:
         self.delay = delay
         self._dull = 0
-        self._sxx[:] = 0.0
-        self._syx[:] = 0.0
-        self._hf[:] = 0.0
-        self._h[:] = 0.0
+        n = 0 if delay is None else 1  # no delay: no filter to run, nor to keep
+        self._sxx = np.zeros(n * (_WIN // 2 + 1), dtype=np.float64)
+        self._syx = np.zeros(n * (_WIN // 2 + 1), dtype=np.complex128)
+        self._hf = np.zeros(n * (_CONV // 2 + 1), dtype=np.complex128)
+        self._h = np.zeros(n * self.taps)
         self._learned = 0
         self._erle = self.best_erle_db = 0.0
         self._echo_avg = 0.0

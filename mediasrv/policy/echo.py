@@ -42,7 +42,7 @@ from mediasrv.errors import ConfigError
 from mediasrv.policy.aec import EchoCanceller
 from mediasrv.policy.echo_path import EchoPathBound, PathMoveWatch
 from mediasrv.policy.echo_residual import TRUST_FRAMES, ResidualEvidence
-from mediasrv.policy.sent import SILENT_DBFS, RisingFloor, SentFrames
+from mediasrv.policy.sent import SILENT_DBFS, RisingFloor, Samples, SentFrames
 
 # Coherence with what we sent above which a signal is our echo (see mediasrv.policy.aec: callers
 # measured <= 0.3, echo through dispersive paths >= 0.7).
@@ -114,11 +114,9 @@ class EchoGuard(ResidualEvidence):
         self._pause_floor = RisingFloor()  # inbound power where our echo cannot reach
         self._moved = PathMoveWatch()
 
-    def on_sent(
-        self, peak_dbfs: float, now: float, samples: npt.NDArray[np.float32] | None = None
-    ) -> None:
+    def on_sent(self, peak_dbfs: float, now: float, samples: Samples | None = None) -> None:
         """Record one frame just sent to the caller: its peak, and its samples if cancelling
-        (they join the reference as `SentFrames.release` says)."""
+        (floats or the mu-law frame; they join the reference as `SentFrames.release` says)."""
         self._sent.add(now, peak_dbfs, samples)
 
     def _release(self, now: float) -> None:

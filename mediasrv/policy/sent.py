@@ -17,12 +17,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from mediasrv.audio import ULAW_DECODE
+from mediasrv.audio import ULAW_DECODE, ULAW_FLOAT
 
 if TYPE_CHECKING:
     from mediasrv.policy.aec import EchoCanceller
 
 SILENT_DBFS = -120.0
+# A sent frame's samples: floats (full scale 1.0), or the mu-law frame itself, decoded as it
+# joins the reference -- the frame is alive anyway, and 160 bytes are not 750 (the floats
+# and their array): frames wait here ~1 s on a loaded machine (tracemalloc: 55 a call).
+Samples = npt.NDArray[np.float32] | bytes
 
 # mu-law keeps the magnitude in the low 7 bits, inverted: a *smaller* (code & 0x7F) is a
 # *larger* magnitude. So the frame peak is the minimum of those bits, found in C with
@@ -76,11 +80,10 @@ class SentFrames:
 
     def __init__(self) -> None:
         self._sent: deque[tuple[float, float]] = deque(maxlen=_RING_FRAMES)
-        self._pending: deque[tuple[float, float, npt.NDArray[np.float32] | None]] = deque(
-            maxlen=_PENDING_FRAMES)
+        self._pending: deque[tuple[float, float, Samples | None]] = deque(maxlen=_PENDING_FRAMES)
         self.last_at: float | None = None  # when the last frame released was sent
 
-    def add(self, now: float, peak_dbfs: float, samples: npt.NDArray[np.float32] | None) -> None:
+    def add(self, now: float, peak_dbfs: float, samples: Samples | None) -> None:
         """Record one frame just sent: its peak, and its samples if cancelling.
 
         It joins the reference when an inbound frame up to `_LEAD_S` before it is judged
@@ -99,6 +102,8 @@ class SentFrames:
             self._sent.append((sent_at, peak))
             self.last_at = sent_at
             if canceller is not None and samples is not None:
+                if isinstance(samples, bytes):
+                    samples = ULAW_FLOAT[np.frombuffer(samples, dtype=np.uint8)]
                 canceller.on_sent(samples, sent_at)
 
     def loudest_since(self, cutoff: float) -> float:

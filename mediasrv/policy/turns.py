@@ -141,9 +141,7 @@ class TurnPolicy:
 
     def on_sent(self, frame_ulaw: bytes, now: float) -> None:
         """Record one frame sent to the caller as the echo reference."""
-        samples = None
-        if self.echo.canceller is not None:
-            samples = ULAW_FLOAT[np.frombuffer(frame_ulaw, dtype=np.uint8)]
+        samples = frame_ulaw if self.echo.canceller is not None else None
         self.echo.on_sent(ulaw_peak_dbfs(frame_ulaw), now, samples)
 
     def feed(self, frame_ulaw: bytes, now: float, *, ai_playing: bool, closing: bool) -> TurnStep:
