@@ -394,6 +394,16 @@ def test_a_caller_talking_after_the_echo_bound_is_learned_is_heard_before_the_ca
     assert barge and onset <= barge[0] <= onset + 20  # within 0.4 s
 
 
+def test_a_quiet_caller_starting_after_the_bots_first_pause_meets_a_trusted_canceller() -> None:
+    # Bad line, a caller 20 dB quieter 1.04 s into the greeting, as the bot comes out of a
+    # 0.3 s pause: the filter learned through the pause took 17-20 dB of the echo off, but
+    # measured frame by frame with the filters before it, and then only with the caller
+    # in every frame, it read 4-8 dB and was not trusted. Main at def23cb heard the caller
+    # 1.22 s after their first word, at the bot's next pause.
+    onset, barge = over_the_bot(catalogue.VM_INTRO, -20.0, 1.04, BAD_LINE)
+    assert barge and onset <= barge[0] <= onset + 20  # within 0.4 s
+
+
 @pytest.mark.parametrize(("erl_db", "tail_ms"), [(6.0, 200.0), (10.0, 300.0), (20.0, 300.0)])
 def test_an_echo_ringing_past_the_filter_is_not_a_barge_in(erl_db: float, tail_ms: float) -> None:
     # A speakerphone in a room: 40 dB of decay over 200-300 ms, past the canceller's 128 ms

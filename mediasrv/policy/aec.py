@@ -106,6 +106,13 @@ _ERLE_KEEP = 0.9
 # 132 -> 138 of 145; a path that really got worse is still caught by the coherence veto).
 _ERLE_KEEP_WORSE = 0.97
 _ERLE_CAP = 4.0
+# The call's first filter (its first 2 s of learning) is also measured as it is now on the
+# recent frames the ERLE was measured on, each with the filter of its time: a caller talking
+# on from a pause of the bot held that at their level (bad line: 4 dB while the filter took
+# off 18-20 dB). Not after a filter learned for 0.5 s (the guard's trust) is re-aligned: a
+# moved path so measured read 29 dB and barged in (bargein_eval.py --only moves).
+_REMEASURE_FRAMES = 100
+_REMEASURE_LEARNED = 25
 # "Is this our echo?" is asked of the last 160 ms: magnitude-squared coherence over 9
 # half-overlapping 32 ms segments, bins weighted by the signal's amplitude. Measured on our
 # recordings (160 ms windows every 250 ms): callers p95 0.25, max 0.39; our echo p5 0.70
@@ -157,6 +164,7 @@ class EchoCanceller(Timelines):
         self.best_erle_db = 0.0  # the highest ERLE since the filter was last reset
         self._echo_avg = 0.0
         self._res_avg = 0.0
+        self._first_filter = True  # see `_REMEASURE_FRAMES`
         self.echo_power = 0.0  # of the last frame's echo estimate
         # Echo the filter does not model: its response still ringing at its end, carried
         # on at the same decay (a room's tail), times what we sent that long ago.
@@ -228,6 +236,7 @@ class EchoCanceller(Timelines):
             self._res_avg = keep * self._res_avg + (1 - keep) * residual
             self._erle = 10.0 * np.log10(self._echo_avg / max(self._res_avg, 1e-12))
             self.best_erle_db = max(self.best_erle_db, self._erle)
+            self._measured.append(self._in_slot)
         if self._spec is None or self._in_slot - self._caller_slot < _WIN_SLOTS:
             return
         fx, fy = self._spec
@@ -242,6 +251,12 @@ class EchoCanceller(Timelines):
         self._h = h = np.fft.irfft(self._syx / (self._sxx + reg), _WIN)[: self.taps].copy()
         self._hf = np.fft.rfft(h, _CONV)
         self._tail = tail_beyond(h)
+        self._first_filter = self._first_filter and self._learned < _REMEASURE_FRAMES
+        powers = self.remeasure(h, self.delay - _PRE) if self._first_filter else None
+        if powers and powers[0] > powers[1] * 10 ** (self._erle / 10):
+            self._echo_avg, self._res_avg = powers
+            self._erle = 10.0 * np.log10(powers[0] / max(powers[1], 1e-12))
+            self.best_erle_db = max(self.best_erle_db, self._erle)
 
     @property
     def learned_frames(self) -> int:
@@ -370,6 +385,7 @@ class EchoCanceller(Timelines):
             self._realign(best)
 
     def _realign(self, delay: int | None) -> None:
+        self._first_filter &= self.delay is None or self._learned < _REMEASURE_LEARNED
         self.delay = delay
         self._dull = 0
         n = 0 if delay is None else 1  # no delay: no filter to run, nor to keep
@@ -381,6 +397,7 @@ class EchoCanceller(Timelines):
         self._erle = self.best_erle_db = 0.0
         self._echo_avg = 0.0
         self._res_avg = 0.0
+        self._measured.clear()
 
 
 _WINDOW = read_only(np.hanning(_WIN).astype(np.float32))

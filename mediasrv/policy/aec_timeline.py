@@ -16,14 +16,21 @@ last few frames need nothing of the filter or the delay search.
 
 from __future__ import annotations
 
-import numpy as np
+from collections import deque
 
-from mediasrv.policy.aec_dsp import FRAME, Floats, SlotRing
+import numpy as np
+import numpy.typing as npt
+
+from mediasrv.policy.aec_dsp import FRAME, RING_SLOTS, Floats, SlotRing
 
 ACTIVE = 1e-6  # frame power (of 1.0 full scale) below which the reference is silent
 _SHORT_RING = 16  # slots of residual and estimate kept (320 ms; coherence reads the last 160)
 _FOLLOW_FRAMES = 3  # residual vs estimate correlation window (60 ms)
 _REANCHOR_SLOTS = 1  # inbound count vs clock: more than a frame apart, restart the count
+# Frames a new filter is measured on again (`remeasure`): the last 40 the ERLE was measured
+# on (0.8 s of the bot at most), as far as the rings reach behind the echo's delay.
+_MEASURED_SLOTS = 40
+_MEASURED_MIN = 10  # fewer in reach: no figure
 
 
 class Timelines:
@@ -37,6 +44,7 @@ class Timelines:
         self._in_slot = -1
         self._res = SlotRing(_SHORT_RING)  # the residual on the inbound timeline
         self._est = SlotRing(_SHORT_RING)  # and the echo estimate
+        self._measured: deque[int] = deque(maxlen=_MEASURED_SLOTS)  # see `remeasure`
 
     def on_sent(self, x: Floats, now: float) -> None:
         """Place one sent frame (floats, full scale 1.0) on the reference timeline."""
@@ -78,6 +86,28 @@ class Timelines:
         if energy <= n * ACTIVE * 1e-2:
             return False
         return float(np.dot(self._in.read(end - n, n), e)) > 0.5 * energy
+
+    def remeasure(self, h: npt.NDArray[np.float64], lag: int) -> tuple[float, float] | None:
+        """Return the mean power of filter `h`'s echo estimate and of what it leaves, over
+        the recent inbound frames the ERLE was measured on; None if too few are in reach.
+
+        `lag`: the echo delay of `h`'s first tap (the estimate of inbound sample i is
+        sum_k h[k] ref[i - lag - k]). One FFT convolution over at most 0.8 s.
+        """
+        taps = h.shape[0]
+        oldest = max(self._in.last, self._ref.last) - RING_SLOTS + 1  # both rings hold it
+        slots = sorted({s for s in self._measured
+                        if (s * FRAME - lag - taps) // FRAME > oldest and s <= self._in_slot})
+        if len(slots) < _MEASURED_MIN:
+            return None
+        first, n = slots[0], (slots[-1] - slots[0] + 1) * FRAME
+        x = self._ref.read(first * FRAME - lag - taps + 1, n + taps - 1).astype(np.float64)
+        nfft = 1 << int(np.ceil(np.log2(x.shape[0] + taps)))
+        est = np.fft.irfft(np.fft.rfft(x, nfft) * np.fft.rfft(h, nfft), nfft)[taps - 1 :][:n]
+        left = self._in.read(first * FRAME, n) - est
+        rows = np.asarray(slots) - first
+        e, r = est.reshape(-1, FRAME)[rows], left.reshape(-1, FRAME)[rows]
+        return float(np.mean(e * e)), float(np.mean(r * r))
 
     def follows_estimate(self) -> float:
         """Return |correlation| of the last 60 ms of residual with the echo estimate.
