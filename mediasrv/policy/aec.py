@@ -86,12 +86,10 @@ _DULL_ERLE_DB = 1.0
 # Spectra forgetting per update (every 80 ms): ~1.3 s memory, 1.5 dB more ERLE than 0.65 s
 _SPEC_KEEP = 0.94
 # A spectrum spans the last `_WIN` samples (26 slots): one that holds a frame judged the
-# caller is not learned from, even when the frame that takes it is echo. Learned, the
-# caller's first syllables (before the coherence veto lets them go: 20-60 ms) and the
-# frames after they barged in left the filter noisy all through the next answer: its
-# residual 20 dB under the echo, not 30 as the ERLE measured on the greeting said, and
-# not coherent with what we sent -- the next answer's echo barged in "on the residual"
-# (bargein_eval.py --only after-caller).
+# caller is not learned from, even when the frame that takes it is echo. Learned, a
+# caller's first syllables and the frames after their barge-in left the filter noisy (its
+# residual 20 dB under the echo, not 30), and the next answer's echo barged in "on the
+# residual" (bargein_eval.py --only after-caller).
 _WIN_SLOTS = -(-_WIN // FRAME)
 # ERLE is measured as average echo-estimate power over average residual power (so loud
 # frames, where it matters, weigh most; an average of per-frame dB was dominated by quiet
@@ -100,10 +98,9 @@ _WIN_SLOTS = -(-_WIN // FRAME)
 # leave: a caller's onset, not yet detected, must not undo a second of measurements.
 _ERLE_KEEP = 0.9
 # ... but a frame worse than what the filter is known to leave weighs in with ~1.3 s of
-# memory: most such frames are a caller's onset the VAD has not confirmed yet. At 0.4 s a
-# -20 dB caller on the bad line took a trusted canceller's ERLE from 18 to 7 dB in 0.2 s,
-# under the guard's 10 dB, and then nothing could hear them (bargein_eval.py: that cell
-# 132 -> 138 of 145; a path that really got worse is still caught by the coherence veto).
+# memory: most are a caller's onset the VAD has not confirmed. At 0.4 s a -20 dB caller on
+# the bad line took a trusted ERLE from 18 to 7 dB in 0.2 s, under the guard's 10 dB
+# (bargein_eval.py 132 -> 138 of 145; a worse path is still caught by the coherence veto).
 _ERLE_KEEP_WORSE = 0.97
 _ERLE_CAP = 4.0
 # The call's first filter (its first 2 s of learning) is also measured as it is now on the
