@@ -15,7 +15,10 @@ envelope (rise 150 ms, fall 250 ms), 19 dB under the caller's active level.
 
 An early barge-in here is a false one: the breath alone is not the caller's turn.
 
-    PYTHONPATH=. .venv/bin/python scripts/bargein_eval.py --only breath [--quick]
+Always on the quick grid of offsets (bargein_eval's `--quick`): 400 runs a cell, the
+phases vary through the breaths and gaps.
+
+    PYTHONPATH=. .venv/bin/python scripts/bargein_eval.py --only breath
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ def with_breath(caller: Floats, breath: Breath, gap_ms: int) -> tuple[Floats, tu
     return out, (first + shift, last + shift)
 
 
-def report_breaths(make: MakePolicy, quick: bool, net: Net) -> None:
+def report_breaths(make: MakePolicy, net: Net) -> None:
     """Print, per caller gain and line, the callers with a breath before their first word
     (early: a barge-in on the breath), and the early barge-ins per breath."""
     print(f"a breath before the caller's first word (ending {'/'.join(map(str, BREATH_GAPS_MS))} "
@@ -103,7 +106,7 @@ def report_breaths(make: MakePolicy, quick: bool, net: Net) -> None:
                         clip, span = with_breath(pcm, breath, gap)
                         for bot in bots().values():
                             one.add(caller_runs(make, bot, clip * 10 ** (gain / 20),
-                                                offsets_for(bot, quick), line, net, span))
+                                                offsets_for(bot, True), line, net, span))
                 early[breath.name] = one.early
                 tally.add(one)
             per = " ".join(f"{k} {v}" for k, v in early.items())

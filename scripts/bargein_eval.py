@@ -506,7 +506,7 @@ def main() -> None:
     if args.only in (None, "breath"):
         from bargein_breath import report_breaths  # it imports this module's helpers
 
-        report_breaths(make, args.quick, net)
+        report_breaths(make, net)
     if args.only in (None, "after-caller"):
         report_after_caller(make)
     print(f"({time.perf_counter() - t0:.0f} s)")
