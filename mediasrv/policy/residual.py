@@ -82,7 +82,7 @@ def voicing(x: npt.NDArray[np.float32]) -> float:
     """Return the frame's highest normalised autocorrelation over the pitch lags (<= 1)."""
     x = x - x.mean()
     n = x.size
-    r = np.fft.irfft(np.abs(np.fft.rfft(x, 2 * n)) ** 2, 2 * n)[:n]  # r[lag], all lags
+    r = np.correlate(x, x, "full")[n - 1 :]  # r[lag]: ~95 us a frame, asked on few frames
     energy = np.cumsum(x * x)
     lags = _PITCH_LAGS[_PITCH_LAGS < n - 1]
     head, tail = energy[n - 1 - lags], energy[-1] - energy[lags - 1]  # x[:-lag], x[lag:]
