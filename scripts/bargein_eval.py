@@ -24,6 +24,8 @@ Printed:
   first speech frame, at most 0.5 s after their speech ended), latency from that frame
   to the barge-in decision (ms, includes the uplink transit), misses, early barge-ins
   (before the caller spoke: the echo was taken for the caller);
+- a breath before the callers' first words (`breath`, scripts/bargein_breath.py): the
+  callers' table again, each caller led by a real or synthetic breath; early = on it;
 - echo alone: barge-ins / speech starts / turns with only the bot's ~20 s turn coming
   back, on each of the nine hard paths of issue 9;
 - non-speech over the bot (handset line) and idle: turns and barge-ins; then steady noise
@@ -37,7 +39,7 @@ Printed:
   with nobody on the line: barge-ins on its echo and answers to them (both must be 0).
 
     PYTHONPATH=. .venv/bin/python scripts/bargein_eval.py [--quick] [--set FIELD=VALUE ...]
-        [--only callers|echo|moves|non-speech|after-caller] [--down-ms 30] [--up-ms 30]
+        [--only callers|breath|echo|moves|non-speech|after-caller] [--down-ms 30] [--up-ms 30]
         [--stall-at 1.0 --stall-ms 1100]
 
 `--set` overrides `TurnConfig` fields, to compare settings on the same runs.
@@ -478,7 +480,7 @@ def main() -> None:
     parser.add_argument("--stall-at", type=float, default=0.0, help="rx loop stalls at (s)")
     parser.add_argument("--stall-ms", type=float, default=0.0, help="for this long (ms)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
-    parser.add_argument("--only", choices=("callers", "echo", "moves", "non-speech",
+    parser.add_argument("--only", choices=("callers", "breath", "echo", "moves", "non-speech",
                                            "after-caller"))
     args = parser.parse_args()
     fields = TurnConfig.__dataclass_fields__
@@ -501,6 +503,10 @@ def main() -> None:
         report_noise_sweep(make, net)
     if args.only in (None, "callers"):
         report_callers(make, args.quick, net)
+    if args.only in (None, "breath"):
+        from bargein_breath import report_breaths  # it imports this module's helpers
+
+        report_breaths(make, net)
     if args.only in (None, "after-caller"):
         report_after_caller(make)
     print(f"({time.perf_counter() - t0:.0f} s)")

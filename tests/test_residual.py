@@ -112,3 +112,19 @@ def test_a_residual_the_canceller_changed_runs_at_once_after_those_waiting() -> 
         residual.hear(frame, False, ulaw)
     residual.hear(FRAME, False)  # no mu-law: the canceller took something off
     assert classifier.pushes == 6
+
+
+def buzz(hz: float) -> npt.NDArray[np.float32]:
+    t = np.arange(160) / 8000
+    return (0.1 * np.sign(np.sin(2 * np.pi * hz * t))).astype(np.float32)  # a glottal-ish buzz
+
+
+def test_a_buzz_at_a_voice_s_pitch_confirms_and_a_breath_like_noise_does_not() -> None:
+    # Both score as speech here (Counting: 0.9); only the voiced one is the caller.
+    residual = ResidualSpeech(Counting())
+    breath = (0.03 * np.random.default_rng(7).standard_normal(160)).astype(np.float32)
+    residual.hear(breath, True)
+    assert residual.is_speech and not residual.confirms(breath)
+    for hz in (80.0, 120.0, 220.0, 390.0):
+        residual.hear(buzz(hz), True)
+        assert residual.confirms(buzz(hz)), hz

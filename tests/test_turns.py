@@ -205,6 +205,23 @@ def test_on_weak_evidence_what_the_canceller_leaves_must_be_speech_too(
     assert any(isinstance(e, BargeIn) for _, e in events) is barges_in
 
 
+BREATH = pcm16_to_ulaw((1500 * np.random.default_rng(5).standard_normal(160)).astype(np.int16))
+
+
+@pytest.mark.parametrize("frames,index", [
+    ([BREATH] * 30, None),  # a breath (with our echo's leftover) scores as speech: not voiced
+    ([BREATH] * 4 + [LOUD] * 10, 4),  # held until the word's first voiced frame, then counted
+])
+def test_on_weak_evidence_what_the_canceller_leaves_must_be_voiced(
+    frames: list[bytes], index: int | None
+) -> None:
+    policy = TurnPolicy(TurnConfig(), classifier=ScriptedClassifier([0.9]),
+                        residual_classifier=ScriptedClassifier([0.9]))
+    judged_as(policy, "residual", True)
+    events, _ = run(policy, frames, ai_playing=True)
+    assert [i for i, e in events if isinstance(e, BargeIn)] == ([] if index is None else [index])
+
+
 def test_frames_held_for_the_residual_still_keep_the_caller_s_turn_open() -> None:
     # The end-of-turn policy hears them as the caller's speech: heard as silence, a turn
     # ended mid-sentence and the rest barged in on its answer (tests/test_e2e_lines.py:

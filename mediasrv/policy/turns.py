@@ -185,11 +185,13 @@ class TurnPolicy:
             # clock under the bot scored 0.7-0.9 on the residual and barged in).
             maybe_caller = False
         # It also hears our echo: on weak evidence what the canceller leaves must be speech
-        # too (`ResidualSpeech`). Heard a frame or three later than the VAD's classifier
-        # hears it, so such frames are held (`_held_ms`) and count once one of it is.
-        # (Asked only where it counts, a speech frame: its model runs on demand.)
+        # too, and voiced (`ResidualSpeech.confirms`: a breath is not). Heard a frame or
+        # three later than the VAD's classifier hears it, so such frames are held
+        # (`_held_ms`) and count once one of it is. (Asked only where it counts, a speech
+        # frame: its model runs on demand.)
         unconfirmed = (vad.is_speech and maybe_caller and self.echo.weak_evidence
-                       and self.residual is not None and not self.residual.is_speech)
+                       and self.residual is not None
+                       and not self.residual.confirms(self.echo.residual))
         if vad.is_speech and maybe_caller:
             if self._first_caller_ms is None:
                 self._first_caller_ms = self._audio_ms
