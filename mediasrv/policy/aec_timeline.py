@@ -24,6 +24,7 @@ ACTIVE = 1e-6  # frame power (of 1.0 full scale) below which the reference is si
 _SHORT_RING = 16  # slots of residual and estimate kept (320 ms; coherence reads the last 160)
 _FOLLOW_FRAMES = 3  # residual vs estimate correlation window (60 ms)
 _REANCHOR_SLOTS = 1  # inbound count vs clock: more than a frame apart, restart the count
+_ZEROS = np.zeros(FRAME, dtype=np.float32)
 
 
 class Timelines:
@@ -34,19 +35,38 @@ class Timelines:
         self._in = SlotRing()
         self._sent_slot = -1
         self._sent_at = -1.0
+        # Samples after its slot's start at which the current burst of sent frames began,
+        # and the last frame's samples that spill into the next slot. Placed on the
+        # nearest slot instead, each response's echo moved by up to +-10 ms against the
+        # reference: the filter learned on one answer no longer fit the next (its ERLE,
+        # a slow average, still said 10-21 dB), and the answer's echo barged in "on the
+        # residual" (bargein_eval.py --only repeated; end to end, three_interruptions).
+        self._phase = 0
+        self._carry = np.zeros(0, dtype=np.float32)
         self._in_slot = -1
         self._res = SlotRing(_SHORT_RING)  # the residual on the inbound timeline
         self._est = SlotRing(_SHORT_RING)  # and the echo estimate
 
     def on_sent(self, x: Floats, now: float) -> None:
         """Place one sent frame (floats, full scale 1.0) on the reference timeline."""
-        slot = round(now / 0.020)
         # Back to back unless the pacer paused: Twilio plays its queue without gaps.
         if self._sent_slot >= 0 and now - self._sent_at < 0.030:
             slot = self._sent_slot + 1
-        slot = max(slot, self._sent_slot + 1)
-        self._ref.put(slot, x)
+        else:  # a burst starts: at its own sample, not the nearest slot's (see below)
+            slot, self._phase = divmod(round(now * 8000), FRAME)
+            self._carry = np.zeros(self._phase, dtype=np.float32)
+            slot = max(slot, self._sent_slot + 1)
         self._sent_slot, self._sent_at = slot, now
+        if not self._phase:
+            self._ref.put(slot, x)
+            return
+        # A burst that starts `_phase` samples into a slot runs that late through every
+        # slot: the frame's last `_phase` samples open the next one (written now, in case
+        # nothing follows, and again with the next frame).
+        run = np.concatenate((self._carry, x))
+        self._ref.put(slot, run[:FRAME])
+        self._carry = run[FRAME:]
+        self._ref.put(slot + 1, np.concatenate((self._carry, _ZEROS[self._phase :])))
 
     def gap(self, ms: int) -> None:
         """Skip `ms` of inbound audio that never came (read as silence)."""
