@@ -39,7 +39,8 @@ Printed:
   the greeting and two answers (the local backend's: what was forwarded of the turn played
   back, then the long answer), each bot turn at its own phase of the 20 ms tick, the last
   answer played out: callers heard, and false barge-ins (no caller speech then) + echo
-  turns answered (both must be 0), each false one with the guard's state.
+  turns answered (both must be 0), each false one with the guard's state; then each
+  caller's answer alone from a fresh canceller (echo alone): barge-ins of runs.
 
     PYTHONPATH=. .venv/bin/python scripts/bargein_eval.py [--quick] [--set FIELD=VALUE ...]
         [--only callers|echo|moves|non-speech|after-caller|repeated] [--down-ms 30] [--up-ms 30]
@@ -91,7 +92,7 @@ from mediasrv.testing.frames import (
     send,
     simulate,
 )
-from mediasrv.testing.repeated import Interruption, repeated_call
+from mediasrv.testing.repeated import Interruption, answer_audio, repeated_call
 
 AUDIO = Path(__file__).resolve().parents[1] / "tests" / "audio"
 DETECT_SLACK_FRAMES = 25  # a barge-in 0.5 s after the caller stopped still counts
@@ -518,6 +519,34 @@ def report_repeated(make: MakePolicy, nets: tuple[Net, ...] = REPEATED_NETS) -> 
             print(f"    {text}")
 
 
+# ... and an answer met by a canceller learning from nothing (its delay search realigned as
+# the answer began: end to end, the band mask's false clears 1.5 s into an answer came so,
+# the filter re-learned from 52-60 frames): "You said:" in the bot's voice, then a
+# caller's replayed voice in bands the young filter hardly learned yet, echo alone.
+FRESH_GAINS_DB = (0.0, cat.NOMINAL_GAIN_DB, -10.0)
+FRESH_LINES = {"bad line": cat.line_of(BAD_LINE), "bad line 0": cat.line_of(BAD_LINE, seed=0),
+               "handset": cat.line_of(HANDSET)}
+FRESH_NETS = (Net(30.0, 10.0), Net(80.0, 35.0), Net())
+
+
+def report_fresh_answers(make: MakePolicy) -> None:
+    print("an answer to each caller (0/-4/-10 dB as heard) from a fresh canceller, echo alone: "
+          "barge-ins / runs")
+    for name, line in FRESH_LINES.items():
+        barged: list[str] = []
+        for (f, n), gain, net in product(cat.CALLERS, FRESH_GAINS_DB, FRESH_NETS):
+            heard = pcm16_to_ulaw(to_pcm16(load_8k(AUDIO / f)[: int(n * 8000)]
+                                           * 10 ** (gain / 20)))
+            bot = answer_audio(heard)
+            run = simulate(make, bot, np.zeros(len(bot) + 8000), line, net)
+            barged += [f"{Path(f).name} {gain:g} dB {net.down_ms:g}/{net.up_ms:g} ms: "
+                       f"{t:.2f} s" for _, t in run.barge_ins]
+        runs = len(cat.CALLERS) * len(FRESH_GAINS_DB) * len(FRESH_NETS)
+        print(f"  {name:10s} {len(barged)}/{runs}")
+        for text in barged:
+            print(f"    {text}")
+
+
 def parse_sets(items: list[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     for item in items:
@@ -561,6 +590,7 @@ def main() -> None:
         report_after_caller(make)
     if args.only in (None, "repeated"):
         report_repeated(make)
+        report_fresh_answers(make)
     print(f"({time.perf_counter() - t0:.0f} s)")
 
 
