@@ -303,3 +303,26 @@ def test_the_filter_models_the_echo_it_learned_and_nothing_far_from_it() -> None
     assert aec.response_at(aec.delay) > 0.5
     assert aec.response_at(aec.delay + 80 * 8) < 0.1  # inside the span, no echo there
     assert aec.response_at(aec.delay - 120 * 8) == 0.0  # outside the span
+
+
+def test_a_burst_sent_between_ticks_meets_the_filter_learned_on_the_tick() -> None:
+    # A response's frames leave when its audio comes, at any phase of the 20 ms tick, and
+    # play (and echo) from then. Placed on the nearest slot, the reference of this one
+    # would sit 7 ms off its echo and the filter learned on the last one no longer fit.
+    aec = echo_run(np.ones(1), echo_loss_db=20.0, frames=150)
+    phase, first = 56, 200  # samples after the tick; the burst's first frame, 1 s later
+    sent = bot_frames()
+    echo = np.zeros((first + 80) * 160 + DELAY + phase)
+    inbound_power = residual_power = 0.0
+    for i in range(first, first + 60):
+        x = sent[i - first].astype(np.float64) / 32768.0
+        at = i * 160 + DELAY + phase
+        echo[at : at + 160] += x * 0.1  # 20 dB down
+        aec.on_sent(x.astype(np.float32), (i + 1) * TICK + phase / 8000)
+        y = echo[i * 160 : (i + 1) * 160].astype(np.float32)
+        residual = aec.process(y, (i + 1) * TICK)
+        aec.commit(caller=True)  # learns nothing: the filter of the last burst must fit
+        if i >= first + 20:
+            inbound_power += float(np.dot(y, y))
+            residual_power += float(np.dot(residual, residual))
+    assert 10 * np.log10(inbound_power / residual_power) >= 15.0

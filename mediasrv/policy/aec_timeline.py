@@ -31,6 +31,7 @@ _REANCHOR_SLOTS = 1  # inbound count vs clock: more than a frame apart, restart 
 # on (0.8 s of the bot at most), as far as the rings reach behind the echo's delay.
 _MEASURED_SLOTS = 40
 _MEASURED_MIN = 10  # fewer in reach: no figure
+_ZEROS = np.zeros(FRAME, dtype=np.float32)
 
 
 class Timelines:
@@ -41,6 +42,14 @@ class Timelines:
         self._in = SlotRing()
         self._sent_slot = -1
         self._sent_at = -1.0
+        # Samples after its slot's start at which the current burst of sent frames began,
+        # and the last frame's samples that spill into the next slot. Placed on the
+        # nearest slot instead, each response's echo moved by up to +-10 ms against the
+        # reference: the filter learned on one answer no longer fit the next (its ERLE,
+        # a slow average, still said 10-21 dB), and the answer's echo barged in "on the
+        # residual" (bargein_eval.py --only repeated; end to end, three_interruptions).
+        self._phase = 0
+        self._carry = np.zeros(0, dtype=np.float32)
         self._in_slot = -1
         self._res = SlotRing(_SHORT_RING)  # the residual on the inbound timeline
         self._est = SlotRing(_SHORT_RING)  # and the echo estimate
@@ -48,13 +57,24 @@ class Timelines:
 
     def on_sent(self, x: Floats, now: float) -> None:
         """Place one sent frame (floats, full scale 1.0) on the reference timeline."""
-        slot = round(now / 0.020)
         # Back to back unless the pacer paused: Twilio plays its queue without gaps.
         if self._sent_slot >= 0 and now - self._sent_at < 0.030:
             slot = self._sent_slot + 1
-        slot = max(slot, self._sent_slot + 1)
-        self._ref.put(slot, x)
+        else:  # a burst starts: at its own sample, not the nearest slot's (see below)
+            slot, self._phase = divmod(round(now * 8000), FRAME)
+            self._carry = np.zeros(self._phase, dtype=np.float32)
+            slot = max(slot, self._sent_slot + 1)
         self._sent_slot, self._sent_at = slot, now
+        if not self._phase:
+            self._ref.put(slot, x)
+            return
+        # A burst that starts `_phase` samples into a slot runs that late through every
+        # slot: the frame's last `_phase` samples open the next one (written now, in case
+        # nothing follows, and again with the next frame).
+        run = np.concatenate((self._carry, x))
+        self._ref.put(slot, run[:FRAME])
+        self._carry = run[FRAME:]
+        self._ref.put(slot + 1, np.concatenate((self._carry, _ZEROS[self._phase :])))
 
     def gap(self, ms: int) -> None:
         """Skip `ms` of inbound audio that never came (read as silence)."""

@@ -17,7 +17,13 @@ import numpy.typing as npt
 
 from mediasrv.audio import ULAW_DECODE
 from mediasrv.emulator.line import Line, LineModel
-from mediasrv.policy.turns import BargeIn, EndOfUtterance, TurnPolicy, UtteranceStarted
+from mediasrv.policy.turns import (
+    BargeIn,
+    EndOfUtterance,
+    TurnPolicy,
+    TurnStep,
+    UtteranceStarted,
+)
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 FRAME = 160
@@ -58,6 +64,24 @@ class Net:
         return self.stall_at_s <= now < self.stall_at_s + self.stall_ms / 1000.0
 
 
+def send(policy: TurnPolicy, played: Floats, frame: bytes, i: int, down: int,
+         phase: int = 0) -> None:
+    """Send server frame `i` at its tick (`phase` samples later) as the echo reference and
+    place it on Twilio's playout `down` samples on."""
+    policy.on_sent(frame, (i + 1) * TICK + phase / 8000)
+    start = (i + 1) * FRAME + down + phase
+    played[start : start + FRAME] = ULAW_DECODE[np.frombuffer(frame, np.uint8)] / 32768
+
+
+def capture(policy: TurnPolicy, model: LineModel, near: Floats, speaker: Floats, k: int,
+            up: float, playing: bool) -> TurnStep:
+    """Feed capture frame `k` (the caller's side and what played over it, through the
+    line) to the policy at the tick it is read, `up` s after it was captured."""
+    due = TICK * np.ceil(((k + 1) * TICK + up) / TICK - 1e-9)
+    inbound = model.process(near[k * FRAME : (k + 1) * FRAME], speaker)
+    return policy.feed(inbound, float(due), ai_playing=playing, closing=False)
+
+
 def simulate(
     make: MakePolicy,
     bot: bytes,
@@ -83,17 +107,12 @@ def simulate(
         now = (i + 1) * TICK
         playing = playing and (i + 1) * FRAME <= len(bot)
         if playing:
-            frame = bot[i * FRAME : (i + 1) * FRAME]
-            policy.on_sent(frame, now)
-            start = (i + 1) * FRAME + down
-            played[start : start + FRAME] = ULAW_DECODE[np.frombuffer(frame, np.uint8)] / 32768
+            send(policy, played, bot[i * FRAME : (i + 1) * FRAME], i, down)
         while k < n and (k + 1) * TICK + up <= now and not net.stalled(now):
-            due = TICK * np.ceil(((k + 1) * TICK + up) / TICK - 1e-9)  # read then, unstalled
             speaker = played[k * FRAME : (k + 1) * FRAME]
             if stop_at is not None:
                 speaker = np.where(np.arange(k * FRAME, (k + 1) * FRAME) < stop_at, speaker, 0.0)
-            inbound = model.process(near[k * FRAME : (k + 1) * FRAME], speaker)
-            step = policy.feed(inbound, float(due), ai_playing=playing, closing=False)
+            step = capture(policy, model, near, speaker, k, up, playing)
             for event in step.events:
                 if isinstance(event, BargeIn):
                     run.barge_ins.append((k, now))

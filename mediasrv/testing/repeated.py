@@ -1,0 +1,180 @@
+"""A caller who interrupts the bot again and again, frame by frame: the answers' echo after it.
+
+Layer: testing. No server, no threads, like `mediasrv.testing.frames`: the real
+`TurnPolicy` through the emulator's line model, with the answers the local backend really
+plays (`mediasrv.localbackend.prompts.compose`: "You said:", the caller's turn as it was
+forwarded, 300 ms, the long answer).
+
+The call: the greeting plays; the caller talks over it at an offset, the bot stops (the
+clear drops what Twilio still had to play), the caller's turn ends, and `ANSWER_AFTER_S`
+later the answer to it plays; the next caller talks over that answer at its own offset,
+and so on; the answer to the last one plays to its end with nobody on the line. Each
+barge-in freezes the canceller's learning for the caller's speech (echo.py `caller_speech`)
+and cuts our echo off mid-word, so each answer's echo meets a filter perturbed by the turn
+before it.
+
+Each bot turn's frames leave at their own phase of the 20 ms tick (`phases_ms`): a
+response's audio comes when it comes and the pacer starts its burst then, while the
+canceller places a burst's first frame on the nearest 20 ms slot (aec_timeline.py). So
+from one answer to the next the echo's delay against the reference moves by up to 20 ms
+and the filter is either reset (the delay search moved it) or no longer fits. On the
+tick every time (as `simulate` and after-caller send) it never moves. Recorded end to end
+(scripts/scenarios.py --only three_interruptions_0, the band mask of docs/turn-taking.md)
+and replayed into the policy frame by frame, the answer's echo barged in where the
+filter was re-learned or shifted this way; with every turn on the tick this section
+showed none of it.
+
+A barge-in counts as the caller's when it comes between their first speech frame and
+`DETECT_SLACK_FRAMES` after their last; any other is false (our echo taken for the caller).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+
+from mediasrv.emulator.line import Line, LineModel
+from mediasrv.localbackend.prompts import ANSWER_PAUSE_MS, PromptBank, compose
+from mediasrv.policy.turns import (
+    BargeIn,
+    EndOfUtterance,
+    TurnPolicy,
+    UtteranceSkipped,
+    UtteranceStarted,
+)
+from mediasrv.testing.frames import (
+    FRAME,
+    PROMPTS,
+    TICK,
+    Floats,
+    MakePolicy,
+    Net,
+    capture,
+    prompt,
+    send,
+)
+
+ANSWER_AFTER_S = 0.3  # the caller's turn end -> the answer's first frame sent
+DETECT_SLACK_FRAMES = 25  # a barge-in 0.5 s after the caller stopped is still theirs
+CALLER_AUDIO_CAP_MS = 6000  # the local backend's `answer_caller_audio_cap_ms` default
+AFTER_LAST_S = 1.0  # the run goes on this long after the last answer ended
+_LONGEST_ANSWER_S = 0.7 + CALLER_AUDIO_CAP_MS / 1000 + ANSWER_PAUSE_MS / 1000 + 9.5
+
+
+@dataclass(frozen=True)
+class Interruption:
+    """One caller talking over one bot turn (the greeting, then each answer in order)."""
+
+    clip: Floats  # the caller's audio, at the gain they speak at
+    span: tuple[int, int]  # first and last speech frame of the clip at its natural level
+    offset_s: float  # from the bot turn's first sample played at Twilio
+
+
+@dataclass(frozen=True)
+class FalseBargeIn:
+    answer: int  # the bot turn it cut off: 0 the greeting, n the n-th answer
+    into_s: float  # seconds into that turn (its first sample played at Twilio -> capture)
+    state: str  # the echo guard's state then (the `describe` callback's)
+
+
+@dataclass
+class RepeatedRun:
+    heard_ms: list[float | None] = field(default_factory=list)  # per caller; None: missed
+    false: list[FalseBargeIn] = field(default_factory=list)
+    echo_turns: int = 0  # turns with no caller speech in them, answered
+    answers: int = 0  # answers that started playing
+
+
+@cache
+def _bank() -> PromptBank:
+    return PromptBank.load(PROMPTS)
+
+
+def answer_audio(heard: bytes) -> bytes:
+    """Return what the local backend answers a turn with, as whole frames."""
+    audio = compose(_bank(), "answer", heard, CALLER_AUDIO_CAP_MS).audio
+    return audio[: len(audio) // FRAME * FRAME]
+
+
+def repeated_call(make: MakePolicy, line: Line, net: Net, callers: Sequence[Interruption],
+                  describe: Callable[[TurnPolicy], str] = lambda _: "",
+                  phases_ms: Sequence[float] = (0.0,)) -> RepeatedRun:
+    """Play the greeting, then an answer after each caller's turn, each caller talking over
+    the bot turn before it; tally the callers heard and the barge-ins that were not them."""
+    policy, model = make(), LineModel(line)
+    run = RepeatedRun(heard_ms=[None] * len(callers))
+    down, up = int(round(net.down_ms * 8)), net.up_ms / 1000.0
+    greeting = prompt("greeting")
+    size = int((len(greeting) / 8000 + len(callers) * (_LONGEST_ANSWER_S + 2.0)) * 8000)
+    near, played = np.zeros(size), np.zeros(size + 3 * FRAME + down)
+    windows: list[tuple[int, int]] = []  # capture frames: each caller's onset, last counted
+    turn_starts: list[int] = []  # Twilio sample of each bot turn's first sample
+    heard, forwarded = bytearray(), False  # what went to the backend since the last turn
+    caller_turn = False  # the utterance under way holds the caller's speech
+    out, sent, answer_at, end_at = greeting, 0, -1, size // FRAME
+
+    phase = 0  # samples: when this bot turn's frames leave, after the tick
+
+    def start_turn(i: int) -> None:
+        nonlocal phase
+        j = len(turn_starts)
+        phase = int(round(phases_ms[j % len(phases_ms)] * 8))
+        at = (i + 1) * FRAME + down + phase
+        turn_starts.append(at)
+        if j < len(callers):
+            c = callers[j]
+            start = at + int(c.offset_s * 8000)
+            near[start : start + c.clip.size] += c.clip[: max(0, near.size - start)]
+            first, last = c.span
+            windows.append(((start // FRAME) + first,
+                            (start + (last + 1) * FRAME) // FRAME + DETECT_SLACK_FRAMES))
+
+    def caller_at(k: int) -> int | None:
+        return next((j for j, (a, b) in enumerate(windows) if a <= k <= b), None)
+
+    start_turn(0)
+    n, k = size // FRAME, 0
+    for i in range(n):
+        now = (i + 1) * TICK
+        if i == answer_at:
+            out, sent, heard = answer_audio(bytes(heard)), 0, bytearray()
+            run.answers += 1
+            start_turn(i)
+            if len(turn_starts) > len(callers):  # the answer to the last caller: to its end
+                end_at = i + len(out) // FRAME + int(AFTER_LAST_S / TICK)
+        if i >= end_at:
+            break
+        playing = sent < len(out) // FRAME
+        if playing:
+            send(policy, played, out[sent * FRAME : (sent + 1) * FRAME], i, down, phase)
+            sent += 1
+        while k < n and (k + 1) * TICK + up <= now and not net.stalled(now):
+            step = capture(policy, model, near, played[k * FRAME : (k + 1) * FRAME], k, up,
+                           playing)
+            heard += step.forward
+            forwarded = forwarded or bool(step.forward)
+            for event in step.events:
+                j = caller_at(k)
+                if isinstance(event, UtteranceStarted):
+                    caller_turn = j is not None
+                elif isinstance(event, BargeIn):
+                    if j is None:
+                        into = (k * FRAME - turn_starts[-1]) / 8000
+                        run.false.append(FalseBargeIn(len(turn_starts) - 1, into,
+                                                      describe(policy)))
+                    elif run.heard_ms[j] is None:
+                        run.heard_ms[j] = round((now - windows[j][0] * TICK) * 1000, 1)
+                    sent = len(out) // FRAME  # the clear: nothing more of it is sent ...
+                    played[int((now + net.down_ms / 1000.0) * 8000) :] = 0.0  # ... or plays
+                elif isinstance(event, EndOfUtterance) or (
+                        isinstance(event, UtteranceSkipped) and event.barged
+                        and event.reason == "too_short"):
+                    # The call commits the turn (what was forwarded) and asks for an answer.
+                    run.echo_turns += not caller_turn
+                    if forwarded:
+                        answer_at, forwarded = i + 1 + int(round(ANSWER_AFTER_S / TICK)), False
+            k += 1
+    return run

@@ -1,0 +1,116 @@
+"""scripts/bargein_eval.py's repeated-interruption section (mediasrv/testing/repeated.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mediasrv.emulator import catalogue as cat
+from mediasrv.emulator.line import HANDSET, Line
+from mediasrv.policy.turns import BargeIn, EndOfUtterance, TurnConfig, TurnPolicy, TurnStep
+from mediasrv.testing.frames import FRAME, Net, prompt
+from mediasrv.testing.repeated import Interruption, repeated_call
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+import bargein_eval  # noqa: E402
+
+QUIET_LINE = Line(echo=None, hiss_dbov=None)
+
+
+class BargesInAt(TurnPolicy):
+    """Hears nothing; says "barge in" on the inbound frames fed at these counts."""
+
+    def __init__(self, *at: int) -> None:
+        super().__init__(TurnConfig())
+        self.at, self.fed, self.sent_at = set(at), 0, list[float]()
+
+    def on_sent(self, frame_ulaw: bytes, now: float) -> None:
+        self.sent_at.append(now)
+
+    def feed(self, frame_ulaw: bytes, now: float, *, ai_playing: bool,
+             closing: bool) -> TurnStep:
+        self.fed += 1
+        return TurnStep(b"", (BargeIn(now, 100),) if self.fed - 1 in self.at else ())
+
+
+def one_caller(offset_s: float) -> list[Interruption]:
+    clip = np.full(8000, 0.1)  # 1 s, speech from its first frame to its last
+    return [Interruption(clip, (0, 49), offset_s)]
+
+
+class ForwardsThenEnds(BargesInAt):
+    """Forwards `heard` on the frame fed at `at`, and ends the turn on the next."""
+
+    def __init__(self, heard: bytes, at: int) -> None:
+        super().__init__()
+        self.heard, self.end, self.frames = heard, at, list[bytes]()
+
+    def on_sent(self, frame_ulaw: bytes, now: float) -> None:
+        self.frames.append(frame_ulaw)
+
+    def feed(self, frame_ulaw: bytes, now: float, *, ai_playing: bool,
+             closing: bool) -> TurnStep:
+        self.fed += 1
+        if self.fed - 1 == self.end:
+            return TurnStep(self.heard)
+        if self.fed - 1 == self.end + 1:
+            return TurnStep(b"", (EndOfUtterance(now, 1.0, False),))
+        return TurnStep(b"")
+
+
+def test_the_answer_plays_back_what_was_forwarded_of_the_turn() -> None:
+    made: list[ForwardsThenEnds] = []
+    heard = bytes(range(1, 255)) * 20
+
+    def make() -> TurnPolicy:
+        made.append(ForwardsThenEnds(heard, 300))  # 6 s: after the greeting
+        return made[-1]
+
+    run = repeated_call(make, QUIET_LINE, Net(), one_caller(7.0))
+    greeting = len(prompt("greeting")) // FRAME
+    sent = b"".join(made[0].frames[greeting:])
+    assert run.answers == 1
+    assert sent.startswith(prompt("you_said")[:FRAME * 30])
+    assert heard in sent
+
+
+def test_a_barge_in_before_the_caller_speaks_is_false_and_placed_in_its_turn() -> None:
+    # Greeting from Twilio sample 160 + 240 (30 ms down); the caller from 2 s after that.
+    run = repeated_call(lambda: BargesInAt(60), QUIET_LINE, Net(30.0, 10.0), one_caller(2.0))
+    assert [(b.answer, round(b.into_s, 2)) for b in run.false] == [(0, 1.15)]
+    assert run.heard_ms == [None]
+
+
+def test_a_barge_in_while_the_caller_speaks_is_theirs_with_its_latency() -> None:
+    onset = (400 + 16000) // FRAME  # the capture frame of the caller's first sample
+    run = repeated_call(lambda: BargesInAt(onset + 5), QUIET_LINE, Net(30.0, 10.0),
+                        one_caller(2.0))
+    assert run.false == []
+    assert run.heard_ms == [(5 + 1) * 20.0 + 20.0]  # its frame's end, then the next tick
+
+
+def test_each_bot_turn_leaves_at_its_own_phase_of_the_tick() -> None:
+    made: list[BargesInAt] = []
+
+    def make() -> TurnPolicy:
+        made.append(BargesInAt())
+        return made[-1]
+
+    repeated_call(make, QUIET_LINE, Net(), [], phases_ms=(7.0,))
+    phases = {round((t * 1000) % 20, 3) for t in made[0].sent_at}
+    assert phases == {7.0}
+
+
+def test_three_callers_on_the_handset_are_each_heard_and_answered() -> None:
+    callers = {f: bargein_eval.load_8k(bargein_eval.AUDIO / f)[: int(n * 8000)]
+               for f, n in cat.CALLERS}
+    seq = [Interruption(callers[f] * 10 ** (cat.NOMINAL_GAIN_DB / 20),
+                        bargein_eval.speech_frames(callers[f]), at)
+           for f, at in bargein_eval.REPEATED_CALLS[0]]
+    run = repeated_call(lambda: TurnPolicy(TurnConfig()), cat.line_of(HANDSET),
+                        Net(30.0, 10.0), seq, phases_ms=bargein_eval.REPEATED_PHASES_MS[0])
+    assert None not in run.heard_ms
+    assert (run.answers, run.false, run.echo_turns) == (3, [], 0)
