@@ -77,10 +77,8 @@ _GCC_EVERY = 5  # frames between delay estimates (100 ms)
 _GCC_KEEP = 0.75  # smoothing of successive correlations: ~0.4 s of memory
 _GCC_SHARP = 7.0  # peak over the correlation's RMS: below this the delay is unknown
 # A delay held through this many estimates (1 s) with no sharp peak, while the filter
-# removes less than _DULL_ERLE_DB, was never an echo and is let go. The first estimate is
-# one unsmoothed correlation and reaches 7.5-9.3 on every line, echo or not (measured on
-# the emulator's lines and prompts): on a line with no echo it locked onto hiss and the
-# filter then ran on it all call (~0.2 ms a frame while the bot talks, for nothing).
+# removes less than _DULL_ERLE_DB, was never an echo and is let go: the first estimate (one
+# unsmoothed correlation) reaches 7.5-9.3 on every line, and with no echo locked onto hiss.
 _DULL_ESTIMATES = 10
 _DULL_ERLE_DB = 1.0
 # Spectra forgetting per update (every 80 ms): ~1.3 s memory, 1.5 dB more ERLE than 0.65 s
@@ -104,12 +102,14 @@ _ERLE_KEEP = 0.9
 _ERLE_KEEP_WORSE = 0.97
 _ERLE_CAP = 4.0
 # The call's first filter (its first 2 s of learning) is also measured as it is now on the
-# recent frames the ERLE was measured on, each with the filter of its time: a caller talking
-# on from a pause of the bot held that at their level (bad line: 4 dB while the filter took
-# off 18-20 dB). Not after a filter learned for 0.5 s (the guard's trust) is re-aligned: a
-# moved path so measured read 29 dB and barged in (bargein_eval.py --only moves).
+# recent frames the ERLE was measured on: a caller talking on from a pause of the bot held
+# that at their level (bad line: 4 dB while the filter took off 18-20 dB). Not after a filter
+# learned for 0.5 s is re-aligned (a moved path read 29 dB and barged in: --only moves). Less
+# 4 dB: on the frames it learned from, a filter reads high (tests/test_aec.py: 20.6 dB, 16.8
+# on the echo after), and an answer's echo from a fresh canceller barged in (--only repeated).
 _REMEASURE_FRAMES = 100
 _REMEASURE_LEARNED = 25
+_REMEASURE_BIAS_DB = 4.0
 # "Is this our echo?" is asked of the last 160 ms: magnitude-squared coherence over 9
 # half-overlapping 32 ms segments, bins weighted by the signal's amplitude. Measured on our
 # recordings (160 ms windows every 250 ms): callers p95 0.25, max 0.39; our echo p5 0.70
@@ -250,9 +250,9 @@ class EchoCanceller(Timelines):
         self._tail = tail_beyond(h)
         self._first_filter = self._first_filter and self._learned < _REMEASURE_FRAMES
         powers = self.remeasure(h, self.delay - _PRE) if self._first_filter else None
-        if powers and powers[0] > powers[1] * 10 ** (self._erle / 10):
-            self._echo_avg, self._res_avg = powers
-            self._erle = 10.0 * np.log10(powers[0] / max(powers[1], 1e-12))
+        if powers and powers[0] > powers[1] * 10 ** ((self._erle + _REMEASURE_BIAS_DB) / 10):
+            self._echo_avg, self._res_avg = powers[0], powers[1] * 10 ** (_REMEASURE_BIAS_DB / 10)
+            self._erle = 10.0 * np.log10(self._echo_avg / max(self._res_avg, 1e-12))
             self.best_erle_db = max(self.best_erle_db, self._erle)
 
     @property
