@@ -377,8 +377,8 @@ class EchoCanceller(Timelines):
         self._dull = 0
         # The strongest lag of a ringing path hops between its peaks (measured: 17 samples
         # apart, 5-9 times a turn): a lag the filter already spans is no reason to reset it.
-        spanned = self.delay is not None and -_PRE // 2 <= best - self.delay <= self.taps // 2
-        if not spanned and self.sent_at(end - n, n, best, self.delay):  # see `sent_at`
+        if self.delay is None or (not -_PRE // 2 <= best - self.delay <= self.taps // 2
+                                  and self.sent_at(end - n, n, best, self.delay)):
             self._realign(best)
 
     def _realign(self, delay: int | None) -> None:

@@ -80,7 +80,8 @@ class Timelines:
         """Tell whether inbound samples [start, start + n) can hold our echo at each known
         echo delay of `delays`: something was sent over that span so much earlier.
 
-        The delay search asks it of both its new peak and the delay it has: against a
+        The delay search asks it of a new peak and the delay it holds, before moving that
+        (not of the call's first delay: there a peak is all it has): against a
         silent reference GCC-PHAT whitens whatever is there, and a caller talking as the
         bot paused, or the line's hiss, peaked 8-3,976 samples away and reset a trusted
         filter (bargein_eval.py --only repeated: -10 dB callers heard 1.9 s late)."""
