@@ -128,3 +128,18 @@ def test_an_answer_from_a_fresh_canceller_on_the_bad_line_does_not_barge_in() ->
     run = simulate(lambda: TurnPolicy(TurnConfig()), bot, np.zeros(len(bot) + 8000),
                    cat.line_of(bargein_eval.BAD_LINE, seed=0), Net(30.0, 10.0))
     assert run.barge_ins == []
+
+
+def test_a_caller_over_a_pause_of_the_answer_is_heard_without_the_filter_reset() -> None:
+    # -10 dB on the bad line, the third caller 5.2 s into the second answer, as its echo
+    # pauses: the delay search, on the caller against a silent reference at the echo's
+    # delay, found a peak 68 ms away and reset the trusted filter; heard 1.9 s late.
+    callers = {f: bargein_eval.load_8k(bargein_eval.AUDIO / f)[: int(n * 8000)]
+               for f, n in cat.CALLERS}
+    seq = [Interruption(callers[f] * 10 ** (-10.0 / 20), bargein_eval.speech_frames(callers[f]),
+                        at)
+           for f, at in bargein_eval.REPEATED_CALLS[2]]
+    run = repeated_call(lambda: TurnPolicy(TurnConfig()), bargein_eval.REPEATED_LINES["bad line"],
+                        Net(30.0, 10.0), seq, phases_ms=bargein_eval.REPEATED_PHASES_MS[0])
+    assert run.heard_ms[2] is not None and run.heard_ms[2] <= 500
+    assert (run.false, run.echo_turns) == ([], 0)

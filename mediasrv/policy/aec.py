@@ -368,8 +368,7 @@ class EchoCanceller(Timelines):
         self._cc *= _GCC_KEEP
         self._cc += cc
         best = int(np.argmax(self._cc))
-        rms = float(np.sqrt(np.mean(self._cc * self._cc))) + 1e-12
-        self.sharpness = float(self._cc[best]) / rms
+        self.sharpness = float(self._cc[best]) / (float(np.sqrt(np.mean(self._cc**2))) + 1e-12)
         if self.sharpness < _GCC_SHARP:
             self._dull += self.delay is not None
             if self._dull >= _DULL_ESTIMATES and self._erle < _DULL_ERLE_DB:
@@ -378,7 +377,8 @@ class EchoCanceller(Timelines):
         self._dull = 0
         # The strongest lag of a ringing path hops between its peaks (measured: 17 samples
         # apart, 5-9 times a turn): a lag the filter already spans is no reason to reset it.
-        if self.delay is None or not -_PRE // 2 <= best - self.delay <= self.taps // 2:
+        if self.delay is None or (not -_PRE // 2 <= best - self.delay <= self.taps // 2
+                                  and self.sent_at(end - n, n, best, self.delay)):
             self._realign(best)
 
     def _realign(self, delay: int | None) -> None:

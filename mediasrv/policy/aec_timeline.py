@@ -76,6 +76,17 @@ class Timelines:
         self._carry = run[FRAME:]
         self._ref.put(slot + 1, np.concatenate((self._carry, _ZEROS[self._phase :])))
 
+    def sent_at(self, start: int, n: int, *delays: int) -> bool:
+        """Tell whether inbound samples [start, start + n) can hold our echo at each of
+        the echo delays `delays`: something was sent over that span so much earlier.
+
+        The delay search asks it of a new peak and the delay it holds, before moving that
+        (not of the call's first delay: there a peak is all it has): against a
+        silent reference GCC-PHAT whitens whatever is there, and a caller talking as the
+        bot paused, or the line's hiss, peaked 8-3,976 samples away and reset a trusted
+        filter (bargein_eval.py --only repeated: -10 dB callers heard 1.9 s late)."""
+        return all(self._ref.power(start - d, n) > ACTIVE for d in delays)
+
     def gap(self, ms: int) -> None:
         """Skip `ms` of inbound audio that never came (read as silence)."""
         if self._in_slot >= 0:
