@@ -84,11 +84,13 @@ from mediasrv.policy.turns import (
     UtteranceStarted,
 )
 from mediasrv.testing.frames import (
+    DETECT_SLACK_FRAMES,
     FRAME,
     TICK,
     Floats,
     MakePolicy,
     Net,
+    Run,
     bots,
     capture,
     prompt,
@@ -98,7 +100,6 @@ from mediasrv.testing.frames import (
 from mediasrv.testing.repeated import Interruption, answer_audio, repeated_call
 
 AUDIO = Path(__file__).resolve().parents[1] / "tests" / "audio"
-DETECT_SLACK_FRAMES = 25  # a barge-in 0.5 s after the caller stopped still counts
 NON_SPEECH = ("music", "tones", "noise", "silence")
 
 def speech_frames(caller: Floats) -> tuple[int, int]:
@@ -481,9 +482,9 @@ def report_after_caller(make: MakePolicy, nets: tuple[Net, ...] = AFTER_NETS) ->
 # A caller who interrupts the bot three times (issue 9's three-interruption call): each
 # answer's echo meets a canceller the barge-in before it perturbed, and each bot turn's
 # frames leave at their own phase of the 20 ms grid (a response's audio comes when it
-# comes), so the echo's delay against the canceller's slot-placed reference moves by up to
-# 20 ms from one answer to the next. End to end the band mask barged in there, 2.2 s into
-# an answer (docs/turn-taking.md); after-caller above has one interruption, on the grid.
+# comes): placed on the nearest slot, the reference moved against the echo by up to
+# +-10 ms from one answer to the next and the answers' echo barged in, end to end too
+# (docs/turn-taking.md, README (20)); after-caller above has one interruption, on the grid.
 # (caller clip, s into the bot turn it talks over): the first row is scenarios.py's
 # three_interruptions; the others vary the clips, the offsets and the order.
 REPEATED_CALLS = (((cat.WEASELS, 2.0), (cat.ONLY_PERSON, 3.7), (cat.HELLO, 3.5)),
@@ -532,16 +533,23 @@ FRESH_LINES = {"bad line": cat.line_of(BAD_LINE), "bad line 0": cat.line_of(BAD_
 FRESH_NETS = (Net(30.0, 10.0), Net(80.0, 35.0), Net())
 
 
+def fresh_answer(make: MakePolicy, file: str, seconds: float, gain_db: float, line: Line,
+                 net: Net) -> Run:
+    """Play the answer to `seconds` of caller `file` heard at `gain_db`, echo alone, to a
+    fresh policy."""
+    heard = pcm16_to_ulaw(to_pcm16(load_8k(AUDIO / file)[: int(seconds * 8000)]
+                                   * 10 ** (gain_db / 20)))
+    bot = answer_audio(heard)
+    return simulate(make, bot, np.zeros(len(bot) + 8000), line, net)
+
+
 def report_fresh_answers(make: MakePolicy) -> None:
     print("an answer to each caller (0/-4/-10 dB as heard) from a fresh canceller, echo alone: "
           "barge-ins / runs")
     for name, line in FRESH_LINES.items():
         barged: list[str] = []
         for (f, n), gain, net in product(cat.CALLERS, FRESH_GAINS_DB, FRESH_NETS):
-            heard = pcm16_to_ulaw(to_pcm16(load_8k(AUDIO / f)[: int(n * 8000)]
-                                           * 10 ** (gain / 20)))
-            bot = answer_audio(heard)
-            run = simulate(make, bot, np.zeros(len(bot) + 8000), line, net)
+            run = fresh_answer(make, f, n, gain, line, net)
             barged += [f"{Path(f).name} {gain:g} dB {net.down_ms:g}/{net.up_ms:g} ms: "
                        f"{t:.2f} s" for _, t in run.barge_ins]
         runs = len(cat.CALLERS) * len(FRESH_GAINS_DB) * len(FRESH_NETS)

@@ -7,13 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mediasrv.audio import pcm16_to_ulaw, to_pcm16
 from mediasrv.emulator import catalogue as cat
 from mediasrv.emulator.line import HANDSET, Line
-from mediasrv.emulator.script import load_8k
 from mediasrv.policy.turns import BargeIn, EndOfUtterance, TurnConfig, TurnPolicy, TurnStep
-from mediasrv.testing.frames import FRAME, Net, prompt, simulate
-from mediasrv.testing.repeated import Interruption, answer_audio, repeated_call
+from mediasrv.testing.frames import FRAME, Net, prompt
+from mediasrv.testing.repeated import Interruption, repeated_call
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
@@ -122,11 +120,9 @@ def test_an_answer_from_a_fresh_canceller_on_the_bad_line_does_not_barge_in() ->
     # The call's first filter re-measured on the frames it learned from reads high; taken
     # at its word, this answer's echo (the caller's 0 dB words played back, 30/10 ms
     # transit, the bad line of seed 0) barged in 1.66 s in (bargein_eval --only repeated).
-    clip = load_8k(bargein_eval.AUDIO / cat.ONLY_PERSON)[: int(3.2 * 8000)]
-    heard = pcm16_to_ulaw(to_pcm16(clip))
-    bot = answer_audio(heard)
-    run = simulate(lambda: TurnPolicy(TurnConfig()), bot, np.zeros(len(bot) + 8000),
-                   cat.line_of(bargein_eval.BAD_LINE, seed=0), Net(30.0, 10.0))
+    run = bargein_eval.fresh_answer(lambda: TurnPolicy(TurnConfig()), cat.ONLY_PERSON, 3.2,
+                                    0.0, cat.line_of(bargein_eval.BAD_LINE, seed=0),
+                                    Net(30.0, 10.0))
     assert run.barge_ins == []
 
 

@@ -28,6 +28,8 @@ from mediasrv.policy.turns import (
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 FRAME = 160
 TICK = 0.020
+# A barge-in up to 0.5 s after the caller's last speech frame is still theirs.
+DETECT_SLACK_FRAMES = 25
 
 Floats = npt.NDArray[np.float64]
 MakePolicy = Callable[[], TurnPolicy]

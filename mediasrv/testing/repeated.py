@@ -14,15 +14,14 @@ and cuts our echo off mid-word, so each answer's echo meets a filter perturbed b
 before it.
 
 Each bot turn's frames leave at their own phase of the 20 ms tick (`phases_ms`): a
-response's audio comes when it comes and the pacer starts its burst then, while the
-canceller places a burst's first frame on the nearest 20 ms slot (aec_timeline.py). So
-from one answer to the next the echo's delay against the reference moves by up to 20 ms
-and the filter is either reset (the delay search moved it) or no longer fits. On the
-tick every time (as `simulate` and after-caller send) it never moves. Recorded end to end
-(scripts/scenarios.py --only three_interruptions_0, the band mask of docs/turn-taking.md)
-and replayed into the policy frame by frame, the answer's echo barged in where the
-filter was re-learned or shifted this way; with every turn on the tick this section
-showed none of it.
+response's audio comes when it comes and the pacer starts its burst then. The canceller
+used to place a burst's first frame on the nearest 20 ms slot, so from one answer to the
+next the echo's delay against the reference moved by up to +-10 ms and the filter no
+longer fit; recorded end to end (scripts/scenarios.py --only three_interruptions_0) and
+replayed into the policy frame by frame, the answer's echo barged in there. A burst is now
+placed at its own sample (aec_timeline.py `on_sent`); on the tick every time (as
+`simulate` and after-caller send) the fault never showed, so this section keeps the
+phases to hold that fix.
 
 A barge-in counts as the caller's when it comes between their first speech frame and
 `DETECT_SLACK_FRAMES` after their last; any other is false (our echo taken for the caller).
@@ -46,6 +45,7 @@ from mediasrv.policy.turns import (
     UtteranceStarted,
 )
 from mediasrv.testing.frames import (
+    DETECT_SLACK_FRAMES,
     FRAME,
     PROMPTS,
     TICK,
@@ -58,7 +58,6 @@ from mediasrv.testing.frames import (
 )
 
 ANSWER_AFTER_S = 0.3  # the caller's turn end -> the answer's first frame sent
-DETECT_SLACK_FRAMES = 25  # a barge-in 0.5 s after the caller stopped is still theirs
 CALLER_AUDIO_CAP_MS = 6000  # the local backend's `answer_caller_audio_cap_ms` default
 AFTER_LAST_S = 1.0  # the run goes on this long after the last answer ended
 _LONGEST_ANSWER_S = 0.7 + CALLER_AUDIO_CAP_MS / 1000 + ANSWER_PAUSE_MS / 1000 + 9.5
