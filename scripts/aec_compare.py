@@ -72,6 +72,7 @@ from aec_signals import (
 
 from mediasrv.audio import pcm16_to_ulaw
 from mediasrv.policy.turns import BargeIn, EndOfUtterance, TurnPolicy, UtteranceStarted
+from mediasrv.testing.frames import Net
 
 ACTIVE = 32768.0**2 * 10 ** (-55 / 10)  # echo frame power that counts as echo
 WINDOW = 25  # frames in an ERLE window (0.5 s)
@@ -348,8 +349,8 @@ def report_harness(names: list[str], quick: bool) -> None:
     for name in names:
         print(f"\n### {name}\n```")
         make: Callable[[], TurnPolicy] = functools.partial(make_policy, name)
-        bargein_eval.report_echo(make, bargein_eval.Net())
-        bargein_eval.report_callers(make, quick, bargein_eval.Net())
+        bargein_eval.report_echo(make, Net())
+        bargein_eval.report_callers(make, quick, Net())
         print("```")
 
 

@@ -5,7 +5,7 @@ of Asterisk's Allison prompts and ALSA's "front center"), the bot's espeak promp
 the handset / bad line / echo-alone paths of mediasrv/emulator/catalogue.py. This script
 measures, without tuning anything, the same policy on material it never saw, through the
 same frame harness (`mediasrv.testing.frames.simulate`, the emulator's line model) and
-bargein_eval's own tally, onset and detection rules:
+bargein_eval's own tally, onset and detection rules (`mediasrv.testing.callers`):
 
 - callers: the five LibriVox readers and pocketsphinx's "forever" (16 kHz, brought to
   the phone band by the emulator's loader: a 63-tap windowed-sinc low-pass at 3.6 kHz,
@@ -47,7 +47,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from bargein_eval import AUDIO, Tally, caller_runs, offsets_for
 
 from mediasrv.audio import ULAW_DECODE
 from mediasrv.emulator import catalogue as cat
@@ -57,6 +56,7 @@ from mediasrv.emulator.script import ONSET_DBFS, frame_levels_dbfs, load_8k
 from mediasrv.localservices.voice import EspeakVoice
 from mediasrv.policy.sent import ulaw_peak_dbfs
 from mediasrv.policy.turns import TurnConfig, TurnPolicy
+from mediasrv.testing.callers import AUDIO, Tally, caller_runs, offsets_for
 from mediasrv.testing.frames import FRAME, Floats, MakePolicy, Net, bots, prompt, simulate
 
 WIDEBAND = sorted((AUDIO / "wideband" / "speech").glob("*.wav"))

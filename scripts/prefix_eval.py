@@ -37,11 +37,12 @@ from mediasrv.audio import FRAME_BYTES, ULAW_DECODE
 from mediasrv.emulator import catalogue as cat
 from mediasrv.emulator.script import load_8k
 from mediasrv.policy.turns import TurnConfig, TurnPolicy, TurnStep
+from mediasrv.testing.callers import AUDIO, offsets_for, speech_frames
 from mediasrv.testing.frames import FRAME, Floats, bots, simulate
 
 
 def _bargein_eval() -> ModuleType:
-    """Import scripts/bargein_eval.py (its offsets and speech frames: the same runs)."""
+    """Import scripts/bargein_eval.py (its `--set` parsing: the same settings)."""
     path = Path(__file__).with_name("bargein_eval.py")
     spec = importlib.util.spec_from_file_location("bargein_eval", path)
     assert spec is not None and spec.loader is not None
@@ -140,15 +141,15 @@ def main() -> None:
     config = TurnConfig(**settings)
     print(f"prefix_ms={config.prefix_ms} prefix_max_ms={config.prefix_max_ms}")
     t0 = time.perf_counter()
-    callers = {f: load_8k(BE.AUDIO / f)[: int(n * 8000)] for f, n in cat.CALLERS}
+    callers = {f: load_8k(AUDIO / f)[: int(n * 8000)] for f, n in cat.CALLERS}
     for gain in (float(g) for g in args.gains.split(",")):
         for line_name in args.lines.split(","):
             cell = Cell()
             for bot in bots().values():
                 for pcm in callers.values():
-                    for offset in BE.offsets_for(bot, args.quick):
+                    for offset in offsets_for(bot, args.quick):
                         place(config, bot, pcm * 10 ** (gain / 20), offset, line_name,
-                              BE.speech_frames(pcm), cell)
+                              speech_frames(pcm), cell)
             print(f"  caller {gain:4.0f} dB  {line_name:9s} {summary(cell)}")
     print(f"({time.perf_counter() - t0:.0f} s)")
 

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
 from mediasrv.emulator import catalogue as cat
-from mediasrv.emulator.line import HANDSET, Line
+from mediasrv.emulator.line import BAD_LINE, HANDSET, Line
+from mediasrv.emulator.script import load_8k
 from mediasrv.policy.turns import BargeIn, EndOfUtterance, TurnConfig, TurnPolicy, TurnStep
+from mediasrv.testing.callers import AUDIO, speech_frames
 from mediasrv.testing.frames import FRAME, Net, prompt
-from mediasrv.testing.repeated import Interruption, repeated_call
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-
-import bargein_eval  # noqa: E402
+from mediasrv.testing.repeated import (
+    REPEATED_CALLS,
+    REPEATED_LINES,
+    REPEATED_PHASES_MS,
+    Interruption,
+    fresh_answer,
+    repeated_call,
+)
 
 QUIET_LINE = Line(echo=None, hiss_dbov=None)
 
@@ -105,13 +107,12 @@ def test_each_bot_turn_leaves_at_its_own_phase_of_the_tick() -> None:
 
 
 def test_three_callers_on_the_handset_are_each_heard_and_answered() -> None:
-    callers = {f: bargein_eval.load_8k(bargein_eval.AUDIO / f)[: int(n * 8000)]
-               for f, n in cat.CALLERS}
-    seq = [Interruption(callers[f] * 10 ** (cat.NOMINAL_GAIN_DB / 20),
-                        bargein_eval.speech_frames(callers[f]), at)
-           for f, at in bargein_eval.REPEATED_CALLS[0]]
+    callers = {f: load_8k(AUDIO / f)[: int(n * 8000)] for f, n in cat.CALLERS}
+    seq = [Interruption(callers[f] * 10 ** (cat.NOMINAL_GAIN_DB / 20), speech_frames(callers[f]),
+                        at)
+           for f, at in REPEATED_CALLS[0]]
     run = repeated_call(lambda: TurnPolicy(TurnConfig()), cat.line_of(HANDSET),
-                        Net(30.0, 10.0), seq, phases_ms=bargein_eval.REPEATED_PHASES_MS[0])
+                        Net(30.0, 10.0), seq, phases_ms=REPEATED_PHASES_MS[0])
     assert None not in run.heard_ms
     assert (run.answers, run.false, run.echo_turns) == (3, [], 0)
 
@@ -120,9 +121,8 @@ def test_an_answer_from_a_fresh_canceller_on_the_bad_line_does_not_barge_in() ->
     # The call's first filter re-measured on the frames it learned from reads high; taken
     # at its word, this answer's echo (the caller's 0 dB words played back, 30/10 ms
     # transit, the bad line of seed 0) barged in 1.66 s in (bargein_eval --only repeated).
-    run = bargein_eval.fresh_answer(lambda: TurnPolicy(TurnConfig()), cat.ONLY_PERSON, 3.2,
-                                    0.0, cat.line_of(bargein_eval.BAD_LINE, seed=0),
-                                    Net(30.0, 10.0))
+    run = fresh_answer(lambda: TurnPolicy(TurnConfig()), cat.ONLY_PERSON, 3.2, 0.0,
+                       cat.line_of(BAD_LINE, seed=0), Net(30.0, 10.0))
     assert run.barge_ins == []
 
 
@@ -130,12 +130,10 @@ def test_a_caller_over_a_pause_of_the_answer_is_heard_without_the_filter_reset()
     # -10 dB on the bad line, the third caller 5.2 s into the second answer, as its echo
     # pauses: the delay search, on the caller against a silent reference at the echo's
     # delay, found a peak 68 ms away and reset the trusted filter; heard 1.9 s late.
-    callers = {f: bargein_eval.load_8k(bargein_eval.AUDIO / f)[: int(n * 8000)]
-               for f, n in cat.CALLERS}
-    seq = [Interruption(callers[f] * 10 ** (-10.0 / 20), bargein_eval.speech_frames(callers[f]),
-                        at)
-           for f, at in bargein_eval.REPEATED_CALLS[2]]
-    run = repeated_call(lambda: TurnPolicy(TurnConfig()), bargein_eval.REPEATED_LINES["bad line"],
-                        Net(30.0, 10.0), seq, phases_ms=bargein_eval.REPEATED_PHASES_MS[0])
+    callers = {f: load_8k(AUDIO / f)[: int(n * 8000)] for f, n in cat.CALLERS}
+    seq = [Interruption(callers[f] * 10 ** (-10.0 / 20), speech_frames(callers[f]), at)
+           for f, at in REPEATED_CALLS[2]]
+    run = repeated_call(lambda: TurnPolicy(TurnConfig()), REPEATED_LINES["bad line"],
+                        Net(30.0, 10.0), seq, phases_ms=REPEATED_PHASES_MS[0])
     assert run.heard_ms[2] is not None and run.heard_ms[2] <= 500
     assert (run.false, run.echo_turns) == ([], 0)

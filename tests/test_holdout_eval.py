@@ -12,11 +12,11 @@ import pytest
 from mediasrv.emulator import catalogue as cat
 from mediasrv.emulator.script import load_8k, resample
 from mediasrv.policy.turns import TurnConfig, TurnPolicy
+from mediasrv.testing.callers import AUDIO, speech_frames
 from mediasrv.testing.frames import Net, prompt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-import bargein_eval  # noqa: E402
 import holdout_eval  # noqa: E402
 
 EDGE = 200  # output samples left out at each end: the filter's start/stop
@@ -44,13 +44,13 @@ def test_phone_band_path_halves_the_sample_count() -> None:
 
 def test_onset_rule_is_bargein_evals_on_the_tuned_callers() -> None:
     for file, seconds in cat.CALLERS:
-        pcm = load_8k(bargein_eval.AUDIO / file)[: int(seconds * 8000)]
-        assert holdout_eval.speech_span(pcm) == bargein_eval.speech_frames(pcm), file
+        pcm = load_8k(AUDIO / file)[: int(seconds * 8000)]
+        assert holdout_eval.speech_span(pcm) == speech_frames(pcm), file
 
 
 def test_onset_rule_skips_a_readers_breathing_before_the_first_word() -> None:
     reader = load_8k(holdout_eval.WIDEBAND[1])  # "He was not an ill disposed young man"
-    assert bargein_eval.speech_frames(reader)[0] < 3  # -45 dBFS alone: the breath
+    assert speech_frames(reader)[0] < 3  # -45 dBFS alone: the breath
     assert holdout_eval.speech_span(reader)[0] >= 10  # the word, ~0.26 s in
 
 

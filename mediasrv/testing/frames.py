@@ -3,7 +3,9 @@
 Layer: testing. No server and no threads: the real `TurnPolicy` is driven directly, in
 seconds, through the emulator's own line model (mediasrv/emulator/line.py) and with the
 prompts the backend really plays. Used by scripts/bargein_eval.py (issue 9's frame-level
-harness) and by tests that need the whole line (hiss, dispersion, the long greeting).
+harness), by the sections' runners beside this module (callers.py, moves.py,
+after_caller.py, repeated.py) and by tests that need the whole line (hiss, dispersion, the
+long greeting). `why` describes the echo guard's state at a barge-in, for the tables.
 """
 
 from __future__ import annotations
@@ -128,3 +130,22 @@ def simulate(
                     run.turns += 1
             k += 1
     return run
+
+
+def why(policy: TurnPolicy) -> str:
+    """Return the echo guard's state at a barge-in, for the moves and repeated tables."""
+    echo, aec = policy.echo, policy.echo.canceller
+    if aec is None:
+        return echo.evidence
+    coh = "-" if echo.coherence is None else "{:.2f}/{:.2f}".format(*echo.coherence)
+    delay = "-" if aec.delay is None else f"{aec.delay / 8:.0f}"
+    res_db = 10 * np.log10(max(aec.residual_power, 1e-12))
+    est_db = 10 * np.log10(max(aec.echo_power, 1e-12))
+    found = aec.residual_lag()
+    lag = "-" if found is None else (f"{found.delay / 8:.0f} ms (own {found.own:.1f}, search "
+                                     f"{found.search:.1f})")
+    return (f"{echo.evidence} res {res_db:.1f} est {est_db:.1f} dB coh {coh} recent "
+            f"{aec.recent_coherence():.2f} erle {aec.erle_db:.1f} delay {delay} ms residual's "
+            f"lag {lag} level {echo.over_bound_db:+.1f} dB over the bound "
+            f"({echo.path.bound_db:.1f} dB)")
+

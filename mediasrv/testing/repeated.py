@@ -25,6 +25,9 @@ phases to hold that fix.
 
 A barge-in counts as the caller's when it comes between their first speech frame and
 `DETECT_SLACK_FRAMES` after their last; any other is false (our echo taken for the caller).
+
+Also here: the calls scripts/bargein_eval.py's `repeated` section plays (`REPEATED_*`),
+and an answer alone from a fresh canceller (`fresh_answer`, the `FRESH_*` conditions).
 """
 
 from __future__ import annotations
@@ -35,7 +38,10 @@ from functools import cache
 
 import numpy as np
 
-from mediasrv.emulator.line import Line, LineModel
+from mediasrv.audio import pcm16_to_ulaw, to_pcm16
+from mediasrv.emulator import catalogue as cat
+from mediasrv.emulator.line import BAD_LINE, HANDSET, Line, LineModel
+from mediasrv.emulator.script import load_8k
 from mediasrv.localbackend.prompts import ANSWER_PAUSE_MS, PromptBank, compose
 from mediasrv.policy.turns import (
     BargeIn,
@@ -44,6 +50,7 @@ from mediasrv.policy.turns import (
     UtteranceSkipped,
     UtteranceStarted,
 )
+from mediasrv.testing.callers import AUDIO
 from mediasrv.testing.frames import (
     DETECT_SLACK_FRAMES,
     FRAME,
@@ -52,9 +59,11 @@ from mediasrv.testing.frames import (
     Floats,
     MakePolicy,
     Net,
+    Run,
     capture,
     prompt,
     send,
+    simulate,
 )
 
 ANSWER_AFTER_S = 0.3  # the caller's turn end -> the answer's first frame sent
@@ -177,3 +186,45 @@ def repeated_call(make: MakePolicy, line: Line, net: Net, callers: Sequence[Inte
                         answer_at, forwarded = i + 1 + int(round(ANSWER_AFTER_S / TICK)), False
             k += 1
     return run
+
+
+# A caller who interrupts the bot three times (issue 9's three-interruption call): each
+# answer's echo meets a canceller the barge-in before it perturbed, and each bot turn's
+# frames leave at their own phase of the 20 ms grid (a response's audio comes when it
+# comes): placed on the nearest slot, the reference moved against the echo by up to
+# +-10 ms from one answer to the next and the answers' echo barged in, end to end too
+# (docs/turn-taking.md, README (20)); after_caller.py has one interruption, on the grid.
+# (caller clip, s into the bot turn it talks over): the first row is scenarios.py's
+# three_interruptions; the others vary the clips, the offsets and the order.
+REPEATED_CALLS = (((cat.WEASELS, 2.0), (cat.ONLY_PERSON, 3.7), (cat.HELLO, 3.5)),
+                  ((cat.HELLO, 1.1), (cat.FRONT_CENTER, 4.6), (cat.VM_INTRO, 2.9)),
+                  ((cat.VM_INTRO, 3.0), (cat.WEASELS, 2.4), (cat.ONLY_PERSON, 5.2)),
+                  ((cat.FRONT_CENTER, 0.6), (cat.HELLO, 5.9), (cat.WEASELS, 1.7)),
+                  ((cat.ONLY_PERSON, 1.6), (cat.VM_INTRO, 3.2), (cat.FRONT_CENTER, 4.1)))
+# ms after the tick each bot turn's frames leave (the greeting, then each answer).
+REPEATED_PHASES_MS = ((0.0, 13.0, 6.0, 17.0), (9.0, 2.0, 15.0, 4.0), (18.0, 7.0, 1.0, 11.0),
+                      (5.0, 19.0, 10.0, 0.0))
+REPEATED_GAINS_DB = (cat.NOMINAL_GAIN_DB, -10.0, -20.0)
+REPEATED_LINES = {"bad line": cat.line_of(BAD_LINE), "handset": cat.line_of(HANDSET)}
+# scenarios.py's three_interruptions_0 runs at 30/10 ms; 80/35 as after-caller's.
+REPEATED_NETS = (Net(30.0, 10.0), Net(80.0, 35.0))
+
+
+# ... and an answer met by a canceller learning from nothing (its delay search realigned as
+# the answer began: end to end, the band mask's false clears 1.5 s into an answer came so,
+# the filter re-learned from 52-60 frames): "You said:" in the bot's voice, then a
+# caller's replayed voice in bands the young filter hardly learned yet, echo alone.
+FRESH_GAINS_DB = (0.0, cat.NOMINAL_GAIN_DB, -10.0)
+FRESH_LINES = {"bad line": cat.line_of(BAD_LINE), "bad line 0": cat.line_of(BAD_LINE, seed=0),
+               "handset": cat.line_of(HANDSET)}
+FRESH_NETS = (Net(30.0, 10.0), Net(80.0, 35.0), Net())
+
+
+def fresh_answer(make: MakePolicy, file: str, seconds: float, gain_db: float, line: Line,
+                 net: Net) -> Run:
+    """Play the answer to `seconds` of caller `file` heard at `gain_db`, echo alone, to a
+    fresh policy."""
+    heard = pcm16_to_ulaw(to_pcm16(load_8k(AUDIO / file)[: int(seconds * 8000)]
+                                   * 10 ** (gain_db / 20)))
+    bot = answer_audio(heard)
+    return simulate(make, bot, np.zeros(len(bot) + 8000), line, net)

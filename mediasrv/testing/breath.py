@@ -1,10 +1,11 @@
-"""A caller's breath before their first word, over the bot's echo: early barge-ins.
+"""A caller's breath before their first word, over the bot's echo: the clips and conditions.
 
-The held-out check (scripts/holdout_eval.py) found barge-ins up to 300 ms before a
-reader's first word, on their breath plus the faint leftover of our echo. Its material
-must stay held out, so the condition is built here on the tuned harness's own callers,
-lines and prompts (scripts/bargein_eval.py's `caller_runs`, tally and onset rules): a
-breath is laid before each caller's first speech frame, ending `gap` ms before it.
+Layer: testing. The held-out check (scripts/holdout_eval.py) found barge-ins up to 300 ms
+before a reader's first word, on their breath plus the faint leftover of our echo. Its
+material must stay held out, so the condition is built here on the tuned harness's own
+callers, lines and prompts (`mediasrv.testing.callers`: `caller_runs`, the tally and the
+onset rule): a breath is laid before each caller's first speech frame, ending `gap` ms
+before it (`with_breath`); scripts/bargein_eval.py's `breath` section runs and prints it.
 
 Breaths (tests/audio/breath, MANIFEST.md): three real ones cut from pocketsphinx's
 `cards` test recordings (one speaker, a laptop microphone: the audible inhalations
@@ -26,12 +27,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from bargein_eval import AUDIO, Tally, caller_runs, offsets_for, speech_frames
 
-from mediasrv.emulator import catalogue as cat
 from mediasrv.emulator.levels import active_level_dbov
 from mediasrv.emulator.script import load_8k
-from mediasrv.testing.frames import FRAME, Floats, MakePolicy, Net, bots
+from mediasrv.testing.callers import AUDIO, speech_frames
+from mediasrv.testing.frames import FRAME, Floats
 
 BREATH_DIR = AUDIO / "breath"
 # (file, dB under its speaker's active level): measured on the whole `cards` recording.
@@ -86,28 +86,3 @@ def with_breath(caller: Floats, breath: Breath, gap_ms: int) -> tuple[Floats, tu
     out[start : start + breath.samples.size] += breath.samples * 10 ** (level / 20)
     shift = pad // FRAME
     return out, (first + shift, last + shift)
-
-
-def report_breaths(make: MakePolicy, net: Net) -> None:
-    """Print, per caller gain and line, the callers with a breath before their first word
-    (early: a barge-in on the breath), and the early barge-ins per breath."""
-    print(f"a breath before the caller's first word (ending {'/'.join(map(str, BREATH_GAPS_MS))} "
-          "ms before it), over the bot: early = barge-in on the breath")
-    found = breaths()
-    callers = [load_8k(AUDIO / f)[: int(n * 8000)] for f, n in cat.CALLERS]
-    for gain in BREATH_GAINS_DB:
-        for line_name in BREATH_LINES:
-            line = cat.line_of(cat.LINES[line_name])
-            tally, early = Tally(), {}
-            for breath in found:
-                one = Tally()
-                for pcm in callers:
-                    for gap in BREATH_GAPS_MS:
-                        clip, span = with_breath(pcm, breath, gap)
-                        for bot in bots().values():
-                            one.add(caller_runs(make, bot, clip * 10 ** (gain / 20),
-                                                offsets_for(bot, True), line, net, span))
-                early[breath.name] = one.early
-                tally.add(one)
-            per = " ".join(f"{k} {v}" for k, v in early.items())
-            print(f"  caller {gain:4.0f} dB  {line_name:9s} {tally.line()}   ({per})")
