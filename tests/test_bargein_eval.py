@@ -139,3 +139,20 @@ def test_a_caller_over_a_pause_of_the_answer_is_heard_without_the_filter_reset()
                         Net(30.0, 10.0), seq, phases_ms=bargein_eval.REPEATED_PHASES_MS[0])
     assert run.heard_ms[2] is not None and run.heard_ms[2] <= 500
     assert (run.false, run.echo_turns) == ([], 0)
+
+
+def test_a_quiet_caller_from_the_bots_first_words_on_the_bad_line_is_heard_within_the_cold_start(
+) -> None:
+    # -20 dB, vm-intro 0.3 s into the long answer (onset 0.4 s): the canceller never has
+    # echo alone, so it is not trusted for 1.5 s; what its young filter leaves is not ours
+    # (residual coherence 0.1-0.3) but 3-6 dB under its echo estimate wherever the bot is
+    # loud, and the cold start asked for it to be as loud. Main (927af44): heard 1,540 ms
+    # after the first word, at the bot's pause; half the estimate's power: 700 ms.
+    seconds = dict(cat.CALLERS)[cat.VM_INTRO]
+    pcm = bargein_eval.load_8k(bargein_eval.AUDIO / cat.VM_INTRO)[: int(seconds * 8000)]
+    tally = bargein_eval.caller_runs(lambda: TurnPolicy(TurnConfig()), prompt("long_answer"),
+                                     pcm * 10 ** (-20.0 / 20), [0.3],
+                                     cat.line_of(bargein_eval.BAD_LINE), Net(),
+                                     bargein_eval.speech_frames(pcm))
+    assert (tally.misses, tally.early) == (0, 0)
+    assert tally.ms[0] <= 800
