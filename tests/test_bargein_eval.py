@@ -137,3 +137,35 @@ def test_a_caller_over_a_pause_of_the_answer_is_heard_without_the_filter_reset()
                         Net(30.0, 10.0), seq, phases_ms=REPEATED_PHASES_MS[0])
     assert run.heard_ms[2] is not None and run.heard_ms[2] <= 500
     assert (run.false, run.echo_turns) == ([], 0)
+
+
+def heard_after_ms(file: str, gain_db: float, offset_s: float) -> float:
+    """Return ms from a tuned caller's first speech frame to their barge-in, the caller
+    `offset_s` into the long answer on the bad line, as bargein_eval's callers table counts."""
+    pcm = bargein_eval.load_8k(bargein_eval.AUDIO / file)[: int(dict(cat.CALLERS)[file] * 8000)]
+    tally = bargein_eval.caller_runs(lambda: TurnPolicy(TurnConfig()), prompt("long_answer"),
+                                     pcm * 10 ** (gain_db / 20), [offset_s],
+                                     cat.line_of(bargein_eval.BAD_LINE), Net(),
+                                     bargein_eval.speech_frames(pcm))
+    assert (tally.misses, tally.early) == (0, 0)
+    return tally.ms[0]
+
+
+def test_a_quiet_caller_from_the_bots_first_words_on_the_bad_line_is_heard_within_the_cold_start(
+) -> None:
+    # -20 dB, vm-intro 0.3 s into the long answer (onset 0.4 s): the canceller never has
+    # echo alone, so it is not trusted for 1.5 s; what its young filter leaves is not ours
+    # (residual coherence 0.1-0.3) but 3-6 dB under its echo estimate wherever the bot is
+    # loud, and the cold start asked for it to be as loud. Main (927af44): heard 1,540 ms
+    # after the first word, at the bot's pause; half the estimate's power: 700 ms.
+    assert heard_after_ms(cat.VM_INTRO, -20.0, 0.3) <= 800
+
+
+def test_a_quiet_caller_meets_a_first_filter_measured_on_the_frames_after_it() -> None:
+    # -20 dB, front-center 2.15 s into the long answer on the bad line. The canceller is
+    # trusted, but the ERLE known of its first filter was 18.2 dB: each frame measured with
+    # the filter of its time, the filter re-measured on frames it learned from 4 dB down.
+    # Measured as it is on the 10 frames after it (not learned from, no discount): 20.3 dB,
+    # so the VAD's mask (estimate / ERLE + 10 dB) sits 2 dB lower and the caller's fifth
+    # frame (-40 dBFS under a -30 dBFS estimate) is over it. At 176ca58: 1,040 ms; now 200.
+    assert heard_after_ms(cat.FRONT_CENTER, -20.0, 2.15) <= 400

@@ -26,8 +26,7 @@ and pure (time comes in as `now`):
 
 4. **Past the filter.** A room (a speakerphone) rings longer than 128 ms: when the
    filter's last blocks still hold energy and decay, the response is carried on at that
-   decay for 300 ms more, and what we sent that long ago times it is reported as
-   `tail_power`, echo the filter cannot take off but that is still ours.
+   decay for 300 ms more; what we sent that long ago times it is `tail_power`.
 
 It reports what the double-talk decision in `mediasrv.policy.echo` needs, and decides nothing
 itself: the achieved echo return loss enhancement (ERLE: echo estimate power over residual
@@ -106,7 +105,7 @@ _ERLE_CAP = 4.0
 # that at their level (bad line: 4 dB while the filter took off 18-20 dB). Not after a filter
 # learned for 0.5 s is re-aligned (a moved path read 29 dB and barged in: --only moves). Less
 # 4 dB: on the frames it learned from, a filter reads high (tests/test_aec.py: 20.6 dB, 16.8
-# on the echo after), and an answer's echo from a fresh canceller barged in (--only repeated).
+# on the echo after; 0-3 dB barged in, docs/turn-taking.md); and on the 10 after it (`held_out`).
 _REMEASURE_FRAMES = 100
 _REMEASURE_LEARNED = 25
 _REMEASURE_BIAS_DB = 4.0
@@ -249,11 +248,13 @@ class EchoCanceller(Timelines):
         self._hf = np.fft.rfft(h, _CONV)
         self._tail = tail_beyond(h)
         self._first_filter = self._first_filter and self._learned < _REMEASURE_FRAMES
-        powers = self.remeasure(h, self.delay - _PRE) if self._first_filter else None
-        if powers and powers[0] > powers[1] * 10 ** ((self._erle + _REMEASURE_BIAS_DB) / 10):
-            self._echo_avg, self._res_avg = powers[0], powers[1] * 10 ** (_REMEASURE_BIAS_DB / 10)
-            self._erle = 10.0 * np.log10(self._echo_avg / max(self._res_avg, 1e-12))
-            self.best_erle_db = max(self.best_erle_db, self._erle)
+        lag, first = self.delay - _PRE, self._first_filter
+        for powers, bias in ((self.remeasure(h, lag) if first else None, _REMEASURE_BIAS_DB),
+                             (self.held_out(h if first else None, lag), 0.0)):
+            if powers and powers[0] > powers[1] * 10 ** ((self._erle + bias) / 10):
+                self._echo_avg, self._res_avg = powers[0], powers[1] * 10 ** (bias / 10)
+                self._erle = 10.0 * np.log10(self._echo_avg / max(self._res_avg, 1e-12))
+                self.best_erle_db = max(self.best_erle_db, self._erle)
 
     @property
     def learned_frames(self) -> int:
@@ -272,8 +273,7 @@ class EchoCanceller(Timelines):
         one, and the old estimate subtracted) and whitening may favour the weaker.
         About 5 FFTs of 8k points: callers ask only where it decides something.
         """
-        end = (self._in_slot + 1) * FRAME
-        n = _COH_LEN
+        end, n = (self._in_slot + 1) * FRAME, _COH_LEN
         r, y = self._res.read(end - n, n), self._in.read(end - n, n)
         explained = self._explained_by_reference(end, (r, y))
         return (explained[0], explained[1]) if explained else (0.0, 0.0)
@@ -394,7 +394,7 @@ class EchoCanceller(Timelines):
         self._erle = self.best_erle_db = 0.0
         self._echo_avg = 0.0
         self._res_avg = 0.0
-        self._measured.clear()
+        self._forget_measured()
 
 
 _WINDOW = read_only(np.hanning(_WIN).astype(np.float32))

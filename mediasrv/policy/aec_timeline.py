@@ -31,6 +31,9 @@ _REANCHOR_SLOTS = 1  # inbound count vs clock: more than a frame apart, restart 
 # on (0.8 s of the bot at most), as far as the rings reach behind the echo's delay.
 _MEASURED_SLOTS = 40
 _MEASURED_MIN = 10  # fewer in reach: no figure
+# New filters waiting for `_MEASURED_MIN` frames measured after them (`held_out`): 8 is
+# 0.64 s of updates, longer than the bot's pauses in our prompts (80 kB at most).
+_HELD_FITS = 8
 _ZEROS = np.zeros(FRAME, dtype=np.float32)
 
 
@@ -54,6 +57,8 @@ class Timelines:
         self._res = SlotRing(_SHORT_RING)  # the residual on the inbound timeline
         self._est = SlotRing(_SHORT_RING)  # and the echo estimate
         self._measured: deque[int] = deque(maxlen=_MEASURED_SLOTS)  # see `remeasure`
+        # Recent filters and the slot each was learned up to (see `held_out`).
+        self._fits: deque[tuple[npt.NDArray[np.float64], int]] = deque(maxlen=_HELD_FITS)
 
     def on_sent(self, x: Floats, now: float) -> None:
         """Place one sent frame (floats, full scale 1.0) on the reference timeline."""
@@ -118,17 +123,38 @@ class Timelines:
             return False
         return float(np.dot(self._in.read(end - n, n), e)) > 0.5 * energy
 
-    def remeasure(self, h: npt.NDArray[np.float64], lag: int) -> tuple[float, float] | None:
+    def _forget_measured(self) -> None:
+        self._measured.clear()
+        self._fits.clear()
+
+    def held_out(self, h: npt.NDArray[np.float64] | None,
+                 lag: int) -> tuple[float, float] | None:
+        """Keep new filter `h` (learned up to this slot); return `remeasure`'s figure of
+        the newest kept filter that `_MEASURED_MIN` frames were measured on since, on
+        those frames alone -- frames it did not learn from -- or None. `h` None: no more
+        are measured so, let the kept ones go."""
+        if h is None:
+            self._fits.clear()
+            return None
+        self._fits.append((h, self._in_slot))
+        due = None
+        while self._fits and sum(s > self._fits[0][1] for s in self._measured) >= _MEASURED_MIN:
+            due = self._fits.popleft()
+        return self.remeasure(due[0], lag, since=due[1]) if due else None
+
+    def remeasure(self, h: npt.NDArray[np.float64], lag: int,
+                  since: int = -1) -> tuple[float, float] | None:
         """Return the mean power of filter `h`'s echo estimate and of what it leaves, over
-        the recent inbound frames the ERLE was measured on; None if too few are in reach.
+        the recent inbound frames the ERLE was measured on (after slot `since`); None if
+        too few are in reach.
 
         `lag`: the echo delay of `h`'s first tap (the estimate of inbound sample i is
         sum_k h[k] ref[i - lag - k]). One FFT convolution over at most 0.8 s.
         """
         taps = h.shape[0]
         oldest = max(self._in.last, self._ref.last) - RING_SLOTS + 1  # both rings hold it
-        slots = sorted({s for s in self._measured
-                        if (s * FRAME - lag - taps) // FRAME > oldest and s <= self._in_slot})
+        slots = sorted({s for s in self._measured if (s * FRAME - lag - taps) // FRAME > oldest
+                        and since < s <= self._in_slot})
         if len(slots) < _MEASURED_MIN:
             return None
         first, n = slots[0], (slots[-1] - slots[0] + 1) * FRAME

@@ -59,9 +59,13 @@ _COHERENCE_ALONE = "not our echo"  # see `heard_on_coherence_alone`
 # reflection, 0.91-0.99 through a hybrid (tests/test_aec.py, tests/test_echo.py).
 _MOVED_EXPLAINED = 0.7
 # Before the echo is learned: a residual at least this share of the echo estimate's power
-# (1.0: as loud as it), not coherent with what we sent, while the estimate fits the
-# inbound's echo. At 0.25 (-6 dB) a room's diffuse tail passed (measured).
-_COLD_RESIDUAL_SHARE = 1.0
+# (0.5: 3 dB under it), not coherent with what we sent, while the estimate fits the
+# inbound's echo. A caller 10-20 dB under our echo from the bot's first words is in every
+# frame learned from, and what the young filter leaves of them sits 3-8 dB under its
+# estimate wherever the bot is loud: as loud as it (1.0), the -20 dB bad line's callers
+# from 0.3-0.7 s into a prompt were heard 60-840 ms later (bargein_eval.py). At 0.25
+# (-6 dB) a room's diffuse tail passed (measured twice: ERL 20 dB, 300 ms tail, 1/1/1).
+_COLD_RESIDUAL_SHARE = 0.5
 # The cold start lasts past the level bound (learned from 1 s of the bot) while the
 # canceller, learned from 0.5-2 s of it, measurably removes our echo (3 dB: half its power)
 # and is not yet trusted: on the bad line it is trusted only after 1.5 s of the bot alone,
