@@ -8,7 +8,7 @@ from mediasrv.emulator import catalogue as cat
 from mediasrv.emulator.line import BAD_LINE, HANDSET, Line
 from mediasrv.emulator.script import load_8k
 from mediasrv.policy.turns import BargeIn, EndOfUtterance, TurnConfig, TurnPolicy, TurnStep
-from mediasrv.testing.callers import AUDIO, speech_frames
+from mediasrv.testing.callers import AUDIO, caller_runs, speech_frames
 from mediasrv.testing.frames import FRAME, Net, prompt
 from mediasrv.testing.repeated import (
     REPEATED_CALLS,
@@ -142,11 +142,10 @@ def test_a_caller_over_a_pause_of_the_answer_is_heard_without_the_filter_reset()
 def heard_after_ms(file: str, gain_db: float, offset_s: float) -> float:
     """Return ms from a tuned caller's first speech frame to their barge-in, the caller
     `offset_s` into the long answer on the bad line, as bargein_eval's callers table counts."""
-    pcm = bargein_eval.load_8k(bargein_eval.AUDIO / file)[: int(dict(cat.CALLERS)[file] * 8000)]
-    tally = bargein_eval.caller_runs(lambda: TurnPolicy(TurnConfig()), prompt("long_answer"),
-                                     pcm * 10 ** (gain_db / 20), [offset_s],
-                                     cat.line_of(bargein_eval.BAD_LINE), Net(),
-                                     bargein_eval.speech_frames(pcm))
+    pcm = load_8k(AUDIO / file)[: int(dict(cat.CALLERS)[file] * 8000)]
+    tally = caller_runs(lambda: TurnPolicy(TurnConfig()), prompt("long_answer"),
+                        pcm * 10 ** (gain_db / 20), [offset_s], cat.line_of(BAD_LINE), Net(),
+                        speech_frames(pcm))
     assert (tally.misses, tally.early) == (0, 0)
     return tally.ms[0]
 
