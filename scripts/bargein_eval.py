@@ -194,7 +194,7 @@ def report_tails(make: MakePolicy) -> None:
                 barged += [f"{name} {erl:g} dB {t:.2f} s" for _, t in run.barge_ins]
             cells.append("/".join(map(str, total)))
         print(f"  {tail:3.0f} ms tail  transit {net.down_ms:2.0f}/{net.up_ms:2.0f} ms  "
-              f"{'   '.join(f'{c:8s}' for c in cells)}")
+              f"{'   '.join(f'{c:8s}' for c in cells).rstrip()}")
         for i in range(0, len(barged), 5):
             print(f"    {', '.join(barged[i : i + 5])}")
 
