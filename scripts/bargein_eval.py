@@ -29,6 +29,9 @@ Printed:
   callers' table again, each caller led by a real or synthetic breath; early = on it;
 - echo alone: barge-ins / speech starts / turns with only the bot's ~20 s turn coming
   back, on each of the nine hard paths of issue 9;
+- echo alone through a room's long tail (`tails`, mediasrv/testing/tails.py): 200-400 ms
+  tails, longer than the canceller's filter, at ERL 10 / 20 / 30 dB, four prompts, two
+  transits (its own, whatever `--down-ms` says): barge-ins / starts / turns per tail;
 - non-speech over the bot (handset line) and idle: turns and barge-ins; then steady noise
   and hold music under the bot from its first word at five levels, on both echo lines;
 - echo path moves (`moves`, mediasrv/testing/moves.py): the bot's prompt while the echo
@@ -47,7 +50,7 @@ Printed:
   caller's answer alone from a fresh canceller (echo alone): barge-ins of runs.
 
     PYTHONPATH=. .venv/bin/python scripts/bargein_eval.py [--quick] [--set FIELD=VALUE ...]
-        [--only callers|breath|echo|moves|non-speech|after-caller|repeated]
+        [--only callers|breath|echo|tails|moves|non-speech|after-caller|repeated]
         [--down-ms 30] [--up-ms 30]
         [--stall-at 1.0 --stall-ms 1100]
 
@@ -68,7 +71,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mediasrv.audio import pcm16_to_ulaw, to_pcm16
 from mediasrv.emulator import catalogue as cat
 from mediasrv.emulator.line import HANDSET, EchoPath
 from mediasrv.emulator.script import load_8k
@@ -91,11 +93,11 @@ from mediasrv.testing.callers import AUDIO, Tally, caller_runs, offsets_for, spe
 from mediasrv.testing.frames import FRAME, Floats, MakePolicy, Net, bots, prompt, simulate, why
 from mediasrv.testing.moves import (
     MOVE_AT_S,
-    MOVE_ESPEAK_BOT,
     MOVE_SETS,
     MOVES_MS,
     PLAIN_SHAPES,
     Move,
+    espeak_prompt,
     move_run,
     plain_move_run,
 )
@@ -112,6 +114,7 @@ from mediasrv.testing.repeated import (
     fresh_answer,
     repeated_call,
 )
+from mediasrv.testing.tails import TAIL_ERLS_DB, TAIL_NETS, TAILS_MS, tail_prompts, tail_run
 
 NON_SPEECH = ("music", "tones", "noise", "silence")
 
@@ -174,6 +177,28 @@ def report_echo(make: MakePolicy, net: Net) -> None:
         print(f"  {path.describe():46s} {len(run.barge_ins)}/{run.starts}/{run.turns}")
 
 
+def report_tails(make: MakePolicy) -> None:
+    """Print, per room tail and transit, echo alone's barge-ins / starts / turns at each
+    ERL (summed over the four prompts), then each prompt's barge-ins."""
+    prompts = tail_prompts()
+    print(f"echo alone through a room's tail (160 ms; {', '.join(prompts)}): barge-ins / "
+          f"starts / turns at ERL {' / '.join(f'{e:g}' for e in TAIL_ERLS_DB)} dB")
+    for tail, net in product(TAILS_MS, TAIL_NETS):
+        cells, barged = [], []
+        for erl in TAIL_ERLS_DB:
+            total = [0, 0, 0]
+            for name, bot in prompts.items():
+                run = tail_run(make, bot, tail, erl, net)
+                total = [total[0] + len(run.barge_ins), total[1] + run.starts,
+                         total[2] + run.turns]
+                barged += [f"{name} {erl:g} dB {t:.2f} s" for _, t in run.barge_ins]
+            cells.append("/".join(map(str, total)))
+        print(f"  {tail:3.0f} ms tail  transit {net.down_ms:2.0f}/{net.up_ms:2.0f} ms  "
+              f"{'   '.join(f'{c:8s}' for c in cells).rstrip()}")
+        for i in range(0, len(barged), 5):
+            print(f"    {', '.join(barged[i : i + 5])}")
+
+
 def under(bot: bytes, sound: Floats) -> Floats:
     """Return `sound`, looped, for as long as the bot talks, then 1 s of nothing."""
     over = np.resize(sound, len(bot) + 8000)
@@ -222,9 +247,7 @@ def report_noise_sweep(make: MakePolicy, net: Net) -> None:
 def report_moves(config: TurnConfig, net: Net) -> None:
     print("echo path moves (echo alone): barge-ins of runs; each barge-in with ms after the "
           "move (at Twilio) and the guard's state then")
-    espeak = pcm16_to_ulaw(to_pcm16(load_8k(AUDIO / MOVE_ESPEAK_BOT)))
-    prompts = {"long answer": bots()["long_answer"],
-               "espeak": espeak[: len(espeak) // FRAME * FRAME]}
+    prompts = {"long answer": bots()["long_answer"], "espeak": espeak_prompt()}
     for erl, clip, shapes, times, names in MOVE_SETS:
         for name in names:
             report_move_set(config, net, prompts[name], name,
@@ -333,8 +356,8 @@ def main() -> None:
     parser.add_argument("--stall-at", type=float, default=0.0, help="rx loop stalls at (s)")
     parser.add_argument("--stall-ms", type=float, default=0.0, help="for this long (ms)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
-    parser.add_argument("--only", choices=("callers", "breath", "echo", "moves", "non-speech",
-                                           "after-caller", "repeated"))
+    parser.add_argument("--only", choices=("callers", "breath", "echo", "tails", "moves",
+                                           "non-speech", "after-caller", "repeated"))
     args = parser.parse_args()
     fields = TurnConfig.__dataclass_fields__
     types = {"int": int, "bool": bool, "float": float}
@@ -349,6 +372,8 @@ def main() -> None:
 
     if args.only in (None, "echo"):
         report_echo(make, net)
+    if args.only in (None, "tails"):
+        report_tails(make)
     if args.only in (None, "moves"):
         report_moves(config, net)
     if args.only in (None, "non-speech"):

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mediasrv.audio import ULAW_DECODE, pcm16_to_ulaw
+from mediasrv.audio import ULAW_DECODE, pcm16_to_ulaw, to_pcm16
 from mediasrv.emulator import catalogue as cat
 from mediasrv.emulator.line import SATURATION_DBFS, EchoPath, Line, PathChange, Reflection
+from mediasrv.emulator.script import load_8k
 from mediasrv.policy.turns import BargeIn, TurnConfig, TurnPolicy
+from mediasrv.testing.callers import AUDIO
 from mediasrv.testing.frames import FRAME, TICK, Net, simulate, why
 
 # An echo path that moves mid-call (issue 9: "a path change mid-call"): the echo comes back
@@ -35,6 +37,13 @@ MOVE_AFTER_S = 3.0  # how long each run goes on after the move
 # The prompt of tests/test_echo.py's `Call` too: 14 of its 99 moves barged in there (ERL 10
 # dB) against 3 on the long answer, the same moves and shapes.
 MOVE_ESPEAK_BOT = "speech/en_espeak_bot_prompt.wav"
+
+
+def espeak_prompt() -> bytes:
+    """Return `MOVE_ESPEAK_BOT` as whole mu-law frames (what tx would send)."""
+    ulaw = pcm16_to_ulaw(to_pcm16(load_8k(AUDIO / MOVE_ESPEAK_BOT)))
+    return ulaw[: len(ulaw) // FRAME * FRAME]
+
 # (dispersive tail ms, reflection): a hybrid's ring; a pure delay; a ring and a reflection.
 MOVE_SHAPES: dict[str, tuple[float, Reflection | None]] = {
     "hybrid": (12.0, None), "flat": (0.0, None), "reflection": (12.0, Reflection(30.0, -6.0))}
