@@ -216,7 +216,8 @@ def soak(sequential: int, concurrent: int, call_s: float, warmup: int) -> dict[s
         for burst in (1, 2):
             failed_conc += failures(run_concurrent(srv.base, concurrent, call_s))
             done += concurrent
-            samples.append(sample(srv, f"{concurrent} concurrent (burst {burst})", done))
+            label = f"{concurrent} concurrent (burst {burst})"
+            samples.append(settled(srv, samples[base_at], label, done))
         conc_s = (time.monotonic() - t0) / 2
         metrics = srv.text("/metrics")
     base = samples[base_at]
@@ -239,6 +240,22 @@ def soak(sequential: int, concurrent: int, call_s: float, warmup: int) -> dict[s
         "calls_ended": [line for line in metrics.splitlines()
                         if line.startswith("mediasrv_calls_ended_total")],
     }
+
+
+def settled(srv: ServerProcess, base: Sample, label: str, calls: int,
+            within_s: float = 5.0) -> Sample:
+    """Sample until nothing is left over `base` or `within_s` has passed; the last sample.
+
+    A socket the worker is still closing counts for a moment -- the /healthz request
+    `sample` just made, a call's connection whose handler thread is returning (CI once saw
+    fds, inet connections and pool threads one over, at 53 calls) -- while a leak stays.
+    """
+    deadline = time.monotonic() + within_s
+    end = sample(srv, label, calls)
+    while not all(back_to_baseline(base, end).values()) and time.monotonic() < deadline:
+        time.sleep(0.25)
+        end = sample(srv, label, calls, settle_s=0.0)
+    return end
 
 
 def back_to_baseline(base: Sample, end: Sample) -> dict[str, bool]:
