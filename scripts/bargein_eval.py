@@ -75,6 +75,7 @@ from mediasrv.emulator import catalogue as cat
 from mediasrv.emulator.line import HANDSET, EchoPath
 from mediasrv.emulator.script import load_8k
 from mediasrv.policy.turns import TurnConfig, TurnPolicy
+from mediasrv.testing import tails
 from mediasrv.testing.after_caller import (
     AFTER_GAINS_DB,
     AFTER_LINES,
@@ -89,8 +90,15 @@ from mediasrv.testing.breath import (
     breaths,
     with_breath,
 )
-from mediasrv.testing.callers import AUDIO, Tally, caller_runs, offsets_for, speech_frames
-from mediasrv.testing.frames import FRAME, Floats, MakePolicy, Net, bots, prompt, simulate, why
+from mediasrv.testing.callers import (
+    AUDIO,
+    Tally,
+    caller_clips,
+    caller_runs,
+    offsets_for,
+    speech_frames,
+)
+from mediasrv.testing.frames import FRAME, MakePolicy, Net, bots, prompt, simulate, under, why
 from mediasrv.testing.moves import (
     MOVE_AT_S,
     MOVE_SETS,
@@ -114,7 +122,6 @@ from mediasrv.testing.repeated import (
     fresh_answer,
     repeated_call,
 )
-from mediasrv.testing.tails import TAIL_ERLS_DB, TAIL_NETS, TAILS_MS, tail_prompts, tail_run
 
 NON_SPEECH = ("music", "tones", "noise", "silence")
 
@@ -122,7 +129,7 @@ NON_SPEECH = ("music", "tones", "noise", "silence")
 def report_callers(make: MakePolicy, quick: bool, net: Net) -> None:
     print(f"callers over the bot (transit {net.down_ms:g}/{net.up_ms:g} ms); latency = first "
           "speech frame -> barge-in decision")
-    callers = {f: load_8k(AUDIO / f)[: int(n * 8000)] for f, n in cat.CALLERS}
+    callers = caller_clips()
     for gain in cat.GAINS_DB:
         for name, echo in cat.LINES.items():
             tally = Tally()
@@ -140,7 +147,7 @@ def report_breaths(make: MakePolicy, net: Net) -> None:
     print(f"a breath before the caller's first word (ending {'/'.join(map(str, BREATH_GAPS_MS))} "
           "ms before it), over the bot: early = barge-in on the breath")
     found = breaths()
-    callers = [load_8k(AUDIO / f)[: int(n * 8000)] for f, n in cat.CALLERS]
+    callers = list(caller_clips().values())
     for gain in BREATH_GAINS_DB:
         for line_name in BREATH_LINES:
             line = cat.line_of(cat.LINES[line_name])
@@ -171,24 +178,23 @@ def report_echo(make: MakePolicy, net: Net) -> None:
     # canceller carried a ringing response on past its filter. 20 dB / 300 ms still does.
     print("  beyond the filter (room tails):")
     for erl, tail in ((6.0, 200.0), (10.0, 200.0), (10.0, 300.0), (20.0, 300.0)):
-        path = EchoPath(160.0, erl, tail)
-        near = np.zeros(len(bot) + 2 * 8000)
-        run = simulate(make, bot, near, cat.line_of(path), net, stop_at_barge_in=False)
-        print(f"  {path.describe():46s} {len(run.barge_ins)}/{run.starts}/{run.turns}")
+        run = tails.tail_run(make, bot, tail, erl, net)
+        name = EchoPath(tails.TAIL_DELAY_MS, erl, tail).describe()
+        print(f"  {name:46s} {len(run.barge_ins)}/{run.starts}/{run.turns}")
 
 
 def report_tails(make: MakePolicy) -> None:
     """Print, per room tail and transit, echo alone's barge-ins / starts / turns at each
     ERL (summed over the four prompts), then each prompt's barge-ins."""
-    prompts = tail_prompts()
+    prompts = tails.tail_prompts()
     print(f"echo alone through a room's tail (160 ms; {', '.join(prompts)}): barge-ins / "
-          f"starts / turns at ERL {' / '.join(f'{e:g}' for e in TAIL_ERLS_DB)} dB")
-    for tail, net in product(TAILS_MS, TAIL_NETS):
+          f"starts / turns at ERL {' / '.join(f'{e:g}' for e in tails.TAIL_ERLS_DB)} dB")
+    for tail, net in product(tails.TAILS_MS, tails.TAIL_NETS):
         cells, barged = [], []
-        for erl in TAIL_ERLS_DB:
+        for erl in tails.TAIL_ERLS_DB:
             total = [0, 0, 0]
             for name, bot in prompts.items():
-                run = tail_run(make, bot, tail, erl, net)
+                run = tails.tail_run(make, bot, tail, erl, net)
                 total = [total[0] + len(run.barge_ins), total[1] + run.starts,
                          total[2] + run.turns]
                 barged += [f"{name} {erl:g} dB {t:.2f} s" for _, t in run.barge_ins]
@@ -197,13 +203,6 @@ def report_tails(make: MakePolicy) -> None:
               f"{'   '.join(f'{c:8s}' for c in cells).rstrip()}")
         for i in range(0, len(barged), 5):
             print(f"    {', '.join(barged[i : i + 5])}")
-
-
-def under(bot: bytes, sound: Floats) -> Floats:
-    """Return `sound`, looped, for as long as the bot talks, then 1 s of nothing."""
-    over = np.resize(sound, len(bot) + 8000)
-    over[len(bot) :] = 0.0
-    return over
 
 
 def report_non_speech(make: MakePolicy, net: Net) -> None:
@@ -280,7 +279,7 @@ def report_after_caller(make: MakePolicy, nets: tuple[Net, ...] = AFTER_NETS) ->
     print("the answer's echo alone after a caller's turn (the caller over the greeting at "
           "1.1 / 2.4 / 3.7 s, or just after it): barge-ins + answers to it / answers played")
     greeting, answer = prompt("greeting"), prompt("long_answer")
-    callers = {f: load_8k(AUDIO / f)[: int(n * 8000)] for f, n in cat.CALLERS}
+    callers = caller_clips()
     offsets = (1.1, 2.4, 3.7, len(greeting) / 8000 + 0.3)
     for net in nets:
         for gain in AFTER_GAINS_DB:
@@ -307,7 +306,7 @@ def report_repeated(make: MakePolicy, nets: tuple[Net, ...] = REPEATED_NETS) -> 
     print("repeated interruptions (three callers over the greeting and two answers, the last "
           "answer played out; each turn at its own phase): callers heard, false barge-ins + "
           "answered echo turns")
-    callers = {f: load_8k(AUDIO / f)[: int(n * 8000)] for f, n in cat.CALLERS}
+    callers = caller_clips()
     for net, gain, (name, line) in product(nets, REPEATED_GAINS_DB, REPEATED_LINES.items()):
         tally, false, turns = Tally(), [], 0
         for c, (calls, phases) in enumerate(product(REPEATED_CALLS, REPEATED_PHASES_MS)):

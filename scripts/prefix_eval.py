@@ -35,9 +35,8 @@ import numpy as np
 
 from mediasrv.audio import FRAME_BYTES, ULAW_DECODE
 from mediasrv.emulator import catalogue as cat
-from mediasrv.emulator.script import load_8k
 from mediasrv.policy.turns import TurnConfig, TurnPolicy, TurnStep
-from mediasrv.testing.callers import AUDIO, offsets_for, speech_frames
+from mediasrv.testing.callers import caller_clips, offsets_for, speech_frames
 from mediasrv.testing.frames import FRAME, Floats, bots, simulate
 
 
@@ -141,7 +140,7 @@ def main() -> None:
     config = TurnConfig(**settings)
     print(f"prefix_ms={config.prefix_ms} prefix_max_ms={config.prefix_max_ms}")
     t0 = time.perf_counter()
-    callers = {f: load_8k(AUDIO / f)[: int(n * 8000)] for f, n in cat.CALLERS}
+    callers = caller_clips()
     for gain in (float(g) for g in args.gains.split(",")):
         for line_name in args.lines.split(","):
             cell = Cell()

@@ -6,9 +6,8 @@ import numpy as np
 
 from mediasrv.emulator import catalogue as cat
 from mediasrv.emulator.line import BAD_LINE, HANDSET, Line
-from mediasrv.emulator.script import load_8k
 from mediasrv.policy.turns import BargeIn, EndOfUtterance, TurnConfig, TurnPolicy, TurnStep
-from mediasrv.testing.callers import AUDIO, caller_runs, speech_frames
+from mediasrv.testing.callers import caller_clips, caller_runs, speech_frames
 from mediasrv.testing.frames import FRAME, Net, prompt
 from mediasrv.testing.repeated import (
     REPEATED_CALLS,
@@ -107,7 +106,7 @@ def test_each_bot_turn_leaves_at_its_own_phase_of_the_tick() -> None:
 
 
 def test_three_callers_on_the_handset_are_each_heard_and_answered() -> None:
-    callers = {f: load_8k(AUDIO / f)[: int(n * 8000)] for f, n in cat.CALLERS}
+    callers = caller_clips()
     seq = [Interruption(callers[f] * 10 ** (cat.NOMINAL_GAIN_DB / 20), speech_frames(callers[f]),
                         at)
            for f, at in REPEATED_CALLS[0]]
@@ -130,7 +129,7 @@ def test_a_caller_over_a_pause_of_the_answer_is_heard_without_the_filter_reset()
     # -10 dB on the bad line, the third caller 5.2 s into the second answer, as its echo
     # pauses: the delay search, on the caller against a silent reference at the echo's
     # delay, found a peak 68 ms away and reset the trusted filter; heard 1.9 s late.
-    callers = {f: load_8k(AUDIO / f)[: int(n * 8000)] for f, n in cat.CALLERS}
+    callers = caller_clips()
     seq = [Interruption(callers[f] * 10 ** (-10.0 / 20), speech_frames(callers[f]), at)
            for f, at in REPEATED_CALLS[2]]
     run = repeated_call(lambda: TurnPolicy(TurnConfig()), REPEATED_LINES["bad line"],
@@ -142,7 +141,7 @@ def test_a_caller_over_a_pause_of_the_answer_is_heard_without_the_filter_reset()
 def heard_after_ms(file: str, gain_db: float, offset_s: float) -> float:
     """Return ms from a tuned caller's first speech frame to their barge-in, the caller
     `offset_s` into the long answer on the bad line, as bargein_eval's callers table counts."""
-    pcm = load_8k(AUDIO / file)[: int(dict(cat.CALLERS)[file] * 8000)]
+    pcm = caller_clips()[file]
     tally = caller_runs(lambda: TurnPolicy(TurnConfig()), prompt("long_answer"),
                         pcm * 10 ** (gain_db / 20), [offset_s], cat.line_of(BAD_LINE), Net(),
                         speech_frames(pcm))

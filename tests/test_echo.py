@@ -368,8 +368,7 @@ def test_a_steady_noise_under_the_bot_from_its_first_word_is_not_the_caller(
     with wave.open(str(SPEECH.parent / "noise" / "white_noise_peak-30dBFS_10s.wav")) as w:
         noise = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16) / 32768.0
     bot = frames.prompt(*catalogue.LONG_GREETING)
-    near = np.resize(noise * gain(gain_db), len(bot) + 8000)
-    near[len(bot):] = 0.0
+    near = frames.under(bot, noise * gain(gain_db))
     run = frames.simulate(cancelling, bot, near, catalogue.line_of(catalogue.LINES[line_name]),
                           stop_at_barge_in=False)
     assert (run.barge_ins, run.turns) == ([], 0)
@@ -451,8 +450,7 @@ def test_hold_music_under_the_bot_from_its_first_word_is_not_the_caller(
     # Silero on the music alone, or on what the canceller leaves of it, says no.
     sound = load_8k(SPEECH.parent / "music" / music) * gain(gain_db)
     bot = frames.bots()["long_answer"]
-    near = np.resize(sound, len(bot) + 8000)
-    near[len(bot):] = 0.0
+    near = frames.under(bot, sound)
     run = frames.simulate(cancelling, bot, near, catalogue.line_of(catalogue.LINES[line_name]),
                           stop_at_barge_in=False)
     assert (run.barge_ins, run.turns) == ([], 0)

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mediasrv.emulator import catalogue as cat
 from mediasrv.emulator.line import Line
-from mediasrv.emulator.script import ONSET_DBFS, frame_levels_dbfs
+from mediasrv.emulator.script import ONSET_DBFS, frame_levels_dbfs, load_8k
 from mediasrv.testing.frames import (
     DETECT_SLACK_FRAMES,
     FRAME,
@@ -35,6 +36,11 @@ from mediasrv.testing.frames import (
 
 # The recorded callers, breaths and non-speech (tests/audio/MANIFEST.md): a checkout's.
 AUDIO = Path(__file__).resolve().parents[2] / "tests" / "audio"
+
+
+def caller_clips() -> dict[str, Floats]:
+    """Return the recorded callers (`catalogue.CALLERS`), each cut to its listed length."""
+    return {f: load_8k(AUDIO / f)[: int(n * 8000)] for f, n in cat.CALLERS}
 
 
 def speech_frames(caller: Floats) -> tuple[int, int]:

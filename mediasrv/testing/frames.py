@@ -5,7 +5,8 @@ seconds, through the emulator's own line model (mediasrv/emulator/line.py) and w
 prompts the backend really plays. Used by scripts/bargein_eval.py (issue 9's frame-level
 harness), by the sections' runners beside this module (callers.py, moves.py,
 after_caller.py, repeated.py) and by tests that need the whole line (hiss, dispersion, the
-long greeting). `why` describes the echo guard's state at a barge-in, for the tables.
+long greeting). `why` describes the echo guard's state at a barge-in, for the tables;
+`under` loops a sound under the bot's turn.
 """
 
 from __future__ import annotations
@@ -130,6 +131,13 @@ def simulate(
                     run.turns += 1
             k += 1
     return run
+
+
+def under(bot: bytes, sound: Floats) -> Floats:
+    """Return `sound`, looped, for as long as the bot talks, then 1 s of nothing."""
+    over = np.resize(sound, len(bot) + 8000)
+    over[len(bot) :] = 0.0
+    return over
 
 
 def why(policy: TurnPolicy) -> str:
