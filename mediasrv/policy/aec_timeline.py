@@ -32,7 +32,7 @@ _REANCHOR_SLOTS = 1  # inbound count vs clock: more than a frame apart, restart 
 _MEASURED_SLOTS = 40
 _MEASURED_MIN = 10  # fewer in reach: no figure
 # New filters waiting for `_MEASURED_MIN` frames measured after them (`held_out`): 8 is
-# 0.64 s of updates, longer than the bot's pauses in our prompts (80 kB at most).
+# 0.64 s of updates, longer than the bot's pauses in our prompts (64 kB at most).
 _HELD_FITS = 8
 _ZEROS = np.zeros(FRAME, dtype=np.float32)
 
