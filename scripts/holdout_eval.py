@@ -56,7 +56,7 @@ from mediasrv.emulator.script import ONSET_DBFS, frame_levels_dbfs, load_8k
 from mediasrv.localservices.voice import EspeakVoice
 from mediasrv.policy.sent import ulaw_peak_dbfs
 from mediasrv.policy.turns import TurnConfig, TurnPolicy
-from mediasrv.testing.callers import AUDIO, Tally, caller_runs, offsets_for
+from mediasrv.testing.callers import AUDIO, Tally, caller_clips, caller_runs, offsets_for
 from mediasrv.testing.frames import FRAME, Floats, MakePolicy, Net, bots, prompt, simulate
 
 WIDEBAND = sorted((AUDIO / "wideband" / "speech").glob("*.wav"))
@@ -129,7 +129,7 @@ def line_of(path: EchoPath | None) -> Line:
 
 def tuned_level_dbov() -> float:
     """Return the tuned callers' mean P.56 active level, as bargein_eval plays them."""
-    levels = [active_level_dbov(load_8k(AUDIO / f)[: int(n * 8000)]) for f, n in cat.CALLERS]
+    levels = [active_level_dbov(pcm) for pcm in caller_clips().values()]
     return float(np.mean(levels))
 
 

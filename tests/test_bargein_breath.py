@@ -6,15 +6,14 @@ import numpy as np
 
 from mediasrv.emulator import catalogue as cat
 from mediasrv.emulator.levels import active_level_dbov
-from mediasrv.emulator.script import load_8k
 from mediasrv.testing.breath import breaths, with_breath
-from mediasrv.testing.callers import AUDIO, speech_frames
+from mediasrv.testing.callers import caller_clips, speech_frames
 from mediasrv.testing.frames import FRAME
 
 
 def caller() -> np.ndarray:
-    file, seconds = cat.CALLERS[2]  # "front center": 40 ms of lead-in, shorter than a breath
-    return load_8k(AUDIO / file)[: int(seconds * 8000)]
+    file, _ = cat.CALLERS[2]  # "front center": 40 ms of lead-in, shorter than a breath
+    return caller_clips()[file]
 
 
 def test_breath_ends_the_gap_before_the_callers_first_speech_frame() -> None:

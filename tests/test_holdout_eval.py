@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mediasrv.emulator import catalogue as cat
 from mediasrv.emulator.script import load_8k, resample
 from mediasrv.policy.turns import TurnConfig, TurnPolicy
-from mediasrv.testing.callers import AUDIO, speech_frames
+from mediasrv.testing.callers import caller_clips, speech_frames
 from mediasrv.testing.frames import Net, prompt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -43,8 +42,7 @@ def test_phone_band_path_halves_the_sample_count() -> None:
 
 
 def test_onset_rule_is_bargein_evals_on_the_tuned_callers() -> None:
-    for file, seconds in cat.CALLERS:
-        pcm = load_8k(AUDIO / file)[: int(seconds * 8000)]
+    for file, pcm in caller_clips().items():
         assert holdout_eval.speech_span(pcm) == speech_frames(pcm), file
 
 
