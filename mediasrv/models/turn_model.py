@@ -19,7 +19,8 @@ limited, so the model hears the phone band and no aliases) before the features o
 
 Cost is per check, not per frame: the features are always those of an 8 s window and the
 model always runs on (80, 800), so 1 s of speech costs what 8 s costs (see
-`scripts/eot_eval.py --bench`).
+`scripts/eot_eval.py --bench`). Running it on fewer frames changes its answers: the
+padding carries weight (`scripts/turn_cut_probe.py`, docs/turn-taking.md).
 """
 
 from __future__ import annotations
