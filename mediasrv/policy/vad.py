@@ -10,11 +10,14 @@ Two stages, both run on every frame:
    calls non-speech, so a stationary noise or music bed is absorbed, a voice is not;
 2. a speech classifier (silero by default, see `vad_silero`) that is only *run* on audio
    with active frames. Energy alone cannot tell speech from music, tones or noise bursts.
-   It hears the audio through a bounded level normaliser (up to +12 dB towards -24 dBFS,
-   fast attack, 10 dB/s release): silero is slow on quiet speech (measured on our
-   recordings: a caller 20 dB under the bot's level took up to 120 ms longer to score as
-   speech, 30 dB under up to 1 s), and a real caller is often that quiet. -24/+12 was the
-   setting that kept every music, tone and noise file of tests/audio at zero onsets.
+   It hears the audio through a bounded level normaliser (a 2:1 compressor towards -16
+   dBFS, at most +12 dB, fast attack, 10 dB/s release): silero is slow on quiet speech
+   (measured on our recordings: a caller 20 dB under the bot's level took up to 120 ms
+   longer to score as speech, 30 dB under up to 1 s), and a real caller is often that
+   quiet. Only 2:1: silero hears speech by its syllables' rise and fall, and a limiter
+   (every frame brought to -24 dBFS, as this was until 2026-11-30) flattened the onsets of
+   callers between -36 and -24 dBFS -- a caller 10 dB under their natural level scored
+   0.2-0.4 for up to 600 ms where any fixed gain scored 0.7-0.9 (docs/turn-taking.md).
 
 A frame counts as speech when it is active and the classifier's latest probability is above
 `threshold` (`neg_threshold` once in SPEECH: hysteresis). The state machine:
@@ -50,15 +53,18 @@ from mediasrv.errors import ConfigError
 
 _INV_FULL_SCALE = np.float32(1.0 / 32768.0)
 _FLOOR_DBFS = -120.0
-_NORM_TARGET_DBFS = -24.0  # the classifier hears quiet speech as if at about this level
+# A frame at L dBFS is heard halfway to -16 dBFS ((L - 16) / 2), never cut, boosted at
+# most 12 dB (from -40 dBFS down): quiet callers louder, their syllables' shape kept.
+_NORM_TARGET_DBFS = -16.0
+_NORM_RATIO = 0.5  # the share of the distance to the target the gain makes up
 _NORM_MAX_DB = 12.0
 _NORM_RELEASE_DB = 0.2  # per 20 ms frame: 10 dB/s
 _LOWEST_FLOOR_DBFS = -90.0  # far below any gate: tracking lower only slows recovery
 
 
 class LevelNormaliser:
-    """The classifier's bounded level normaliser (see the module docstring): up to +12 dB
-    towards -24 dBFS, fast attack, 10 dB/s release. One per audio stream it hears."""
+    """The classifier's bounded level normaliser (see the module docstring): 2:1 towards
+    -16 dBFS, up to +12 dB, fast attack, 10 dB/s release. One per audio stream it hears."""
 
     def __init__(self) -> None:
         self._envelope = _FLOOR_DBFS  # fast-attack level the gain follows
@@ -75,7 +81,7 @@ class LevelNormaliser:
         """
         env = self._envelope
         self._envelope = env = level if level > env else env - _NORM_RELEASE_DB
-        return min(max(_NORM_TARGET_DBFS - max(env, -60.0), 0.0), _NORM_MAX_DB)
+        return min(max(_NORM_RATIO * (_NORM_TARGET_DBFS - max(env, -60.0)), 0.0), _NORM_MAX_DB)
 
     def apply(self, x: npt.NDArray[np.float32], gain_db: float) -> npt.NDArray[np.float32]:
         """Return `x` at `gain_db` (from `gain_db`), clipped to full scale."""
