@@ -173,6 +173,21 @@ def test_a_sure_second_opinion_makes_a_frame_speech(second: float, speech: bool)
     assert vad.is_speech is speech
 
 
+def test_an_onset_dipping_under_the_threshold_after_its_first_speech_frame_still_counts() -> None:
+    # hello-world at one window phase through the 2:1 normaliser: 0.53, then 0.46 twice,
+    # then 0.9+. From the first speech frame on, the release point holds, as in SPEECH.
+    vad = Vad(classifier=ScriptedClassifier([0.53, 0.46, 0.46, 0.46, 0.46, 0.2]))
+    events = [vad.feed(TONE, (i + 1) * TICK) for i in range(5)]
+    assert [vad.is_speech] == [True]
+    assert isinstance(events[-1], SpeechStart)  # onset_ms (100) of speech: all five frames
+
+
+def test_a_frame_under_the_threshold_starts_nothing() -> None:
+    vad = Vad(classifier=ScriptedClassifier([0.46]))
+    assert [vad.feed(TONE, (i + 1) * TICK) for i in range(10)] == [None] * 10
+    assert not vad.is_speech
+
+
 def test_config_error_names_the_lead_settings() -> None:
     with pytest.raises(ConfigError, match="lead_threshold"):
         VadConfig(lead_threshold=0.6)

@@ -20,7 +20,9 @@ Two stages, both run on every frame:
    0.2-0.4 for up to 600 ms where any fixed gain scored 0.7-0.9 (docs/turn-taking.md).
 
 A frame counts as speech when it is active and the classifier's latest probability is above
-`threshold` (`neg_threshold` once in SPEECH: hysteresis). The state machine:
+`threshold` (`neg_threshold` from the first speech frame on, in MAYBE_SPEECH as in SPEECH:
+hysteresis; an onset that reaches 0.5 and dips to 0.46 on its next frames is still
+rising, and those frames count towards `onset_ms` and a barge-in). The state machine:
 
     SILENCE      --speech frame-->                             MAYBE_SPEECH
     MAYBE_SPEECH --onset_ms of speech-->                       SPEECH   (emits SpeechStart)
@@ -226,7 +228,7 @@ class Vad:
         if prob is not None:
             self._own = prob
         self._prob = max(self._own, second_opinion)
-        limit = cfg.neg_threshold if self.state is VadState.SPEECH else cfg.threshold
+        limit = cfg.neg_threshold if self.state is not VadState.SILENCE else cfg.threshold
         speech = active and self._prob >= limit
         self.is_speech = speech
         self._track_lead(active, speech)
