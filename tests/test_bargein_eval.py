@@ -167,3 +167,17 @@ def test_a_quiet_caller_meets_a_first_filter_measured_on_the_frames_after_it() -
     # so the VAD's mask (estimate / ERLE + 10 dB) sits 2 dB lower and the caller's fifth
     # frame (-40 dBFS under a -30 dBFS estimate) is over it. At 176ca58: 1,040 ms; now 200.
     assert heard_after_ms(cat.FRONT_CENTER, -20.0, 2.15) <= 400
+
+
+def test_a_caller_under_our_echo_before_the_filter_is_learned_is_off_our_comb() -> None:
+    # -10 dB, vm-intro 0.3 s into the long answer on the bad line: the bulk delay is found
+    # (sharply) before the filter has learned anything, and the inbound's coherence with
+    # what we sent reads our echo (0.3-0.5). Power between the bot's harmonics is not ours
+    # (mediasrv/policy/comb.py). Main (063ea0d): 760 ms; off the comb: 400.
+    assert heard_after_ms(cat.VM_INTRO, -10.0, 0.3) <= 500
+
+
+def test_the_quietest_caller_from_the_bots_first_words_is_heard_off_our_comb() -> None:
+    # -20 dB, weasels 0.3 s into the long answer on the bad line: the callers table's
+    # slowest run at main (063ea0d: 1,060 ms); off the comb: 640.
+    assert heard_after_ms(cat.WEASELS, -20.0, 0.3) <= 800

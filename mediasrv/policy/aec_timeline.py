@@ -92,6 +92,12 @@ class Timelines:
         filter (bargein_eval.py --only repeated: -10 dB callers heard 1.9 s late)."""
         return all(self._ref.power(start - d, n) > ACTIVE for d in delays)
 
+    def at_delay(self, n: int, delay: int, back: int) -> tuple[Floats, Floats]:
+        """Return the last `n` inbound samples, and the `n + back` reference samples up to
+        `delay` samples before their end (what could echo in them through that delay)."""
+        end = (self._in_slot + 1) * FRAME
+        return self._in.read(end - n, n), self._ref.read(end - delay - n - back, n + back)
+
     def gap(self, ms: int) -> None:
         """Skip `ms` of inbound audio that never came (read as silence)."""
         if self._in_slot >= 0:

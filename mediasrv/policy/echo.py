@@ -25,7 +25,9 @@ after the last sent frame); outside it every frame may be the caller:
    sent explains the last 160 ms of the residual -- or of the inbound, when the canceller
    removed nothing -- it is our echo. This is what catches an echo path that got louder or
    moved (the bound is then reset to the conservative start and re-learned), and a caller on
-   a line with no echo at all is found at once, before the bound is learned.
+   a line with no echo at all is found at once, before the bound is learned. While the
+   echo is learned, power between the harmonics of what we sent at the delay
+   (`mediasrv.policy.comb`) is not ours either, however coherent the inbound.
 
 Frames judged echo teach the bound and the canceller; frames judged caller teach nothing.
 Pure: time comes in as `now`.
@@ -40,6 +42,7 @@ import numpy.typing as npt
 
 from mediasrv.errors import ConfigError
 from mediasrv.policy.aec import EchoCanceller
+from mediasrv.policy.comb import SPAN_FRAMES, WINDOW, CombEvidence
 from mediasrv.policy.echo_path import EchoPathBound, PathMoveWatch
 from mediasrv.policy.echo_residual import TRUST_FRAMES, ResidualEvidence
 from mediasrv.policy.sent import SILENT_DBFS, RisingFloor, Samples, SentFrames
@@ -51,6 +54,7 @@ _NOT_OURS = 0.3  # with no other evidence, only coherence under this (callers' p
 # Evidence (`evidence`) that is the caller's level alone: see `heard_on_level`.
 _LEVEL_EVIDENCE = frozenset({"outside the echo window", "louder than any echo", "level"})
 _COHERENCE_ALONE = "not our echo"  # see `heard_on_coherence_alone`
+_OFF_COMB = "off our comb"  # as weak, and asks as much of the VAD (`heard_on_coherence_alone`)
 # The last 100 ms of the residual this coherent with what we sent: our echo at a lag the
 # filter does not model, a path that just moved (see `EchoGuard._on_weak_evidence`). Measured
 # (EchoCanceller.recent_coherence) on the frames callers over an echo were heard on the
@@ -77,6 +81,15 @@ _COLD_RESIDUAL_SHARE = 0.5
 # re-aligned on a room's ringing tail leaves a residual as loud and as incoherent.
 _COLD_ERLE_DB = 3.0
 _COLD_FRAMES = 100
+# Inbound power off the comb of what we sent at the delay, this far (dB) over what our echo
+# and the line put there (`mediasrv.policy.comb`): not our voice, while the echo is learned.
+# Measured: echo alone at most 4.2 dB on issue 9's paths, 6.0 through room tails.
+_OFF_COMB_DB = 6.5
+# ... and only at a delay the search sees sharply (`EchoCanceller.sharpness`): the call's
+# first estimate, held though dull, was 4-13 ms on a room's tail (sharpness 4.4-6.9), and
+# our echo compared with the wrong comb read up to 14 dB there; the lines' true delays read
+# 9.3-25.7 under a caller (frame harness).
+_COMB_SHARP = 9.0
 
 
 class EchoGuard(ResidualEvidence):
@@ -117,6 +130,8 @@ class EchoGuard(ResidualEvidence):
         self._unsure = False  # the last judged frame may hold the caller: learn nothing
         self._pause_floor = RisingFloor()  # inbound power where our echo cannot reach
         self._moved = PathMoveWatch()
+        self._comb = CombEvidence()
+        self._comb_db: float | None = None  # this frame's off-comb excess, while cold
 
     def on_sent(self, peak_dbfs: float, now: float, samples: Samples | None = None) -> None:
         """Record one frame just sent to the caller: its peak, and its samples if cancelling
@@ -206,6 +221,7 @@ class EchoGuard(ResidualEvidence):
             return False  # no reference samples to measure the path with: worst case only
         level = over > -self.path.bound_db
         self._track_residual_floor()
+        self._measure_comb()
         at_delay = not level and self._over_the_echo_at_its_delay(inbound_peak_dbfs)
         residual = self._residual_says_caller(noise_floor_dbfs)
         if not (level or at_delay or residual):
@@ -264,9 +280,9 @@ class EchoGuard(ResidualEvidence):
     @property
     def heard_on_coherence_alone(self) -> bool:
         """Tell whether the last frame judged the caller was so only because what we sent
-        does not explain it, before this call's echo is learned (see `_judge_by_coherence`).
-        """
-        return self.evidence == _COHERENCE_ALONE
+        does not explain it, or its power lies off our voice's comb, before this call's
+        echo is learned (see `_judge_by_coherence`)."""
+        return self.evidence in (_COHERENCE_ALONE, _OFF_COMB)
 
     def _over_the_echo_at_its_delay(self, inbound_peak_dbfs: float) -> bool:
         """Tell whether the frame is above the echo bound of what we sent *at the delay*.
@@ -313,14 +329,32 @@ class EchoGuard(ResidualEvidence):
             self.evidence = "not our echo once cancelled"
             return True
         explained = max(self.coherence)
-        if explained > _EXPLAINED:
-            return False
         if explained < _NOT_OURS and not self.path.learned and self._over_residual_floor:
             # (Steady noise is not ours either: only what stands above it is the caller.)
             self.evidence = _COHERENCE_ALONE
             return True
+        if (self._comb_db is not None and self._comb_db > _OFF_COMB_DB
+                and self._over_residual_floor):
+            # Power between our harmonics that our echo cannot have put there: a caller
+            # under the echo, whom coherence (the echo dominates) would call echo.
+            self._on_weak_evidence(cold=True)
+            self.evidence = _OFF_COMB
+            return True
+        if explained > _EXPLAINED:
+            return False
         self._unsure = True
         return False
+
+    def _measure_comb(self) -> None:
+        """Take this frame's off-comb figure while the echo is learned (`_cold`), on every
+        frame then so its floor follows the line; after that it is not asked."""
+        aec = self.canceller
+        self._comb_db = None
+        if (aec is None or aec.delay is None or self._cancelled_at is None
+                or aec.sharpness < _COMB_SHARP or not self._cold(aec)):
+            return
+        back = (SPAN_FRAMES - 1) * 160
+        self._comb_db = self._comb.excess_db(*aec.at_delay(WINDOW, aec.delay, back))
 
     def _cold(self, aec: EchoCanceller) -> bool:
         """Tell whether this call's echo is still being learned (see `_COLD_FRAMES`).
