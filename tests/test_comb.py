@@ -7,13 +7,12 @@ import numpy as np
 from mediasrv.emulator import catalogue as cat
 from mediasrv.emulator.line import BAD_LINE, HANDSET, impulse_response, soft_clip
 from mediasrv.emulator.script import load_8k
-from mediasrv.policy.comb import SPAN_FRAMES, WINDOW, CombEvidence
+from mediasrv.policy.comb import BACK, WINDOW, CombEvidence
 from mediasrv.policy.turns import TurnConfig, TurnPolicy
 from mediasrv.testing import tails
 from mediasrv.testing.callers import AUDIO
 from mediasrv.testing.frames import Net, bots, simulate, under
 
-BACK = (SPAN_FRAMES - 1) * 160
 OFF_COMB_DB = 6.5  # the echo guard's line (mediasrv/policy/echo.py `_OFF_COMB_DB`)
 
 

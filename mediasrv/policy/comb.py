@@ -41,6 +41,7 @@ Floats = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 WINDOW = 1024  # samples per spectrum: 128 ms
 SPAN_FRAMES = 7  # reference windows 20 ms apart behind the delay: 120 ms of dispersion
 _HOP = 160
+BACK = (SPAN_FRAMES - 1) * _HOP  # reference samples needed before the first window
 _HANN = np.hanning(WINDOW)
 _BAND = slice(int(150 / 8000 * WINDOW), int(3400 / 8000 * WINDOW))
 _HALF_BINS = 20  # +-156 Hz: a harmonic of a voice up to ~300 Hz is always in reach
@@ -81,8 +82,8 @@ class CombEvidence:
         """Return how far the inbound's power off our comb exceeds what our echo and the
         line can put there (dB); None when what we sent then was not voiced.
 
-        `inbound`: the last `WINDOW` samples. `reference`: what we sent `WINDOW +
-        (SPAN_FRAMES - 1) * 160` samples up to the echo's delay before the inbound's end.
+        `inbound`: the last `WINDOW` samples. `reference`: what we sent `WINDOW + BACK`
+        samples up to the echo's delay before the inbound's end.
         Call it on every frame of the bot's echo, so the floor follows the line.
         """
         x = _power(inbound)

@@ -42,7 +42,7 @@ import numpy.typing as npt
 
 from mediasrv.errors import ConfigError
 from mediasrv.policy.aec import EchoCanceller
-from mediasrv.policy.comb import SPAN_FRAMES, WINDOW, CombEvidence
+from mediasrv.policy.comb import BACK, WINDOW, CombEvidence
 from mediasrv.policy.echo_path import EchoPathBound, PathMoveWatch
 from mediasrv.policy.echo_residual import TRUST_FRAMES, ResidualEvidence
 from mediasrv.policy.sent import SILENT_DBFS, RisingFloor, Samples, SentFrames
@@ -353,8 +353,7 @@ class EchoGuard(ResidualEvidence):
         if (aec is None or aec.delay is None or self._cancelled_at is None
                 or aec.sharpness < _COMB_SHARP or not self._cold(aec)):
             return
-        back = (SPAN_FRAMES - 1) * 160
-        self._comb_db = self._comb.excess_db(*aec.at_delay(WINDOW, aec.delay, back))
+        self._comb_db = self._comb.excess_db(*aec.at_delay(WINDOW, aec.delay, BACK))
 
     def _cold(self, aec: EchoCanceller) -> bool:
         """Tell whether this call's echo is still being learned (see `_COLD_FRAMES`).
