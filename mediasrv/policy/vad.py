@@ -83,7 +83,7 @@ class LevelNormaliser:
         """
         env = self._envelope
         self._envelope = env = level if level > env else env - _NORM_RELEASE_DB
-        return min(max(_NORM_RATIO * (_NORM_TARGET_DBFS - max(env, -60.0)), 0.0), _NORM_MAX_DB)
+        return min(max(_NORM_RATIO * (_NORM_TARGET_DBFS - env), 0.0), _NORM_MAX_DB)
 
     def apply(self, x: npt.NDArray[np.float32], gain_db: float) -> npt.NDArray[np.float32]:
         """Return `x` at `gain_db` (from `gain_db`), clipped to full scale."""
