@@ -13,6 +13,7 @@ from mediasrv.audio import Pcm16, pcm16_to_ulaw, ulaw_to_pcm16
 from mediasrv.errors import ConfigError
 from mediasrv.policy.turns import BargeIn, TurnConfig, TurnPolicy
 from mediasrv.policy.vad import SpeechEnd, SpeechStart, Vad, VadConfig, VadEvent
+from mediasrv.testing.callers import speech_frames
 
 AUDIO = Path(__file__).resolve().parent / "audio"
 TICK = 0.020
@@ -187,11 +188,10 @@ def test_a_caller_10_db_under_natural_level_is_speech_within_100_ms(phase: int) 
     # "vm-intro" 10 dB down sits at -34 to -24 dBFS, where a limiter to -24 dBFS (the
     # normaliser until stop 27) erased its syllables' rise: 5-6 frames at seven phases and
     # 32 at one (0.15-0.39 for 600 ms); 2:1 towards -16 dBFS takes 3-5.
-    clip = (read("speech/en_asterisk_allison_vm-intro.wav") * 10 ** (-10 / 20)).astype(np.int16)
-    levels = 10 * np.log10(np.maximum(np.mean((read("speech/en_asterisk_allison_vm-intro.wav")[
-        : clip.size // 160 * 160].reshape(-1, 160) / 32768.0) ** 2, axis=1), 1e-12))
+    raw = read("speech/en_asterisk_allison_vm-intro.wav")
+    clip = (raw * 10 ** (-10 / 20)).astype(np.int16)
     lead_in = 8000 + phase
-    onset = (lead_in + int(np.flatnonzero(levels > -45.0)[0]) * 160) // 160
+    onset = (lead_in + speech_frames(raw / 32768.0)[0] * 160) // 160  # at natural level
     pcm = ulaw_to_pcm16(pcm16_to_ulaw(np.concatenate([silence(lead_in / 8000), clip])))
     vad = Vad()
     first = None
