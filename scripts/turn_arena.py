@@ -21,8 +21,7 @@ import onnxruntime as ort
 
 from mediasrv.models.melspec import log_mel
 from mediasrv.models.resample import upsample_8k_to_16k
-from mediasrv.models.turn_model import MODEL_PATH
-from mediasrv.models.vad_silero import session_options
+from mediasrv.models.turn_model import load_session
 
 
 def rss_mb() -> float:
@@ -45,8 +44,7 @@ def main() -> None:
         run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
     libc = ctypes.CDLL("libc.so.6") if args.trim else None
     before = rss_mb()
-    session = ort.InferenceSession(str(MODEL_PATH), session_options(False),
-                                   providers=["CPUExecutionProvider"])
+    session = load_session()  # mediasrv's own options (no warm-up run: that is a check)
     loaded = rss_mb()
     speech = np.random.default_rng(1).standard_normal(8000 * 3).astype(np.float32) * 0.1
     features = log_mel(upsample_8k_to_16k(speech))[np.newaxis]
