@@ -100,12 +100,15 @@ from mediasrv.testing.callers import (
 )
 from mediasrv.testing.frames import FRAME, MakePolicy, Net, bots, prompt, simulate, under, why
 from mediasrv.testing.moves import (
+    GAP_AT_S,
+    GAPS_MS,
     MOVE_AT_S,
     MOVE_SETS,
     MOVES_MS,
     PLAIN_SHAPES,
     Move,
     espeak_prompt,
+    gap_run,
     move_run,
     plain_move_run,
 )
@@ -256,6 +259,24 @@ def report_moves(config: TurnConfig, net: Net) -> None:
     report_move_set(config, None, prompts["espeak"], "plain",
                     [Move(10.0, False, shape, ms, at)
                      for shape, ms, at in product(PLAIN_SHAPES, MOVES_MS, MOVE_AT_S)])
+    report_gaps(config, net)
+
+
+def report_gaps(config: TurnConfig, net: Net) -> None:
+    """Print, per echo-alone path, barge-ins / starts / turns over the playout gaps."""
+    print(f"  playout gaps (echo alone, the ~20 s turn; {'/'.join(f'{g:+g}' for g in GAPS_MS)}"
+          f" ms at {'/'.join(f'{t:g}' for t in GAP_AT_S)} s): barge-ins / starts / turns")
+    bot = prompt(*cat.LONG_GREETING)
+    for name, line in cat.echo_lines().items():
+        total, bad = [0, 0, 0], []
+        for gap, at in product(GAPS_MS, GAP_AT_S):
+            run = gap_run(lambda: TurnPolicy(config), bot, line, net, gap, at)
+            total = [total[0] + len(run.barge_ins), total[1] + run.starts,
+                     total[2] + run.turns]
+            if run.barge_ins or run.starts or run.turns:
+                bad.append(f"{gap:+g} ms at {at:g} s")
+        print(f"  {name:46s} {'/'.join(map(str, total))} of {len(GAPS_MS) * len(GAP_AT_S)}"
+              + (f"  ({', '.join(bad)})" if bad else ""))
 
 
 def report_move_set(config: TurnConfig, net: Net | None, bot: bytes, name: str,

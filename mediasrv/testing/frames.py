@@ -64,17 +64,28 @@ class Net:
     # the uplink's stream clock times it), while the tx thread goes on sending.
     stall_at_s: float = 0.0
     stall_ms: float = 0.0
+    # Twilio's playout and the server's clock of it part `gap_ms` at `gap_at_s` (server
+    # time, from the frame sent then on): positive, the playout ran dry that long where the
+    # server saw no gap (network jitter past the prebuffer, a late send); negative, the
+    # server stamps a pause Twilio did not make (its buffer held more than the server knew).
+    gap_at_s: float = 0.0
+    gap_ms: float = 0.0
 
     def stalled(self, now: float) -> bool:
         return self.stall_at_s <= now < self.stall_at_s + self.stall_ms / 1000.0
 
+    def unseen(self, now: float) -> int:
+        """Return how many samples later than the server's stamps a frame sent at `now`
+        plays (negative: earlier)."""
+        return int(round(self.gap_ms * 8)) if self.gap_ms and now >= self.gap_at_s else 0
+
 
 def send(policy: TurnPolicy, played: Floats, frame: bytes, i: int, down: int,
-         phase: int = 0) -> None:
+         phase: int = 0, unseen: int = 0) -> None:
     """Send server frame `i` at its tick (`phase` samples later) as the echo reference and
-    place it on Twilio's playout `down` samples on."""
-    policy.on_sent(frame, (i + 1) * TICK + phase / 8000)
-    start = (i + 1) * FRAME + down + phase
+    place it on Twilio's playout `down` samples on (and `unseen` later: see `Net.gap_ms`)."""
+    policy.on_sent(frame, (i + 1) * TICK + (phase + max(-unseen, 0)) / 8000)
+    start = (i + 1) * FRAME + down + phase + max(unseen, 0)
     played[start : start + FRAME] = ULAW_DECODE[np.frombuffer(frame, np.uint8)] / 32768
 
 
@@ -105,14 +116,15 @@ def simulate(
     policy, model = make(), LineModel(line)
     n = near.size // FRAME
     down, up = int(round(net.down_ms * 8)), net.up_ms / 1000.0
-    played = np.zeros(near.size + len(bot) + 2 * FRAME + down)
+    played = np.zeros(near.size + len(bot) + 2 * FRAME + down + max(net.unseen(np.inf), 0))
     stop_at: int | None = None  # Twilio sample from which nothing plays (clear arrived)
     playing, run, k = True, Run(), 0
     for i in range(n + int(up / TICK) + 2):
         now = (i + 1) * TICK
         playing = playing and (i + 1) * FRAME <= len(bot)
         if playing:
-            send(policy, played, bot[i * FRAME : (i + 1) * FRAME], i, down)
+            send(policy, played, bot[i * FRAME : (i + 1) * FRAME], i, down,
+                 unseen=net.unseen(now))
         while k < n and (k + 1) * TICK + up <= now and not net.stalled(now):
             speaker = played[k * FRAME : (k + 1) * FRAME]
             if stop_at is not None:

@@ -15,7 +15,7 @@ Each run returns the barge-in it met (ms after the move and the guard's state th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from mediasrv.emulator.line import SATURATION_DBFS, EchoPath, Line, PathChange, 
 from mediasrv.emulator.script import load_8k
 from mediasrv.policy.turns import BargeIn, TurnConfig, TurnPolicy
 from mediasrv.testing.callers import AUDIO
-from mediasrv.testing.frames import FRAME, TICK, Net, simulate, why
+from mediasrv.testing.frames import FRAME, TICK, MakePolicy, Net, Run, simulate, why
 
 # An echo path that moves mid-call (issue 9: "a path change mid-call"): the echo comes back
 # at another delay, as loud, 3 / 4 / 5.2 s into the bot's prompt (after the canceller was
@@ -57,6 +57,25 @@ MOVE_SETS = ((10.0, False, tuple(MOVE_SHAPES), MOVE_AT_S, ("long answer", "espea
              (6.0, False, ("hybrid",), (4.0,), ("long answer",)),
              (20.0, False, ("hybrid",), (4.0,), ("long answer",)),
              (6.0, True, ("hybrid",), (4.0,), ("long answer",)))
+
+
+# Twilio's playout parting from the server's clock of it mid-turn (`Net.gap_ms`): the whole
+# echo comes that much later (earlier), on each of issue 9's echo-alone paths. Positive: the
+# playout ran dry (network jitter past the 60 ms prebuffer, a send 40+ ms late: the issue 9
+# table's one false barge-in on echo alone, server mode, came in a call whose sends ran 41 ms
+# late, against 1-3 ms in its other echo-alone calls); negative: the server stamped a pause
+# Twilio did not make (10 ms or less: no pause, see `EchoCanceller.on_sent`).
+GAPS_MS = (2.0, 4.0, 8.0, 15.0, 30.0, 60.0, -12.0, -20.0)
+GAP_AT_S = (1.5, 4.37, 9.0)
+
+
+def gap_run(make: MakePolicy, bot: bytes, line: Line, net: Net, gap_ms: float,
+            at_s: float) -> Run:
+    """Play `bot` alone over `line` with the playout gap `gap_ms` from `at_s` (server time)
+    on; run on for `MOVE_AFTER_S` after it."""
+    near = np.zeros(int((at_s + MOVE_AFTER_S) * 8000))
+    return simulate(make, bot, near, line, replace(net, gap_at_s=at_s, gap_ms=gap_ms),
+                    stop_at_barge_in=False)
 
 
 def moved_line(erl: float, shape: str, move: tuple[int, int], at_s: float, clip: bool) -> Line:
