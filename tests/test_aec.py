@@ -326,3 +326,49 @@ def test_a_burst_sent_between_ticks_meets_the_filter_learned_on_the_tick() -> No
             inbound_power += float(np.dot(y, y))
             residual_power += float(np.dot(residual, residual))
     assert 10 * np.log10(inbound_power / residual_power) >= 15.0
+
+
+def test_an_echo_come_a_few_ms_late_is_found_at_its_shift_and_the_filter_follows_it() -> None:
+    # Twilio's playout ran dry for 8 ms that the server did not see: the same path, later.
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=200)
+    powers: list[tuple[float, float]] = []
+    echo_run(BAD_LINE, 10.0, 203, aec=aec, start=200, delay=DELAY + 64, learn=False,
+             powers=powers)
+    assert powers[-1][1] > powers[-1][0] * 0.5  # the filter as it was: no use now
+    assert aec.path_shift() == 64
+    aec.shift(64)
+    powers.clear()
+    echo_run(BAD_LINE, 10.0, 206, aec=aec, start=203, delay=DELAY + 64, learn=False,
+             powers=powers)
+    assert all(res < est * 10 ** (-15 / 10) for est, res in powers)  # >= 15 dB off again
+
+
+def test_an_echo_come_earlier_is_found_at_its_negative_shift() -> None:
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=200)
+    echo_run(BAD_LINE, 10.0, 203, aec=aec, start=200, delay=DELAY - 96, learn=False)
+    assert aec.path_shift() == -96
+
+
+def test_an_echo_where_the_filter_has_it_is_no_shift() -> None:
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=200)
+    echo_run(BAD_LINE, 10.0, 203, aec=aec, start=200, learn=False)
+    assert aec.path_shift() is None
+
+
+def test_a_caller_over_the_echo_is_no_shift() -> None:
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=200)
+    for level_db in (-10.0, -20.0):
+        for frame in range(201, 230):
+            echo_run(BAD_LINE, 10.0, frame, aec=aec, start=frame - 1, learn=False,
+                     caller=caller_samples(level_db)[(frame - 201) * 160 :])
+            assert aec.path_shift() is None, (level_db, frame)
+
+
+def test_the_delay_search_moves_with_a_shifted_filter() -> None:
+    # Else its smoothed correlation, still at the old delay, would reset the filter there.
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=200)
+    old = aec.delay
+    assert old is not None
+    aec.shift(64)
+    echo_run(BAD_LINE, 10.0, 230, aec=aec, start=200, delay=DELAY + 64)
+    assert aec.delay == old + 64 and aec.learned_frames > 100

@@ -24,7 +24,7 @@ from mediasrv.policy.turns import (
     UtteranceSkipped,
     UtteranceStarted,
 )
-from mediasrv.testing import frames
+from mediasrv.testing import frames, moves
 
 SPEECH = Path(__file__).resolve().parent / "audio" / "speech"
 TICK = 0.020
@@ -283,6 +283,24 @@ def test_an_echo_path_moving_out_of_the_filters_span_is_not_a_barge_in() -> None
     # It follows what we sent at 40 ms, sharply, where the filter models nothing.
     events, _, _ = Call(echo_loss_db=10.0, path=REFLECTED, moved=(260, 40 * 8)).run(cancelling())
     assert not {type(e) for _, e in events} & {UtteranceStarted, BargeIn, EndOfUtterance}
+
+
+@pytest.mark.parametrize(("line_name", "gap_ms", "at_s"), [
+    ("bad line (reflection)", 8.0, 4.37),
+    ("bad line (reflection)", 60.0, 4.37),
+    ("bad line (reflection)", -20.0, 1.5),
+    ("bad line, saturated speaker", 8.0, 1.5),
+])
+def test_a_playout_gap_the_server_did_not_see_is_not_a_barge_in(
+    line_name: str, gap_ms: float, at_s: float
+) -> None:
+    # Twilio's playout ran dry `gap_ms` (negative: the server stamped a pause that did not
+    # happen): the whole echo comes that much later, the filter's residual is our echo as
+    # loud as the echo, and each of these barged in before the filter followed it.
+    bot = frames.prompt(*catalogue.LONG_GREETING)
+    run = moves.gap_run(cancelling, bot, catalogue.echo_lines()[line_name], frames.Net(),
+                        gap_ms, at_s)
+    assert (run.barge_ins, run.starts, run.turns) == ([], 0, 0)
 
 
 @pytest.mark.parametrize("level_db", [0.0, -20.0])

@@ -49,6 +49,7 @@ from mediasrv.policy.aec_dsp import (
     Spectra,
     best_lag,
     gcc_peak,
+    lag_fit,
     msc,
     phat_correlation,
     phone_band,
@@ -119,6 +120,23 @@ _COH_LEN = 1280
 # ... and over the last 100 ms of the residual only (`recent_coherence`): 5 segments.
 _RECENT_LEN = 800
 _ZERO_FRAME = np.zeros(FRAME, dtype=np.float32)  # the estimate while no delay is known
+# The echo moved a little against the filter (`path_shift`): Twilio's playout ran dry for a
+# few ms that the server's own playout clock did not see (network jitter beyond the
+# prebuffer, a late send), or ran on where the server counted a gap. The whole response
+# then comes that much later (earlier), the filter still takes off the echo where it was,
+# and its residual -- our echo, as loud as the echo itself -- was heard as the caller: 1-4
+# of 252-405 such shifts of 2-120 ms on issue 9's nine echo-alone paths barged in. The last
+# 20 ms of the inbound are compared with the echo estimate at shifts up to
+# `_SHIFT_LATER` later (the delay search resets the filter beyond half its span) and
+# `_SHIFT_EARLIER` earlier: our echo, moved, follows the estimate at its shift at 0.98-1.0
+# while it follows it where the filter places it at -0.5-0.6. Callers over an echo, on the
+# frames only the residual called caller: none of 6,331 above 0.95 at any shift with 0.3
+# over the filter's own (the highest: 0.91 over 0.63; scripts/bargein_eval.py's callers).
+_SHIFT_LEN = FRAME
+_SHIFT_LATER = 512
+_SHIFT_EARLIER = 160
+_SHIFT_FIT = 0.95
+_SHIFT_OVER = 0.3
 
 
 class ResidualLag(NamedTuple):
@@ -317,6 +335,50 @@ class EchoCanceller(Timelines):
         best, cc = lag - k, self._cc  # indexed by delay
         rms = float(np.sqrt(np.mean(cc * cc))) + 1e-12
         return ResidualLag(best, float(cc[max(best - 2, 0) : best + 3].max()) / rms, own)
+
+    def path_shift(self) -> int | None:
+        """Return how many samples later (negative: earlier) our echo now comes than the
+        filter places it, when the last inbound frame follows the echo estimate at that
+        shift and not where it is (see `_SHIFT_FIT`); else None."""
+        if self.delay is None or not self._learned:
+            return None
+        end = (self._in_slot + 1) * FRAME
+        lead = self.delay - _PRE  # the reference sample of the filter's first tap, back
+        earlier = min(_SHIFT_EARLIER, lead)
+        # The estimate over inbound samples [t0, t1): the filter over the reference that
+        # far back, its first `taps - 1` outputs incomplete.
+        t0, t1 = end - _SHIFT_LEN - _SHIFT_LATER, end + earlier
+        x = self._ref.read(t0 - lead - self.taps + 1, t1 - t0 + self.taps - 1)
+        nfft = 1 << int(np.ceil(np.log2(x.shape[0])))
+        hf = self._hf if nfft == _CONV else np.fft.rfft(self._h, nfft)
+        e = np.fft.irfft(np.fft.rfft(x, nfft) * hf, nfft)[self.taps - 1 :]
+        fit = lag_fit(self._in.read(end - _SHIFT_LEN, _SHIFT_LEN), e[: t1 - t0])
+        k = int(np.argmax(fit))  # e[k:] lines up with the inbound `_SHIFT_LATER - k` later
+        here = float(fit[_SHIFT_LATER])
+        if k == _SHIFT_LATER or fit[k] < _SHIFT_FIT or fit[k] - here < _SHIFT_OVER:
+            return None
+        return _SHIFT_LATER - k
+
+    def shift(self, samples: int) -> None:
+        """Move the filter `samples` later (negative: earlier) along with our echo, its
+        response kept: the path itself did not change, only when it starts."""
+        if self.delay is None:
+            return
+        moved = min(max(self.delay + samples, _PRE), self.max_lag) - self.delay
+        self.delay += moved
+        # The delay search's memory moves too: it would see the old delay for ~0.4 s more
+        # and reset the filter back there.
+        self._cc = np.roll(self._cc, moved)
+        if moved > 0:
+            self._cc[:moved] = 0.0
+        elif moved < 0:
+            self._cc[moved:] = 0.0
+        self._forget_measured()  # measured at the old delay: no figure for the new one
+        # Nor is its ERLE this filter's any more: a path that moved changes its shape too
+        # (160 -> 200 ms through a reflection: the response moved kept 9-14 dB off, not the
+        # 24-27 measured before, and the rest was heard as the caller). Measured again from
+        # the next echo frames on: untrusted until then.
+        self._erle = self._echo_avg = self._res_avg = 0.0
 
     def response_at(self, delay: int) -> float:
         """Return the filter's largest tap within `_PRE` of echo delay `delay`, over its

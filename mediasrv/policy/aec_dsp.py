@@ -151,6 +151,24 @@ def gcc_peak(
     return k, float(cc[k]) / (float(np.sqrt(np.mean(cc * cc))) + 1e-12)
 
 
+def lag_fit(y: npt.NDArray[np.floating[Any]],
+            e: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
+    """Return how well `y` is each stretch of `e` as long as it: c[k], the normalised
+    correlation of `y` with e[k : k + len(y)], for k = 0 .. len(e) - len(y) (1.0: `y` is
+    that stretch, scaled), or 0 where the stretch is not within 10 dB of `y`'s level
+    either way (a near-silent stretch correlates with anything once normalised)."""
+    n, m = y.shape[0], e.shape[0]
+    nfft = 1 << int(np.ceil(np.log2(n + m)))
+    ks = np.arange(m - n + 1)
+    cross = np.fft.irfft(np.fft.rfft(e, nfft) * np.conj(np.fft.rfft(y, nfft)), nfft)[ks]
+    # Sums of squares, not a running sum's differences: those cancel to rounding noise
+    # over a quiet stretch after loud ones.
+    stretch = np.convolve(e.astype(np.float64) ** 2, np.ones(n), mode="valid")
+    own = float(np.dot(y, y))
+    level = (stretch >= 0.1 * own) & (stretch <= 10.0 * own) & (own > 0.0)
+    return np.where(level, cross / np.sqrt(np.maximum(own * stretch, 1e-30)), 0.0)
+
+
 def segments(x: Floats) -> Spectra:
     """Return the spectra of `x`'s half-overlapping, windowed `COH_SEG` segments."""
     starts = range(0, x.shape[0] - COH_SEG + 1, COH_SEG // 2)

@@ -127,6 +127,7 @@ class EchoGuard(ResidualEvidence):
         self.evidence = ""  # why the last `judge` said caller (for the log)
         self.coherence: tuple[float, float] | None = None  # the last veto's measurements
         self.vetoes = 0  # frames the coherence veto turned from caller into echo
+        self.shifted: int | None = None  # samples the last judged frame moved the filter by
         self._unsure = False  # the last judged frame may hold the caller: learn nothing
         self._pause_floor = RisingFloor()  # inbound power where our echo cannot reach
         self._moved = PathMoveWatch()
@@ -205,7 +206,7 @@ class EchoGuard(ResidualEvidence):
         """
         self._release(now)
         self.weak_evidence = self.path_unsure = False
-        self.coherence = None
+        self.coherence = self.shifted = None
         self._unsure = False
         self._inbound = inbound_peak_dbfs
         self._loudest = loudest = self.loudest_sent_dbfs(now)
@@ -224,6 +225,9 @@ class EchoGuard(ResidualEvidence):
         self._measure_comb()
         at_delay = not level and self._over_the_echo_at_its_delay(inbound_peak_dbfs)
         residual = self._residual_says_caller(noise_floor_dbfs)
+        if residual and not level and self._echo_moved_a_little(now):
+            self._unsure = True  # the residual was of the filter as it was: learn nothing
+            return False
         if not (level or at_delay or residual):
             if not speech or self.trusted:
                 return False  # nothing to hear, or the canceller accounts for it: learn
@@ -243,6 +247,22 @@ class EchoGuard(ResidualEvidence):
                 return False
             self._on_weak_evidence(cold=False)
         self.evidence = "level" if level else "level at the delay" if at_delay else "residual"
+        return True
+
+    def _echo_moved_a_little(self, now: float) -> bool:
+        """Tell whether the residual that calls this frame the caller is our echo come a
+        few ms later or earlier than the canceller places it (a playout gap at Twilio; see
+        `EchoCanceller.path_shift`); the filter is then moved with it. Asked on non-speech
+        frames too: the sooner the filter follows, the fewer frames of moved echo the VAD
+        hears in the residual."""
+        aec = self.canceller
+        assert aec is not None
+        shift = aec.path_shift()
+        if shift is None:
+            return False
+        aec.shift(shift)
+        self._moved.moved(now)
+        self.shifted = shift
         return True
 
     def _on_weak_evidence(self, cold: bool) -> None:

@@ -129,6 +129,12 @@ class PathMoveWatch:
         self._until = -math.inf
         self._unmodelled: tuple[int, float] | None = None  # (delay, now) of the last look
 
+    def moved(self, now: float) -> None:
+        """Note a move found otherwise (`EchoCanceller.path_shift`): the filter follows it
+        at once, but for the length of the response the echo still holds what played
+        before the move, where neither place fits."""
+        self._until = now + _MOVED_HOLD_S
+
     def seen(self, now: float, aec: EchoCanceller | None) -> bool:
         """Look at the canceller's residual now; tell whether the path moved lately."""
         found = None if aec is None else aec.residual_lag()

@@ -174,6 +174,10 @@ class TurnPolicy:
             noise_floor_dbfs=vad.floor_dbfs,
         )
         self.echo.learn(maybe_caller)
+        if self.echo.shifted is not None:
+            self._log.info("[ECHO] our echo came %.1f ms %s than the canceller had it (a "
+                           "playout gap): filter moved with it", abs(self.echo.shifted) / 8,
+                           "later" if self.echo.shifted > 0 else "earlier")
         if (maybe_caller and self.echo.weak_evidence
                 and vad.own_probability < _WEAK_EVIDENCE_PROB):
             # On weak evidence (the residual alone, the level at the echo's delay) the
