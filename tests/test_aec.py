@@ -336,7 +336,7 @@ def test_an_echo_come_a_few_ms_late_is_found_at_its_shift_and_the_filter_follows
              powers=powers)
     assert powers[-1][1] > powers[-1][0] * 0.5  # the filter as it was: no use now
     assert aec.path_shift() == 64
-    aec.shift(64)
+    assert aec.shift(64)  # inside a burst: the echo still holds what played before it
     powers.clear()
     echo_run(BAD_LINE, 10.0, 206, aec=aec, start=203, delay=DELAY + 64, learn=False,
              powers=powers)
@@ -372,3 +372,13 @@ def test_the_delay_search_moves_with_a_shifted_filter() -> None:
     aec.shift(64)
     echo_run(BAD_LINE, 10.0, 230, aec=aec, start=200, delay=DELAY + 64)
     assert aec.delay == old + 64 and aec.learned_frames > 100
+
+
+def test_a_burst_that_began_to_play_late_moves_the_filter_with_nothing_before_it() -> None:
+    # The bot paused; Twilio began to play its next turn 3 ms later than the server's
+    # clock says (the first packet's jitter): the filter moves, and no echo of what played
+    # before the move is left in its span.
+    aec = echo_run(BAD_LINE, echo_loss_db=10.0, frames=200)
+    echo_run(BAD_LINE, 10.0, 272, aec=aec, start=260, delay=DELAY + 24, learn=False)
+    assert aec.path_shift() == 24
+    assert not aec.shift(24)

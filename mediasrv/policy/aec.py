@@ -137,6 +137,10 @@ _SHIFT_LATER = 512
 _SHIFT_EARLIER = 160
 _SHIFT_FIT = 0.95
 _SHIFT_OVER = 0.3
+# A move this small (samples: 5 ms) is the network's jitter on when Twilio began to play a
+# burst or ran dry, not a path that changed: the ERLE measured stays (end to end, the
+# first frame of each answer moved the echo 0.1-3.4 ms against the greeting's filter).
+_SHIFT_SAME_PATH = 40
 
 
 class ResidualLag(NamedTuple):
@@ -359,11 +363,16 @@ class EchoCanceller(Timelines):
             return None
         return _SHIFT_LATER - k
 
-    def shift(self, samples: int) -> None:
+    def shift(self, samples: int) -> bool:
         """Move the filter `samples` later (negative: earlier) along with our echo, its
-        response kept: the path itself did not change, only when it starts."""
+        response kept: the path itself did not change, only when it starts. Tell whether
+        the echo may still hold, for the length of the filter's span, what played before
+        the move: a move inside a burst of sent audio (Twilio's playout ran dry), or at a
+        burst's start within that span of the one before. A move at the start of a burst
+        after a pause (when Twilio began to play it, with the network's jitter) has
+        nothing before it to mix with."""
         if self.delay is None:
-            return
+            return False
         moved = min(max(self.delay + samples, _PRE), self.max_lag) - self.delay
         self.delay += moved
         # The delay search's memory moves too: it would see the old delay for ~0.4 s more
@@ -374,11 +383,14 @@ class EchoCanceller(Timelines):
         elif moved < 0:
             self._cc[moved:] = 0.0
         self._forget_measured()  # measured at the old delay: no figure for the new one
-        # Nor is its ERLE this filter's any more: a path that moved changes its shape too
-        # (160 -> 200 ms through a reflection: the response moved kept 9-14 dB off, not the
-        # 24-27 measured before, and the rest was heard as the caller). Measured again from
-        # the next echo frames on: untrusted until then.
-        self._erle = self._echo_avg = self._res_avg = 0.0
+        if abs(moved) > _SHIFT_SAME_PATH:
+            # Nor is its ERLE this filter's any more: a path that moved changes its shape
+            # too (160 -> 200 ms through a reflection: the response moved kept 9-14 dB off,
+            # not the 24-27 measured before, and the rest was heard as the caller).
+            # Measured again from the next echo frames on: untrusted until then.
+            self._erle = self._echo_avg = self._res_avg = 0.0
+        reach = (self._in_slot + 1) * FRAME - (self.delay - _PRE) - self.taps
+        return self.burst_at <= reach or self._ref.power(reach, self.burst_at - reach) > ACTIVE
 
     def response_at(self, delay: int) -> float:
         """Return the filter's largest tap within `_PRE` of echo delay `delay`, over its

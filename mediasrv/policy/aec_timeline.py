@@ -44,6 +44,7 @@ class Timelines:
         self._ref = SlotRing()
         self._in = SlotRing()
         self._sent_slot = -1
+        self.burst_at = 0  # the reference sample the current burst of sent frames began at
         self._sent_at = -1.0
         # Samples after its slot's start at which the current burst of sent frames began,
         # and the last frame's samples that spill into the next slot. Placed on the
@@ -69,6 +70,7 @@ class Timelines:
             slot, self._phase = divmod(round(now * 8000), FRAME)
             self._carry = np.zeros(self._phase, dtype=np.float32)
             slot = max(slot, self._sent_slot + 1)
+            self.burst_at = slot * FRAME + self._phase
         self._sent_slot, self._sent_at = slot, now
         if not self._phase:
             self._ref.put(slot, x)

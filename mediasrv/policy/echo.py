@@ -260,8 +260,8 @@ class EchoGuard(ResidualEvidence):
         shift = aec.path_shift()
         if shift is None:
             return False
-        aec.shift(shift)
-        self._moved.moved(now)
+        if aec.shift(shift):
+            self._moved.moved(now)
         self.shifted = shift
         return True
 

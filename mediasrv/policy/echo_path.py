@@ -62,6 +62,12 @@ _MOVED_MIN_DELAY = 160  # samples: 20 ms
 _MOVED_UNMODELLED = 0.1  # the filter's taps there under a tenth of its largest (-20 dB)
 # Weak evidence is no evidence for this long after the last frame that showed it.
 _MOVED_HOLD_S = 0.5
+# ... and this long after the canceller moved its filter with our echo (`moved`), while the
+# echo may still hold what played before the move: the filter's span (128 ms) and the move,
+# with margin. As long as 0.5 s, it held a -10 dB caller 77 ms longer end to end (the
+# continuation of a sentence into an answer that had just begun); 0.2 s, the harness's
+# moves and playout gaps read the same.
+_SHIFT_HOLD_S = 0.2
 
 
 class EchoPathBound:
@@ -132,8 +138,8 @@ class PathMoveWatch:
     def moved(self, now: float) -> None:
         """Note a move found otherwise (`EchoCanceller.path_shift`): the filter follows it
         at once, but for the length of the response the echo still holds what played
-        before the move, where neither place fits."""
-        self._until = now + _MOVED_HOLD_S
+        before the move, where neither place fits (`_SHIFT_HOLD_S`)."""
+        self._until = max(self._until, now + _SHIFT_HOLD_S)
 
     def seen(self, now: float, aec: EchoCanceller | None) -> bool:
         """Look at the canceller's residual now; tell whether the path moved lately."""
