@@ -176,7 +176,8 @@ class TurnPolicy:
         self.echo.learn(maybe_caller)
         if self.echo.shifted is not None:
             self._log.info("[ECHO] our echo came %.1f ms %s than the canceller had it (a "
-                           "playout gap): filter moved with it", abs(self.echo.shifted) / 8,
+                           "playout gap, or when a turn began to play): filter moved with it",
+                           abs(self.echo.shifted) / 8,
                            "later" if self.echo.shifted > 0 else "earlier")
         if (maybe_caller and self.echo.weak_evidence
                 and vad.own_probability < _WEAK_EVIDENCE_PROB):
