@@ -175,7 +175,7 @@ def report_echo(make: MakePolicy, net: Net) -> None:
     for name, line in cat.echo_lines().items():
         near = np.zeros(len(bot) + 2 * 8000)
         run = simulate(make, bot, near, line, net, stop_at_barge_in=False)
-        print(f"  {name:46s} {len(run.barge_ins)}/{run.starts}/{run.turns}")
+        print(f"  {name:46s} {'/'.join(map(str, run.counts()))}")
     # Beyond the paths: a speakerphone in a room rings longer than the canceller's
     # 128 ms filter (40 dB of decay over the tail); built to fail, and did, before the
     # canceller carried a ringing response on past its filter. 20 dB / 300 ms still does.
@@ -183,7 +183,7 @@ def report_echo(make: MakePolicy, net: Net) -> None:
     for erl, tail in ((6.0, 200.0), (10.0, 200.0), (10.0, 300.0), (20.0, 300.0)):
         run = tails.tail_run(make, bot, tail, erl, net)
         name = EchoPath(tails.TAIL_DELAY_MS, erl, tail).describe()
-        print(f"  {name:46s} {len(run.barge_ins)}/{run.starts}/{run.turns}")
+        print(f"  {name:46s} {'/'.join(map(str, run.counts()))}")
 
 
 def report_tails(make: MakePolicy) -> None:
@@ -198,8 +198,7 @@ def report_tails(make: MakePolicy) -> None:
             total = [0, 0, 0]
             for name, bot in prompts.items():
                 run = tails.tail_run(make, bot, tail, erl, net)
-                total = [total[0] + len(run.barge_ins), total[1] + run.starts,
-                         total[2] + run.turns]
+                total = [a + b for a, b in zip(total, run.counts(), strict=True)]
                 barged += [f"{name} {erl:g} dB {t:.2f} s" for _, t in run.barge_ins]
             cells.append("/".join(map(str, total)))
         print(f"  {tail:3.0f} ms tail  transit {net.down_ms:2.0f}/{net.up_ms:2.0f} ms  "
@@ -271,9 +270,8 @@ def report_gaps(config: TurnConfig, net: Net) -> None:
         total, bad = [0, 0, 0], []
         for gap, at in product(GAPS_MS, GAP_AT_S):
             run = gap_run(lambda: TurnPolicy(config), bot, line, net, gap, at)
-            total = [total[0] + len(run.barge_ins), total[1] + run.starts,
-                     total[2] + run.turns]
-            if run.barge_ins or run.starts or run.turns:
+            total = [a + b for a, b in zip(total, run.counts(), strict=True)]
+            if any(run.counts()):
                 bad.append(f"{gap:+g} ms at {at:g} s")
         print(f"  {name:46s} {'/'.join(map(str, total))} of {len(GAPS_MS) * len(GAP_AT_S)}"
               + (f"  ({', '.join(bad)})" if bad else ""))

@@ -206,7 +206,7 @@ def echo_loss_db(bot: bytes, path: EchoPath) -> float:
 def echo_alone(make: MakePolicy, bot: bytes, path: EchoPath, net: Net) -> str:
     run = simulate(make, bot, np.zeros(len(bot) + 2 * 8000), line_of(path), net,
                    stop_at_barge_in=False)
-    return f"{len(run.barge_ins)}/{run.starts}/{run.turns}"
+    return "/".join(map(str, run.counts()))
 
 
 def report_echo(make: MakePolicy, paths: dict[str, EchoPath], net: Net) -> None:

@@ -54,6 +54,10 @@ class Run:
     starts: int = 0
     turns: int = 0
 
+    def counts(self) -> tuple[int, int, int]:
+        """Return the tables' barge-ins / starts / turns."""
+        return len(self.barge_ins), self.starts, self.turns
+
 
 @dataclass(frozen=True)
 class Net:
