@@ -263,7 +263,8 @@ def call_deps(settings: Settings, clock: Clock, rt: FakeRealtime,
 
 
 def call_settings(**overrides: Any) -> Settings:
-    return load_settings({}, **{"greeting": "", "prebuffer_ms": 0, "silence_timeout_s": 3600.0,
+    return load_settings({}, **{"greeting": "", "prebuffer_ms": 0, "tx_lead_ms": 20,
+                                "silence_timeout_s": 3600.0,
                                 "turn_detection": "server", **overrides})
 
 

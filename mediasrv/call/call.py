@@ -162,6 +162,7 @@ class Call:
         self._tx = TxLoop(core.playout, writer, core.clock, core.closing,
                           TxReports(core, self._barge_in), self._echo,
                           prebuffer_ms=self.config.prebuffer_ms,
+                          lead_ms=self.config.tx_lead_ms,
                           mark_interval_ms=self.config.mark_interval_ms)
         self._watcher = Watcher(core, writer, self._responses, self._control, self._end_from)
         for name, target in (("tx", self._tx_run), ("watch", self._watcher.run)):

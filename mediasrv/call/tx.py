@@ -36,12 +36,9 @@ from mediasrv.policy.playback import ClearPoint, SentFrame
 from mediasrv.protocol.twilio import TwilioMessages
 
 TICK = FRAME_MS / 1000.0
-# If the tx thread falls this far behind its deadlines (a stalled socket, a GC pause)
-# it re-anchors instead of bursting the backlog out faster than real time.
+# If the tx thread falls this far behind its schedule (a stalled socket, a GC pause) it
+# restarts the schedule instead of bursting the backlog out faster than real time.
 _RESYNC_S = 0.2
-# Audio sent ahead of real time at the start of a burst (the prebuffer), at most: it must
-# stay under _RESYNC_S, or the pacer would take it for falling behind.
-_MAX_LEAD_MS = 160
 # Twilio's buffer is surely empty this long after the playout timeline ran out: a mark sent
 # then measures the network round trip alone (see mediasrv.policy.playback).
 _PROBE_QUIET_S = 0.3
@@ -129,7 +126,7 @@ class TxLoop:
 
     def __init__(self, buffer: PlayoutBuffer, writer: TwilioWriter, clock: Clock,
                  closing: threading.Event, listener: TxListener, echo: EchoReference, *,
-                 prebuffer_ms: int, mark_interval_ms: int) -> None:
+                 prebuffer_ms: int, lead_ms: int, mark_interval_ms: int) -> None:
         self._buffer = buffer
         self._writer = writer
         self._clock = clock
@@ -137,7 +134,8 @@ class TxLoop:
         self._listener = listener
         self._echo = echo
         self._prebuffer_s = prebuffer_ms / 1000.0
-        self._lead_frames = max(1, min(prebuffer_ms, _MAX_LEAD_MS) // FRAME_MS)
+        # At least one frame ahead: sent just as the one before ends, a frame is late.
+        self._lead_s = max(FRAME_MS, lead_ms) / 1000.0 - TICK
         self._mark_frames = max(1, mark_interval_ms // FRAME_MS)
         self._probes = 0
         self._probed = False  # a round-trip probe went out since the last burst
@@ -187,22 +185,33 @@ class TxLoop:
         self._writer.send_mark(name)
 
     def _burst(self, first: Frame) -> None:
-        """Play one burst of audio at real time, the prebuffer sent ahead at once."""
+        """Play one burst of audio at real time, keeping up to `lead_ms` of it at Twilio."""
         self._prebuffer()
         # Paced at exactly real time, every frame would reach Twilio just as the one before
         # ends: any network jitter would stop its playback and every stop would add up
-        # (measured: 85 ms behind after 1.3 s of a greeting on a loaded machine). The
-        # prebuffer goes out at once instead and stays queued at Twilio as its jitter
-        # buffer; a clear throws it away, so it costs barge-in nothing.
-        ahead = min(self._buffer.qsize() + 1, self._lead_frames)
-        deadline = self._clock.now() - (ahead - 1) * TICK
+        # (measured: 85 ms behind after 1.3 s of a greeting on a loaded machine). Frames go
+        # out as soon as they are queued until Twilio holds `lead_ms` of audio, then one per
+        # frame played: the lead rides out network jitter and our own stalls (a GC pause,
+        # the GIL held elsewhere: 110-135 ms seen on a loaded machine, where 60 ms of lead
+        # let Twilio's playout run dry and moved our echo against its reference by the
+        # jitter of the packet that restarted it). A clear throws the lead away, so it
+        # costs barge-in nothing.
         pending: Entry | None = first
-        last_audio = deadline
+        now = self._clock.now()
+        # When what we sent would end at the phone, played back to back: the pacing
+        # schedule. Behind real time by up to `_RESYNC_S` (a late wake-up), the backlog
+        # goes out at once; further behind, it restarts from now.
+        sched = max(now, self._writer.play_end)
+        last_audio = now
+        looked = -1.0  # when the buffer was last found empty: look again a frame later
         while not self._closing.is_set():
             if pending is None:
                 pending = self._buffer.get_nowait()
             if pending is not None and not isinstance(pending, Frame):
                 self._control(pending)
+                if isinstance(pending, ClearRequest):  # Twilio is empty: start afresh
+                    looked = self._clock.now()
+                    sched = max(looked, self._writer.play_end)
                 pending = None
                 continue
             if pending is not None and pending.gen != self._buffer.generation:
@@ -215,19 +224,28 @@ class TxLoop:
                 if self._buffer.qsize() == 0:
                     return
                 continue
-            if not self._clock.sleep_until(deadline, self._buffer.wake):
+            due = sched - self._lead_s
+            if pending is None:
+                due = max(due, looked + TICK)
+            if not self._clock.sleep_until(due, self._buffer.wake):
                 self._buffer.wake.clear()  # a clear is queued (or closing): look again
                 continue
             now = self._clock.now()
-            if now - deadline > _RESYNC_S:
-                self.stats.late_frames += 1
-                deadline = now
-            deadline += TICK
             if pending is None:
+                looked = now
+                sched = max(sched, now)  # nothing was queued: no backlog to catch up
+                pending = self._buffer.get_nowait()  # queued while this thread slept
+                if pending is not None:
+                    continue
                 if now - last_audio > _BURST_GAP_S:
                     return
-                self.stats.underruns += 1
+                if now >= self._writer.play_end:  # the phone has nothing left to play
+                    self.stats.underruns += 1
                 continue
+            if now - sched > _RESYNC_S:
+                self.stats.late_frames += 1
+                sched = now
+            sched += TICK
             last_audio = now
             self._send(pending, now)
             pending = None

@@ -64,6 +64,7 @@ class Settings:
     log_format: str = "text"
     turn_detection: str = "local"
     prebuffer_ms: int = 60
+    tx_lead_ms: int = 160
     mark_interval_ms: int = 200
     append_batch_ms: int = 100
     end_silence_ms: int = 500
@@ -314,6 +315,7 @@ _SPEC: dict[str, tuple[str, _Parser]] = {
     "LOG_FORMAT": ("log_format", _Choice("text", "json")),
     "TURN_DETECTION": ("turn_detection", _Choice(*TURN_MODES)),
     "PREBUFFER_MS": ("prebuffer_ms", _int(0, 1000)),
+    "TX_LEAD_MS": ("tx_lead_ms", _int(20, 1000)),
     "MARK_INTERVAL_MS": ("mark_interval_ms", _int(20, 1000)),
     "APPEND_BATCH_MS": ("append_batch_ms", _int(20, 1000)),
     "END_SILENCE_MS": ("end_silence_ms", _int(200, 3000)),

@@ -46,6 +46,7 @@ def call_config(s: Settings) -> CallConfig:
         turn_detection=s.turn_detection,
         greeting=s.greeting,
         prebuffer_ms=s.prebuffer_ms,
+        tx_lead_ms=s.tx_lead_ms,
         mark_interval_ms=s.mark_interval_ms,
         append_batch_ms=s.append_batch_ms,
         drain_timeout_ms=s.drain_timeout_ms,
