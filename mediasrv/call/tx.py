@@ -39,6 +39,9 @@ TICK = FRAME_MS / 1000.0
 # If the tx thread falls this far behind its schedule (a stalled socket, a GC pause) it
 # restarts the schedule instead of bursting the backlog out faster than real time.
 _RESYNC_S = 0.2
+# Above the prebuffer, the lead builds with frames this far apart (4 ms a frame, 0.5 s from
+# 60 to 160 ms): as regular at Twilio as real time within 4 ms, not a burst.
+_FILL_S = 0.016
 # Twilio's buffer is surely empty this long after the playout timeline ran out: a mark sent
 # then measures the network round trip alone (see mediasrv.policy.playback).
 _PROBE_QUIET_S = 0.3
@@ -134,8 +137,12 @@ class TxLoop:
         self._listener = listener
         self._echo = echo
         self._prebuffer_s = prebuffer_ms / 1000.0
-        # At least one frame ahead: sent just as the one before ends, a frame is late.
-        self._lead_s = max(FRAME_MS, lead_ms) / 1000.0 - TICK
+        # Due times are "so long before the schedule's end": a frame goes out while the
+        # phone holds less than `lead_ms` (at once while it holds less than the prebuffer,
+        # `_FILL_S` apart above that), so it holds up to that much once the frame is in.
+        lead_ms = max(FRAME_MS, lead_ms)
+        self._lead_s = lead_ms / 1000.0 - TICK
+        self._floor_s = max(FRAME_MS, min(prebuffer_ms, lead_ms)) / 1000.0 - TICK
         self._mark_frames = max(1, mark_interval_ms // FRAME_MS)
         self._probes = 0
         self._probed = False  # a round-trip probe went out since the last burst
@@ -189,12 +196,13 @@ class TxLoop:
         self._prebuffer()
         # Paced at exactly real time, every frame would reach Twilio just as the one before
         # ends: any network jitter would stop its playback and every stop would add up
-        # (measured: 85 ms behind after 1.3 s of a greeting on a loaded machine). Frames go
-        # out as soon as they are queued until Twilio holds `lead_ms` of audio, then one per
-        # frame played: the lead rides out network jitter and our own stalls (a GC pause,
-        # the GIL held elsewhere: 110-135 ms seen on a loaded machine, where 60 ms of lead
-        # let Twilio's playout run dry and moved our echo against its reference by the
-        # jitter of the packet that restarted it). A clear throws the lead away, so it
+        # (measured: 85 ms behind after 1.3 s of a greeting on a loaded machine). The
+        # prebuffer goes out at once, then frames 16 ms apart until Twilio holds `lead_ms`,
+        # then one per frame played: the lead rides out network jitter and our own stalls
+        # (a GC pause, the GIL held elsewhere: 110-220 ms seen on a loaded machine, where
+        # 60 ms of lead let Twilio's playout run dry and moved our echo against its
+        # reference by the jitter of the packet that restarted it). Below the prebuffer
+        # (after a stall) frames go at once again. A clear throws the lead away, so it
         # costs barge-in nothing.
         pending: Entry | None = first
         now = self._clock.now()
@@ -203,6 +211,7 @@ class TxLoop:
         # goes out at once; further behind, it restarts from now.
         sched = max(now, self._writer.play_end)
         last_audio = now
+        sent_at = -1.0  # when the last frame went out
         looked = -1.0  # when the buffer was last found empty: look again a frame later
         while not self._closing.is_set():
             if pending is None:
@@ -224,7 +233,7 @@ class TxLoop:
                 if self._buffer.qsize() == 0:
                     return
                 continue
-            due = sched - self._lead_s
+            due = max(sched - self._lead_s, min(sched - self._floor_s, sent_at + _FILL_S))
             if pending is None:
                 due = max(due, looked + TICK)
             if not self._clock.sleep_until(due, self._buffer.wake):
@@ -246,7 +255,7 @@ class TxLoop:
                 self.stats.late_frames += 1
                 sched = now
             sched += TICK
-            last_audio = now
+            last_audio = sent_at = now
             self._send(pending, now)
             pending = None
 
