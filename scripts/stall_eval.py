@@ -68,6 +68,8 @@ def main() -> None:
     ap.add_argument("--hog-ms", type=float, default=110.0, help="each stall, ms (0: none)")
     ap.add_argument("--every", default="0.5,2.0", help="seconds between stalls, min,max")
     ap.add_argument("--parallel", type=int, default=4)
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="print a failed call's echo verdicts, barge-ins and responses")
     args = ap.parse_args()
     lo, hi = (float(x) for x in args.every.split(","))
     run = argparse.Namespace(parallel=args.parallel, url=None, audio_dir=scenarios.AUDIO_DIR,
@@ -77,7 +79,7 @@ def main() -> None:
     started = time.monotonic()
     with Hog(args.hog_ms, (lo, hi)) as hog:
         outcomes = scenarios.run_jobs(jobs, run)
-    judged = [judge(o) for o in outcomes]
+    judged = [judge(o, args.verbose) for o in outcomes]
     n = len(judged)
     print(f"{sum(not ok for ok, _ in judged)} of {n} calls failed; "
           f"{sum(m for _, m in judged) / max(n, 1):.1f} moves a call; "
@@ -85,13 +87,18 @@ def main() -> None:
           f"{time.monotonic() - started:.0f} s")
 
 
-def judge(o: harness.Outcome) -> tuple[bool, int]:
+def judge(o: harness.Outcome, verbose: bool) -> tuple[bool, int]:
     """Print one call's line; return whether it passed and how often the canceller moved."""
     clears = len(o.result.clears)
     moved = o.count("our echo came")
     ok = clears == 3 and len(o.speech_times()) == 3
     print(f"{o.mode:6} clears {clears} emulator late {o.result.tx_late_max_ms:6.1f} ms "
           f"moves {moved}{'' if ok else '  FAILED'}")
+    if verbose and not ok:
+        t0 = o.lines[0].mono if o.lines else 0.0
+        for line in o.lines:
+            if any(k in line.message for k in ("[ECHO]", "[BARGE-IN]", "response resp_")):
+                print(f"    {line.mono - t0:7.3f} {line.message.split('] ', 1)[-1]}")
     return ok, moved
 
 if __name__ == "__main__":
