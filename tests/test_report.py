@@ -107,3 +107,24 @@ def test_help_shows_every_default() -> None:
     for action in build_parser()._actions:
         if action.help and action.dest != "help":
             assert "default:" in action.help, action.dest
+
+
+def test_a_cut_answers_last_frames_after_its_last_mark_are_its_own_not_the_next_answers() -> None:
+    # As mediasrv marks: after an item's first frame, then every 200 ms. resp_b is cut
+    # 330 ms in (its mark at 220 ms was the last sent before the clear, the one at 420 ms
+    # never went out); resp_c follows, its first mark after its first frame. What resp_b
+    # played after its 220 ms mark is resp_b's: by the next mark alone it was resp_c's.
+    heard = (HeardSegment(1.0, 0, b"\x10" * 2640),  # resp_b: 330 ms, then the clear
+             HeardSegment(2.0, 3200, b"\x10" * 8000))  # resp_c: 1 s
+    marks = (ServerMark("resp_b:item_b:20", 1.0, 160), ServerMark("resp_b:item_b:220", 1.2, 1760),
+             ServerMark("resp_c:item_c:20", 2.0, 3360),
+             ServerMark("resp_c:item_c:1000:end", 2.1, 11200))
+    r = CallResult(
+        call_sid="CA1", stream_sid="MZ1", stream_url="", ws_url="", custom_parameters={},
+        connected=True, error=None, media_t0=0.0, ended_at=4.0, frames_sent=0, sent_ulaw=b"",
+        timeline=(), media_arrivals=((0.1, 160),), heard=heard, server_marks=marks,
+        echoes=(MarkEcho("resp_c:item_c:1000:end", 3.0, True),),
+        clears=(ClearRecord(1.33, 3200, 560, ()),), speech=(), hangup_by="caller",
+        hangup_at=4.0)
+    assert [(t.response_id, t.heard_ms) for t in ai_turns(r)] == [("resp_b", 330.0),
+                                                                  ("resp_c", 1000.0)]

@@ -25,6 +25,7 @@ import numpy as np
 
 from mediasrv.audio import SAMPLE_RATE, ULAW_SILENCE, Pcm16, ulaw_to_pcm16
 from mediasrv.emulator.metrics import BURST_GAP_S, CallResult, heard_span, response_id
+from mediasrv.emulator.playout import ServerMark
 
 _ENVELOPE_MS = 10  # one plotted min/max pair per 10 ms keeps long calls fast to draw
 _LOCAL = "local_"  # the bridge's own prompts: local_<prompt>_<n>
@@ -111,14 +112,22 @@ def ai_turns(r: CallResult) -> list[AiTurn]:
     """Return every AI response in the order it was sent, named and measured."""
     ranges: dict[str, list[tuple[int, int]]] = {}
     first_mark: dict[str, float] = {}
-    lo = 0
-    for m in r.server_marks:  # a byte belongs to the response of the next mark
+    items: set[str] = set()
+    lo, last = 0, None
+    for m in r.server_marks:  # a byte belongs to the response of the next mark ...
         rid = response_id(m.name) or "?"
         if rid == "?" and m.offset == lo:
             continue  # a mark with no audio before it (a round-trip probe): no response
+        # ... but for the audio before an item's first mark: that mark names how much of
+        # the item went before it, and what went before that is the last response's
+        # tail (a cut answer's last frames before the clear, after its last mark).
+        begins = _item_start(m, items)
+        if last is not None and last != rid and begins is not None and lo < begins < m.offset:
+            ranges[last].append((lo, begins))
+            lo = begins
         ranges.setdefault(rid, []).append((lo, m.offset))
         first_mark.setdefault(rid, m.at)
-        lo = m.offset
+        lo, last = m.offset, rid
     ended = {response_id(e.name) for e in r.echoes if e.played and e.name.endswith(":end")}
     flushed = {response_id(n) for c in r.clears for n in c.flushed}
     firsts = list(first_mark.values())
@@ -140,6 +149,16 @@ def ai_turns(r: CallResult) -> list[AiTurn]:
         heard_ms = sum(h.heard_bytes for h in heard) / 8
         turns.append(AiTurn(rid, "", start, end, round(heard_ms, 1), ending))
     return _labelled(r, turns)
+
+
+def _item_start(m: ServerMark, seen: set[str]) -> int | None:
+    """Return where a "<response>:<item>:<sent_ms>" mark's item began in the stream, if it
+    is the item's first mark (None otherwise, or for a mark named otherwise)."""
+    parts = m.name.split(":")
+    if len(parts) < 3 or not parts[2].isdigit() or parts[1] in seen:
+        return None
+    seen.add(parts[1])
+    return m.offset - int(parts[2]) * SAMPLE_RATE // 1000
 
 
 def _labelled(r: CallResult, turns: list[AiTurn]) -> list[AiTurn]:
