@@ -14,9 +14,10 @@ from fakes import wait_for
 
 from mediasrv.audio import FRAME_BYTES
 from mediasrv.call.lock import CallLock
-from mediasrv.call.playout import EchoReference, PlayoutBuffer
+from mediasrv.call.playout import ClearRequest, EchoReference, PlayoutBuffer
 from mediasrv.call.tx import TwilioWriter, TxListener, TxLoop
 from mediasrv.clock import ManualClock
+from mediasrv.policy.ledger import BargeInPlan
 from mediasrv.protocol.twilio import TwilioMessages
 
 
@@ -96,3 +97,29 @@ def test_a_stall_longer_than_the_lead_and_only_then_leaves_a_gap_at_the_phone(
         times = p.play_times()
         late = [round((b - a) * 1000 - 20, 6) for a, b in zip(times, times[1:], strict=False)]
         assert [d for d in late if d] == ([gap_ms] if gap_ms else []), late
+
+
+def test_a_clear_tells_the_echo_reference_when_what_was_sent_ahead_stopped_playing() -> None:
+    # The lead sent ahead is dropped by Twilio on `clear`: the reference must learn that
+    # nothing sent to play from then on ever played (the rx loop takes it off).
+    with pacer(lead_ms=160, prebuffer_ms=60) as p:
+        p.queue(2000)
+        p.sent(3)
+        for n in range(4, 14):
+            p.clock.advance(0.016)
+            p.sent(n)
+        cleared_at = p.clock.now()
+        with p.lock:
+            p.buffer.clear_locked(ClearRequest(BargeInPlan("resp_1", False, False), "test",
+                                               cleared_at, 100))
+        sent: list[tuple[float, bytes | None]] = []
+
+        def cut_seen() -> bool:
+            sent.extend(p.echo.take())
+            return bool(sent) and sent[-1][1] is None
+
+        wait_for(cut_seen, "the cut after the clear")
+        *frames, (at, cut) = sent
+        assert cut is None and at == cleared_at
+        assert all(frame is not None for _, frame in frames)
+        assert sum(t >= at for t, _ in frames) >= 5  # what was ahead: now known unplayed

@@ -186,13 +186,18 @@ class EchoReference:
     """
 
     def __init__(self) -> None:
-        self._sent: deque[tuple[float, bytes]] = deque(maxlen=ECHO_REFERENCE_FRAMES)
+        self._sent: deque[tuple[float, bytes | None]] = deque(maxlen=ECHO_REFERENCE_FRAMES)
 
     def add(self, plays_at: float, frame: bytes) -> None:
         self._sent.append((plays_at, frame))
 
-    def take(self) -> list[tuple[float, bytes]]:
-        """Return the frames sent since the last call, oldest first."""
+    def cut(self, at: float) -> None:
+        """A `clear` left at `at`: what was sent to play from then on never plays."""
+        self._sent.append((at, None))
+
+    def take(self) -> list[tuple[float, bytes | None]]:
+        """Return the frames sent since the last call, oldest first; a frame of None is
+        a cut (`cut`) at its time."""
         out = []
         while self._sent:
             out.append(self._sent.popleft())

@@ -175,6 +175,8 @@ class TxLoop:
         self._buffer.wake.clear()
         self._listener.before_clear()
         point = self._writer.clear()
+        # Twilio drops what it held: up to the lead, sent ahead and never played.
+        self._echo.cut(point.at)
         self._listener.after_clear(entry, point)
 
     def _probe_if_quiet(self) -> None:

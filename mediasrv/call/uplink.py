@@ -91,7 +91,10 @@ class Uplink:
         if sent:
             network = core.network_echo_delay()
             for sent_at, frame in sent:
-                self.turn_policy.on_sent(frame, sent_at + network)
+                if frame is None:
+                    self.turn_policy.on_cut(sent_at + network)
+                else:
+                    self.turn_policy.on_sent(frame, sent_at + network)
         closing = core.closing.is_set()
         for start in range(0, len(msg.payload), FRAME_BYTES):
             step = self.turn_policy.feed(msg.payload[start : start + FRAME_BYTES], now,

@@ -83,6 +83,28 @@ class Timelines:
         self._carry = run[FRAME:]
         self._ref.put(slot + 1, np.concatenate((self._carry, _ZEROS[self._phase :])))
 
+    def cut(self, at: float) -> None:
+        """Take what was placed from time `at` on off the reference: a `clear` emptied
+        Twilio's buffer then, so it never played (and never echoes).
+
+        The pacer keeps up to `TX_LEAD_MS` queued at Twilio; placed on the reference, that
+        much audio that never played, with the caller talking after their barge-in, gave
+        the delay search a sharp peak 2-16 ms away: it reset a filter trusted at 21 dB,
+        and the next answer's echo was heard as the caller (end to end, three_interruptions
+        with a 160 ms lead: 3 of 32 calls; scripts/stall_eval.py)."""
+        start = round(at * 8000)
+        if self._sent_slot < 0 or start >= (self._sent_slot + 1) * FRAME + self._phase:
+            return  # nothing placed that late
+        slot, keep = divmod(start, FRAME)
+        for s in range(max(slot, self._ref.last - RING_SLOTS + 1), self._ref.last + 1):
+            x = self._ref.read(s * FRAME, FRAME).copy()
+            x[keep if s == slot else 0 :] = 0.0
+            self._ref.put(s, x)
+        # The next frame sent starts a burst at its own sample, after what was kept.
+        self._sent_slot = slot if keep else slot - 1
+        self._sent_at = -1.0
+        self._carry = np.zeros(0, dtype=np.float32)
+
     def sent_at(self, start: int, n: int, *delays: int) -> bool:
         """Tell whether inbound samples [start, start + n) can hold our echo at each of
         the echo delays `delays`: something was sent over that span so much earlier.

@@ -139,6 +139,10 @@ class EchoGuard(ResidualEvidence):
         (floats or the mu-law frame; they join the reference as `SentFrames.release` says)."""
         self._sent.add(now, peak_dbfs, samples)
 
+    def on_cut(self, at: float) -> None:
+        """Forget what was sent to play from time `at` on: a `clear` dropped it unplayed."""
+        self._sent.cut(at, self.canceller)
+
     def _release(self, now: float) -> None:
         self._sent.release(now, self.canceller)
 

@@ -106,6 +106,25 @@ class SentFrames:
                     samples = ULAW_FLOAT[np.frombuffer(samples, dtype=np.uint8)]
                 canceller.on_sent(samples, sent_at)
 
+    def cut(self, at: float, canceller: EchoCanceller | None) -> None:
+        """Forget what was sent to play from time `at` on: a `clear` emptied Twilio's
+        buffer then (see `Timelines.cut`). A frame playing at `at` keeps its peak."""
+        pending = self._pending
+        while pending and pending[-1][0] >= at:
+            pending.pop()
+        if pending and pending[-1][0] + 0.020 > at and pending[-1][2] is not None:
+            sent_at, peak, samples = pending.pop()
+            x = ULAW_FLOAT[np.frombuffer(samples, dtype=np.uint8)] if isinstance(
+                samples, bytes) else np.array(samples)
+            x[max(0, round((at - sent_at) * 8000)) :] = 0.0
+            pending.append((sent_at, peak, x))
+        while self._sent and self._sent[-1][0] >= at:
+            self._sent.pop()
+        if self.last_at is not None and self.last_at >= at:
+            self.last_at = self._sent[-1][0] if self._sent else None
+        if canceller is not None:
+            canceller.cut(at)
+
     def loudest_since(self, cutoff: float) -> float:
         """Return the loudest peak released that was sent at or after `cutoff` (-120 if
         none)."""

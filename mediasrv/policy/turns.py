@@ -144,6 +144,11 @@ class TurnPolicy:
         samples = frame_ulaw if self.echo.canceller is not None else None
         self.echo.on_sent(ulaw_peak_dbfs(frame_ulaw), now, samples)
 
+    def on_cut(self, at: float) -> None:
+        """Take what was sent to play from time `at` on off the echo reference (a `clear`
+        emptied Twilio's buffer then: it never played)."""
+        self.echo.on_cut(at)
+
     def feed(self, frame_ulaw: bytes, now: float, *, ai_playing: bool, closing: bool) -> TurnStep:
         """Take one inbound 20 ms mu-law frame; return what to forward and the events."""
         vad = self.vad
