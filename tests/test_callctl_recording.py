@@ -70,6 +70,29 @@ def test_a_frame_for_time_already_written_is_dropped_and_counted() -> None:
     assert aligner.take(final=True) == b""
 
 
+def test_ai_audio_sent_ahead_of_a_clear_is_silenced_from_the_clear_on() -> None:
+    aligner = StereoAligner(hold_s=0.0)
+    for i in range(8):  # 160 ms sent ahead, timed by when it would play
+        aligner.add("ai", tone(-2000), t=1.0 + i * 0.02)
+    aligner.cut("ai", 1.05)  # the clear: Twilio dropped the rest
+    aligner.add("ai", tone(700), t=1.2)  # the next answer, at its own time
+    aligner.add("caller", tone(1000), t=1.3)
+    out = stereo(aligner.take(final=True))
+    ai = out[8000:, 1]
+    assert (np.abs(ai[:400] + 2000) < 80).all()  # 50 ms played
+    assert (ai[400:1600] == 0).all()  # never heard
+    assert (np.abs(ai[1600:1760] - 700) < 40).all()
+
+
+def test_a_cut_after_everything_placed_changes_nothing() -> None:
+    aligner = StereoAligner(hold_s=0.0)
+    aligner.add("ai", tone(-2000), t=0.0)
+    aligner.cut("ai", 0.5)
+    aligner.add("ai", tone(-2000), t=0.02)
+    out = stereo(aligner.take(final=True))
+    assert out.shape[0] == 320 and (np.abs(out[:, 1] + 2000) < 80).all()
+
+
 # -- transcript ----------------------------------------------------------------------------
 
 
@@ -120,6 +143,18 @@ def test_a_recording_writes_a_stereo_wav_and_the_transcript_by_call_sid(tmp_path
     assert (out[:, 0] > 900).all() and (out[:, 1] < -900).all()
     doc = json.loads((tmp_path / f"{SID}.json").read_text())
     assert doc["end_reason"] == "caller hung up"
+
+
+def test_a_recording_silences_the_ai_from_a_clear_on(tmp_path: Path) -> None:
+    rec = CallRecorder(tmp_path, SID).start()
+    for i in range(20):
+        rec.ai_frame(tone(-1000), i * 0.02)
+    rec.ai_cut(0.2)
+    rec.caller_frame(tone(1000), 0.5)
+    rec.finish(None)
+    with wave.open(str(tmp_path / f"{SID}.wav"), "rb") as wav:
+        out = stereo(wav.readframes(wav.getnframes()))
+    assert (out[:1600, 1] < -900).all() and (out[1600:, 1] == 0).all()
 
 
 def test_a_call_sid_that_is_not_plain_becomes_a_hashed_file_name() -> None:

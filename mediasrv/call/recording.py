@@ -65,7 +65,9 @@ class Recording:
                 self._transcript.ai(item_id, text, t)
 
     def barge_in(self, t: float, cuts: list[tuple[str, int]]) -> None:
-        """A barge-in at `t` cut these items off after (item id, heard ms)."""
+        """A barge-in's `clear` at `t` cut these items off after (item id, heard ms)."""
+        if self._recorder is not None:  # what the pacer had sent ahead never played
+            self._recorder.ai_cut(t)
         with self._lock:
             if self._transcript is None:
                 return

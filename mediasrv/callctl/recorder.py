@@ -65,7 +65,7 @@ class CallRecorder:
         self._dir = Path(directory)
         self._sid = call_sid
         self._opener = opener  # tests inject a failing disk here
-        self._q: queue.Queue[tuple[Channel, bytes, float] | None] = \
+        self._q: queue.Queue[tuple[Channel, bytes | None, float] | None] = \
             queue.Queue(maxsize=QUEUE_FRAMES)
         self._aligner = StereoAligner()
         self._file: IO[bytes] | None = None
@@ -109,6 +109,10 @@ class CallRecorder:
         """Queue a frame of AI audio as sent at call time `t` (never blocks)."""
         self._put(("ai", ulaw, t))
 
+    def ai_cut(self, t: float) -> None:
+        """Silence AI audio from call time `t` on: a `clear` dropped it unplayed."""
+        self._put(("ai", None, t))
+
     def finish(self, transcript: Transcript | None, timeout: float = 3.0) -> None:
         """Write what is left, close the WAV, write the transcript; never raises."""
         thread = self._thread
@@ -125,7 +129,7 @@ class CallRecorder:
         if transcript is not None:
             self._write_transcript(transcript)
 
-    def _put(self, item: tuple[Channel, bytes, float]) -> None:
+    def _put(self, item: tuple[Channel, bytes | None, float]) -> None:
         if self.failed is not None:
             return
         try:
@@ -139,7 +143,11 @@ class CallRecorder:
                 item = self._q.get()
                 if item is None:
                     break
-                self._aligner.add(*item)
+                channel, ulaw, t = item
+                if ulaw is None:
+                    self._aligner.cut(channel, t)
+                else:
+                    self._aligner.add(channel, ulaw, t)
                 self._write(self._aligner.take())
             self._write(self._aligner.take(final=True), flush=True)
         except Exception:  # safety net: a recorder bug must not leave a thread behind

@@ -65,6 +65,17 @@ class StereoAligner:
         track.cursor = at + len(pcm)
         self._newest = max(self._newest, track.cursor)
 
+    def cut(self, channel: Channel, t: float) -> None:
+        """Silence `channel` from call time `t` on: what was placed there never played (a
+        `clear` dropped the audio the pacer had sent ahead of it). Time already released
+        stays as written."""
+        track = self._tracks[channel]
+        start = max(self._released, round(t * SAMPLE_RATE))
+        if start >= track.cursor:
+            return
+        track.samples[start - self._released : track.cursor - self._released] = 0
+        track.cursor = start
+
     def take(self, final: bool = False) -> bytes:
         """Return the interleaved 16-bit stereo released so far (all of it if `final`)."""
         upto = self._newest if final else self._newest - self._hold
