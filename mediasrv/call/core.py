@@ -73,7 +73,7 @@ class CallConfig:
     turn_detection: str = "local"  # "local": our VAD ends turns; "server": the backend's
     greeting: str = ""  # what the AI is asked to say first ("" = no greeting)
     prebuffer_ms: int = 60
-    tx_lead_ms: int = 60  # audio kept queued at Twilio while more is ready (tx.py)
+    tx_lead_ms: int = 160  # audio kept queued at Twilio while more is ready (tx.py)
     mark_interval_ms: int = 200
     append_batch_ms: int = 100
     drain_timeout_ms: int = 500

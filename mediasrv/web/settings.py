@@ -64,7 +64,7 @@ class Settings:
     log_format: str = "text"
     turn_detection: str = "local"
     prebuffer_ms: int = 60
-    tx_lead_ms: int = 60
+    tx_lead_ms: int = 160
     mark_interval_ms: int = 200
     append_batch_ms: int = 100
     end_silence_ms: int = 500
