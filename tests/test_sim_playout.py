@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mediasrv.emulator.playout import PlayoutModel
+from mediasrv.emulator.playout import MarkName, PlayoutModel
 
 TONE = bytes([0x10]) * 160  # 20 ms of non-silent mu-law
 TONE2 = bytes([0x20]) * 160
@@ -147,3 +147,10 @@ def test_is_playing_follows_the_buffer() -> None:
     p.receive_media(TONE * 2, now)
     assert p.is_playing(0.039)
     assert not p.is_playing(0.041)
+
+
+def test_mark_names_are_read_in_one_place() -> None:
+    assert MarkName.parse("resp_1:item_1:120") == MarkName("resp_1", "item_1", 120, False)
+    assert MarkName.parse("resp_1:item_1:1400:end") == MarkName("resp_1", "item_1", 1400, True)
+    assert MarkName.parse("resp_1:item_1:x") == MarkName("resp_1", "item_1", None, False)
+    assert MarkName.parse("rtt-probe-1") is None  # a probe: not an item's mark

@@ -25,7 +25,14 @@ from typing import Any
 import numpy as np
 
 from mediasrv.emulator.network import NetworkTiming
-from mediasrv.emulator.playout import RATE, ClearRecord, HeardSegment, MarkEcho, ServerMark
+from mediasrv.emulator.playout import (
+    RATE,
+    ClearRecord,
+    HeardSegment,
+    MarkEcho,
+    MarkName,
+    ServerMark,
+)
 from mediasrv.emulator.script import SpeechSegment
 
 BURST_GAP_S = 0.4  # a silence this long, closed by a mark echo, separates two responses
@@ -183,13 +190,14 @@ def count_responses(r: CallResult, bursts: list[Burst]) -> int:
 
 def response_id(name: str) -> str | None:
     """Return the response id from a "<response_id>:<item_id>:<sent_ms>" mark name."""
-    head, sep, _ = name.partition(":")
-    return head if sep else None
+    mark = MarkName.parse(name)
+    return mark.response_id if mark else None
 
 
-def _item_key(name: str) -> str:
-    parts = name.split(":")
-    return parts[1] if len(parts) >= 2 else name
+def item_of(name: str) -> str:
+    """Return the item id of a "<response_id>:<item_id>:..." mark name (else the name)."""
+    mark = MarkName.parse(name)
+    return mark.item_id if mark else name
 
 
 def _ms(nbytes: float) -> float:
@@ -205,7 +213,7 @@ def heard_per_item(r: CallResult) -> dict[str, float]:
     out: dict[str, float] = {}
     lo = 0
     for m in r.server_marks:
-        key = _item_key(m.name)
+        key = item_of(m.name)
         out[key] = out.get(key, 0.0) + _ms(heard_bytes_in(r.heard, lo, m.offset))
         lo = m.offset
     tail = heard_bytes_in(r.heard, lo, sum(n for _, n in r.media_arrivals))
@@ -218,13 +226,9 @@ def marked_per_item(echoes: tuple[MarkEcho, ...]) -> dict[str, float]:
     """Return, per item, the largest <sent_ms> among its marks echoed as played."""
     out: dict[str, float] = {}
     for e in echoes:
-        parts = e.name.split(":")
-        if e.played and len(parts) >= 3:
-            try:
-                sent_ms = float(parts[2])
-            except ValueError:
-                continue
-            out[parts[1]] = max(out.get(parts[1], 0.0), sent_ms)
+        mark = MarkName.parse(e.name)
+        if e.played and mark is not None and mark.sent_ms is not None:
+            out[mark.item_id] = max(out.get(mark.item_id, 0.0), float(mark.sent_ms))
     return out
 
 

@@ -58,6 +58,26 @@ class ServerMark:
 
 
 @dataclass(frozen=True)
+class MarkName:
+    """What mediasrv's mark names say: "<response_id>:<item_id>:<sent_ms>[:end]"."""
+
+    response_id: str
+    item_id: str
+    sent_ms: int | None  # the item's audio sent before the mark (None: not a number)
+    end: bool  # the item's last mark
+
+    @classmethod
+    def parse(cls, name: str) -> MarkName | None:
+        """Return the parts of a mark name, or None for a name of another form (a probe)."""
+        parts = name.split(":")
+        if len(parts) < 2:
+            return None
+        sent = parts[2] if len(parts) >= 3 else ""
+        return cls(parts[0], parts[1], int(sent) if sent.isdigit() else None,
+                   len(parts) >= 4 and parts[3] == "end")
+
+
+@dataclass(frozen=True)
 class MarkEcho:
     """A mark falling due: `played` False means flushed by a clear (its audio unheard)."""
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from mediasrv.audio import SAMPLE_RATE, ULAW_SILENCE, Pcm16, ulaw_to_pcm16
 from mediasrv.emulator.metrics import BURST_GAP_S, CallResult, heard_span, response_id
-from mediasrv.emulator.playout import ServerMark
+from mediasrv.emulator.playout import MarkName, ServerMark
 
 _ENVELOPE_MS = 10  # one plotted min/max pair per 10 ms keeps long calls fast to draw
 _LOCAL = "local_"  # the bridge's own prompts: local_<prompt>_<n>
@@ -154,11 +154,11 @@ def ai_turns(r: CallResult) -> list[AiTurn]:
 def _item_start(m: ServerMark, seen: set[str]) -> int | None:
     """Return where a "<response>:<item>:<sent_ms>" mark's item began in the stream, if it
     is the item's first mark (None otherwise, or for a mark named otherwise)."""
-    parts = m.name.split(":")
-    if len(parts) < 3 or not parts[2].isdigit() or parts[1] in seen:
+    mark = MarkName.parse(m.name)
+    if mark is None or mark.sent_ms is None or mark.item_id in seen:
         return None
-    seen.add(parts[1])
-    return m.offset - int(parts[2]) * SAMPLE_RATE // 1000
+    seen.add(mark.item_id)
+    return m.offset - mark.sent_ms * SAMPLE_RATE // 1000
 
 
 def _labelled(r: CallResult, turns: list[AiTurn]) -> list[AiTurn]:

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mediasrv.audio import FRAME_BYTES
-from mediasrv.emulator.metrics import CallResult
+from mediasrv.emulator.metrics import CallResult, item_of
 from mediasrv.emulator.playout import RATE, HeardSegment, ServerMark
 
 UNMARKED = "(unmarked)"
@@ -50,12 +50,6 @@ class ClearTruth:
     sent_at: float  # left the server (read from the socket)
     reached_at: float  # reached Twilio's playout
     items: tuple[ItemCut, ...]
-
-
-def item_of(name: str) -> str:
-    """Return the item id of a "<response_id>:<item_id>:..." mark name (else the name)."""
-    parts = name.split(":")
-    return parts[1] if len(parts) >= 2 else name
 
 
 def item_ranges(marks: Sequence[ServerMark], upto: int) -> list[tuple[str, int, int]]:

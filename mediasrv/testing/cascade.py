@@ -18,8 +18,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
+from mediasrv.emulator.metrics import item_of
 from mediasrv.emulator.scenarios import Scenario
-from mediasrv.emulator.truth import item_of
 from mediasrv.localservices import (
     ChatOptions,
     DeepgramOptions,

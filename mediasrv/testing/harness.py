@@ -31,9 +31,9 @@ import numpy as np
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from mediasrv.emulator.call import CallOptions, EmulatedCall
-from mediasrv.emulator.metrics import CallResult
+from mediasrv.emulator.metrics import CallResult, item_of
 from mediasrv.emulator.scenarios import AUDIO_DIR, Scenario
-from mediasrv.emulator.truth import ClearTruth, clear_truths, item_of
+from mediasrv.emulator.truth import ClearTruth, clear_truths
 from mediasrv.localbackend import BackendOptions, LocalBackend
 from mediasrv.localbackend.options import SessionRecord
 from mediasrv.web.app import create_app
