@@ -57,7 +57,9 @@ def test_a_barge_in_keeps_the_filter_once_what_never_played_is_cut(cut: bool) ->
     # Left on the reference, the 160 ms that never played (the next sentence's loud
     # start) met the caller's words in the delay search: a sharp peak 6 ms away reset a
     # filter trusted at 21 dB, and the next answer's echo was heard as the caller
-    # (3 of 32 calls end to end). The uncut replay is the failing case, kept to show it.
+    # (3 of 32 calls end to end). The uncut replay is the failing case, kept to show it;
+    # should a change to the delay search keep the filter without the cut too, that case
+    # fails here: the cut is then no longer what keeps it, and the case can go.
     held, moved = replay(cut)
     assert held is not None and 1200 < held < 2400  # 160 ms of line plus the network
     if cut:
