@@ -3,53 +3,44 @@ echo reference must not keep it (mediasrv.policy.aec_timeline `Timelines.cut`)."
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mediasrv.emulator import catalogue
 from mediasrv.policy.aec_timeline import Timelines
 from mediasrv.policy.sent import SentFrames
 from mediasrv.policy.turns import TurnPolicy
-from mediasrv.testing.harness import scenario_settings
-from mediasrv.web.wiring import call_config
+from mediasrv.testing import rx_tape
 
 # The rx loop's view of one end-to-end call (scripts/stall_eval.py's scenario,
-# three_interruptions run 0, local mode, TX_LEAD_MS=160): from just before the first
-# answer to just before the second -- the frames sent (as the tx thread timed their
-# playout), the cut the clear made, and every inbound frame with the time it was fed.
-# The caller barged in during the answer's 300 ms pause, with the next sentence's first
-# 160 ms already sent ahead. tests/audio/MANIFEST.md says what the audio is.
+# three_interruptions run 0, local mode, TX_LEAD_MS=160), a tape (mediasrv.testing.rx_tape):
+# from just before the first answer to just before the second -- the frames sent (as the
+# tx thread timed their playout), the cut the clear made, and every inbound frame with the
+# time it was fed. The caller barged in during the answer's 300 ms pause, with the next
+# sentence's first 160 ms already sent ahead. tests/audio/MANIFEST.md says what it holds.
 RX_CALL = Path(__file__).resolve().parent / "audio" / "calls" / "three_interruptions_local_rx.npz"
-SENT, CUT, FED = 0, 1, 2
 
 
 def replay(cut: bool) -> tuple[int | None, list[int | None]]:
-    """Replay the call into a turn policy as the rx loop fed it (cuts applied or not);
-    return the canceller's delay at the clear and the delays it moved to after."""
-    turn = call_config(scenario_settings(catalogue.three_interruptions(), "local")).turn
-    policy = TurnPolicy(turn, logger=logging.LoggerAdapter(logging.getLogger("replay"), {}))
-    canceller = policy.echo.canceller
-    assert canceller is not None
-    z = np.load(RX_CALL)
-    held: int | None = None
+    """Replay the call (its cuts applied or not); return the canceller's delay at the
+    clear and the delays it moved to after."""
+    held: list[int | None] = []
     moved: list[int | None] = []
-    for kind, t, playing, frame in zip(z["kind"], z["t"], z["playing"], z["frames"],
-                                       strict=True):
-        if kind == SENT:
-            policy.on_sent(frame.tobytes(), float(t))
-        elif kind == CUT:
-            held = canceller.delay
-            if cut:
-                policy.on_cut(float(t))
-        else:
-            policy.feed(frame.tobytes(), float(t), ai_playing=bool(playing), closing=False)
+
+    def watch(policy: TurnPolicy, kind: int, t: float, step: object) -> None:
+        canceller = policy.echo.canceller
+        assert canceller is not None
+        if kind == rx_tape.CUT:
+            held.append(canceller.delay)
+        elif kind == rx_tape.FED and held:
             d = canceller.delay
-            if held is not None and (d is None or abs(d - held) > 40):
+            if d is None or held[0] is None or abs(d - held[0]) > 40:
                 moved.append(d)
-    return held, moved
+
+    rx_tape.replay(rx_tape.Tape.load(RX_CALL), cuts=cut, observe=watch)
+    assert len(held) == 1
+    return held[0], moved
 
 
 @pytest.mark.parametrize("cut", [True, False])
