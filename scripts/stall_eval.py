@@ -1,6 +1,7 @@
 """Three interruptions on the bad line while the process stalls: false clears under load.
 
     python scripts/stall_eval.py [--reps 12] [--hog-ms 110] [--every 0.5,2.0] [--parallel 4]
+        [-v] [--tapes DIR]
 
 A loaded machine stalls the tx thread for 100-200 ms now and then (the GIL held by
 another thread, a GC pass). Each stall longer than the audio queued at Twilio lets its
@@ -11,13 +12,15 @@ thread holds the GIL in a sort of about `--hog-ms` every `--every` seconds (rand
 seeded). A call fails when it does not have exactly three clears for its three
 utterances; the canceller's moves per call ("[ECHO] our echo came ... ms") are counted
 too. The emulator's own sender stalls with the rest: its `tx_late_max_ms` shows how long
-the stalls were. Figures: README, issue 9 (28); docs/turn-taking.md, "Stalls of the tx
-thread".
+the stalls were. `--tapes DIR` saves each failed call's rx-loop tape (replay it with
+scripts/rx_replay.py). Figures: README, issue 9 (28), (30); docs/turn-taking.md, "Stalls
+of the tx thread".
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import sys
 import threading
@@ -31,6 +34,7 @@ import scenarios  # noqa: E402
 
 from mediasrv.emulator import catalogue  # noqa: E402
 from mediasrv.testing import harness  # noqa: E402
+from mediasrv.testing.rx_tape import taping  # noqa: E402
 
 _SORT_ITEMS_PER_MS = 6_500  # sorted() of random floats on this machine (60 ms: 400,000)
 
@@ -70,6 +74,8 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=4)
     ap.add_argument("-v", "--verbose", action="store_true",
                     help="print a failed call's echo verdicts, barge-ins and responses")
+    ap.add_argument("--tapes", type=Path,
+                    help="save failed calls' rx-loop tapes here (scripts/rx_replay.py)")
     args = ap.parse_args()
     lo, hi = (float(x) for x in args.every.split(","))
     run = argparse.Namespace(parallel=args.parallel, url=None, audio_dir=scenarios.AUDIO_DIR,
@@ -77,9 +83,17 @@ def main() -> None:
     scenario = catalogue.three_interruptions()
     jobs = [(scenario, mode) for _ in range(args.reps) for mode in scenario.modes]
     started = time.monotonic()
-    with Hog(args.hog_ms, (lo, hi)) as hog:
+    taped = taping() if args.tapes is not None else contextlib.nullcontext({})
+    with Hog(args.hog_ms, (lo, hi)) as hog, taped as tapes:
         outcomes = scenarios.run_jobs(jobs, run)
     judged = [judge(o, args.verbose) for o in outcomes]
+    if args.tapes is not None:
+        args.tapes.mkdir(parents=True, exist_ok=True)
+        for k, (o, (ok, _)) in enumerate(zip(outcomes, judged, strict=True)):
+            if not ok and o.result.call_sid in tapes:
+                path = args.tapes / f"{o.scenario.name}_{o.mode}_{k}.npz"
+                tapes[o.result.call_sid].save(path)
+                print(f"tape: {path}")
     n = len(judged)
     print(f"{sum(not ok for ok, _ in judged)} of {n} calls failed; "
           f"{sum(m for _, m in judged) / max(n, 1):.1f} moves a call; "
