@@ -337,6 +337,7 @@ def test_an_echo_come_a_few_ms_late_is_found_at_its_shift_and_the_filter_follows
     assert powers[-1][1] > powers[-1][0] * 0.5  # the filter as it was: no use now
     assert aec.path_shift() == 64
     assert aec.shift(64)  # inside a burst: the echo still holds what played before it
+    assert aec.moved_in_burst
     powers.clear()
     echo_run(BAD_LINE, 10.0, 206, aec=aec, start=203, delay=DELAY + 64, learn=False,
              powers=powers)
@@ -382,3 +383,4 @@ def test_a_burst_that_began_to_play_late_moves_the_filter_with_nothing_before_it
     echo_run(BAD_LINE, 10.0, 272, aec=aec, start=260, delay=DELAY + 24, learn=False)
     assert aec.path_shift() == 24
     assert not aec.shift(24)
+    assert not aec.moved_in_burst

@@ -96,3 +96,16 @@ def test_the_residual_sharp_under_20_ms_is_not_a_moved_path() -> None:
     # No phone line returns an echo that soon; callers' residuals stood up to 11.6 there.
     aec = FakeCanceller(ResidualLag(delay=8, search=3.0, own=11.0))
     assert looks(aec, [1.0, 1.02, 1.04]) == [False, False, False]
+
+
+@pytest.mark.parametrize(("in_burst", "held_until"), [(False, 1.2), (True, 1.6)])
+def test_a_filter_moved_with_our_echo_holds_longer_after_a_gap_inside_a_burst(
+        in_burst: bool, held_until: float) -> None:
+    # At a burst's start (the first packet's jitter) 0.2 s covers the echo of what played
+    # before; a gap mid-answer (a stall of ours past the lead) may be followed by another
+    # while the lead is rebuilt: 0.6 s.
+    aec = FakeCanceller(ResidualLag(delay=160 * 8, search=3.0, own=4.0))  # nothing moved
+    watch = PathMoveWatch()
+    watch.moved(1.0, in_burst=in_burst)
+    times = [1.1, held_until - 0.01, held_until + 0.01]
+    assert [watch.seen(now, cast(EchoCanceller, aec)) for now in times] == [True, True, False]

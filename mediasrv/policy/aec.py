@@ -193,6 +193,9 @@ class EchoCanceller(Timelines):
         self.span_peak = 0.0
         self.residual_power = 0.0
         self.inbound_power = 0.0
+        # The last `shift` was inside a burst of sent audio (Twilio's playout ran dry
+        # mid-answer), not at a burst's start.
+        self.moved_in_burst = False
 
     @property
     def erle_db(self) -> float:
@@ -390,7 +393,8 @@ class EchoCanceller(Timelines):
             # Measured again from the next echo frames on: untrusted until then.
             self._erle = self._echo_avg = self._res_avg = 0.0
         reach = (self._in_slot + 1) * FRAME - (self.delay - _PRE) - self.taps
-        return self.burst_at <= reach or self._ref.power(reach, self.burst_at - reach) > ACTIVE
+        self.moved_in_burst = self.burst_at <= reach
+        return self.moved_in_burst or self._ref.power(reach, self.burst_at - reach) > ACTIVE
 
     def response_at(self, delay: int) -> float:
         """Return the filter's largest tap within `_PRE` of echo delay `delay`, over its

@@ -265,7 +265,7 @@ class EchoGuard(ResidualEvidence):
         if shift is None:
             return False
         if aec.shift(shift):
-            self._moved.moved(now)
+            self._moved.moved(now, in_burst=aec.moved_in_burst)
         self.shifted = shift
         return True
 

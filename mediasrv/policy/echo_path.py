@@ -68,6 +68,13 @@ _MOVED_HOLD_S = 0.5
 # continuation of a sentence into an answer that had just begun); 0.2 s, the harness's
 # moves and playout gaps read the same.
 _SHIFT_HOLD_S = 0.2
+# ... and this long after a move inside a burst (Twilio's playout ran dry mid-answer: a
+# stall of ours past `TX_LEAD_MS`): while the lead is rebuilt the network's jitter can
+# starve the phone again, and a second gap the server's playout model does not see left
+# an echo that fitted no single shift, heard as the caller 420 ms after the first move
+# (scripts/stall_eval.py --hog-ms 130 --every 0.3,1: 2 such calls of 48, both held by
+# 0.6 s on their tapes, 0.4 s held one; docs/turn-taking.md, "Stalls of the tx thread").
+_GAP_HOLD_S = 0.6
 
 
 class EchoPathBound:
@@ -135,11 +142,12 @@ class PathMoveWatch:
         self._until = -math.inf
         self._unmodelled: tuple[int, float] | None = None  # (delay, now) of the last look
 
-    def moved(self, now: float) -> None:
+    def moved(self, now: float, in_burst: bool = False) -> None:
         """Note a move found otherwise (`EchoCanceller.path_shift`): the filter follows it
         at once, but for the length of the response the echo still holds what played
-        before the move, where neither place fits (`_SHIFT_HOLD_S`)."""
-        self._until = max(self._until, now + _SHIFT_HOLD_S)
+        before the move, where neither place fits (`_SHIFT_HOLD_S`); inside a burst,
+        playout may run dry again while the lead is rebuilt (`_GAP_HOLD_S`)."""
+        self._until = max(self._until, now + (_GAP_HOLD_S if in_burst else _SHIFT_HOLD_S))
 
     def seen(self, now: float, aec: EchoCanceller | None) -> bool:
         """Look at the canceller's residual now; tell whether the path moved lately."""
