@@ -112,3 +112,14 @@ def test_a_cut_of_frames_already_on_the_reference_takes_them_off() -> None:
     got = canceller._ref.read(round(1000.0 * 8000), 8 * 160)
     assert np.all(got[:560] != 0.0) and not np.any(got[560:])
     assert sent.last_at == 1000.06
+
+
+def test_a_tape_saved_and_loaded_is_the_same_tape(tmp_path: Path) -> None:
+    tape = rx_tape.Tape.load(RX_CALL)
+    tape.add(rx_tape.CHECK, 1000.0, value=0.93, seq=7, flags=rx_tape.CLOSING)
+    tape.add(rx_tape.GAP, 1000.02, value=40.0)
+    tape.save(tmp_path / "t.npz")
+    again = rx_tape.Tape.load(tmp_path / "t.npz")
+    assert again.config == tape.config and again.config is not None
+    assert (again.kind, again.t, again.flags, again.frames, again.value, again.seq) == (
+        tape.kind, tape.t, tape.flags, tape.frames, tape.value, tape.seq)

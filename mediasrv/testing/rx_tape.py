@@ -84,21 +84,11 @@ class Tape:
         tape = cls(config=turn_config(json.loads(str(z["config"])))
                    if "config" in z and str(z["config"]) else None)
         tape.kind, tape.t = [int(k) for k in z["kind"]], [float(t) for t in z["t"]]
-        flags = z["flags"] if "flags" in z else z["playing"]  # the first tape's name
-        tape.flags = [int(f) for f in flags]
+        tape.flags = [int(f) for f in z["flags"]]
         tape.frames = [f.tobytes() for f in z["frames"]]
         tape.value = [float(v) for v in z["value"]] if "value" in z else [0.0] * n
         tape.seq = [int(s) for s in z["seq"]] if "seq" in z else [0] * n
         return tape
-
-    def start_at(self, t: float) -> Tape:
-        """Return the tape from the first inbound frame fed at or after `t` on."""
-        first = next(i for i, (k, at) in enumerate(zip(self.kind, self.t, strict=True))
-                     if k == FED and at >= t)
-        out = Tape(self.config, self.call_sid)
-        for name in ("kind", "t", "flags", "frames", "value", "seq"):
-            setattr(out, name, getattr(self, name)[first:])
-        return out
 
 
 def turn_config(d: dict[str, Any]) -> TurnConfig:
