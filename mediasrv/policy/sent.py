@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from mediasrv.audio import ULAW_DECODE, ULAW_FLOAT
+from mediasrv.audio import FRAME_MS, SAMPLE_RATE, ULAW_DECODE, ULAW_FLOAT
 
 if TYPE_CHECKING:
     from mediasrv.policy.aec import EchoCanceller
@@ -52,6 +52,13 @@ _PENDING_FRAMES = 256
 # 10 dB/s; the same for a residual above the quietest recent residuals.
 _OVER_PAUSE_FLOOR_DB = 6.0
 _PAUSE_FLOOR_RISE_DB = 0.2
+
+
+def _floats(samples: Samples) -> npt.NDArray[np.float32]:
+    """Return a sent frame's samples as floats (a mu-law frame decoded)."""
+    if isinstance(samples, bytes):
+        return ULAW_FLOAT[np.frombuffer(samples, dtype=np.uint8)]
+    return samples
 
 
 def ulaw_peak_dbfs(frame: bytes) -> float:
@@ -102,9 +109,7 @@ class SentFrames:
             self._sent.append((sent_at, peak))
             self.last_at = sent_at
             if canceller is not None and samples is not None:
-                if isinstance(samples, bytes):
-                    samples = ULAW_FLOAT[np.frombuffer(samples, dtype=np.uint8)]
-                canceller.on_sent(samples, sent_at)
+                canceller.on_sent(_floats(samples), sent_at)
 
     def cut(self, at: float, canceller: EchoCanceller | None) -> None:
         """Forget what was sent to play from time `at` on: a `clear` emptied Twilio's
@@ -112,12 +117,12 @@ class SentFrames:
         pending = self._pending
         while pending and pending[-1][0] >= at:
             pending.pop()
-        if pending and pending[-1][0] + 0.020 > at and pending[-1][2] is not None:
-            sent_at, peak, samples = pending.pop()
-            x = ULAW_FLOAT[np.frombuffer(samples, dtype=np.uint8)] if isinstance(
-                samples, bytes) else np.array(samples)
-            x[max(0, round((at - sent_at) * 8000)) :] = 0.0
-            pending.append((sent_at, peak, x))
+        if pending and pending[-1][0] + FRAME_MS / 1000 > at:
+            sent_at, peak, samples = pending[-1]
+            if samples is not None:  # the frame playing at `at`: its rest never played
+                x = _floats(samples).copy()
+                x[max(0, round((at - sent_at) * SAMPLE_RATE)) :] = 0.0
+                pending[-1] = (sent_at, peak, x)
         while self._sent and self._sent[-1][0] >= at:
             self._sent.pop()
         if self.last_at is not None and self.last_at >= at:
