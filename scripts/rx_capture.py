@@ -27,7 +27,7 @@ import scenarios  # noqa: E402
 from mediasrv.emulator import catalogue  # noqa: E402
 from mediasrv.emulator.scenarios import Scenario  # noqa: E402
 from mediasrv.testing.harness import Outcome  # noqa: E402
-from mediasrv.testing.rx_tape import taping  # noqa: E402
+from mediasrv.testing.rx_tape import save_taped, taping  # noqa: E402
 
 
 def scenario_of(args: argparse.Namespace) -> Scenario:
@@ -63,7 +63,6 @@ def main(argv: list[str] | None = None) -> int:
                              audio_dir=scenarios.AUDIO_DIR, verbose=False)
     with taping() as tapes:
         outcomes = scenarios.run_jobs([(scenario, args.mode)] * args.reps, run)
-    args.out.mkdir(parents=True, exist_ok=True)
     bad = 0
     for k, o in enumerate(outcomes):
         r, is_bad = o.result, failed(o)
@@ -75,11 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         for line in o.lines:
             if "[ECHO]" in line.message or "[BARGE-IN]" in line.message:
                 print(f"    {line.message.split('] ', 1)[-1][:150]}")
-        tape = tapes.get(r.call_sid)
-        if tape is not None and (is_bad or args.all):
-            path = args.out / f"{scenario.name}_{args.mode}_{k}.npz"
-            tape.save(path)
-            print(f"    tape: {path} ({len(tape.kind)} events)")
+        path = (save_taped(tapes, r.call_sid, args.out, f"{scenario.name}_{args.mode}_{k}")
+                if is_bad or args.all else None)
+        if path is not None:
+            print(f"    tape: {path} ({len(tapes[r.call_sid].kind)} events)")
     print(f"{bad} of {len(outcomes)} calls failed")
     return 0
 

@@ -34,7 +34,7 @@ import scenarios  # noqa: E402
 
 from mediasrv.emulator import catalogue  # noqa: E402
 from mediasrv.testing import harness  # noqa: E402
-from mediasrv.testing.rx_tape import taping  # noqa: E402
+from mediasrv.testing.rx_tape import save_taped, taping  # noqa: E402
 
 _SORT_ITEMS_PER_MS = 6_500  # sorted() of random floats on this machine (60 ms: 400,000)
 
@@ -88,11 +88,10 @@ def main() -> None:
         outcomes = scenarios.run_jobs(jobs, run)
     judged = [judge(o, args.verbose) for o in outcomes]
     if args.tapes is not None:
-        args.tapes.mkdir(parents=True, exist_ok=True)
         for k, (o, (ok, _)) in enumerate(zip(outcomes, judged, strict=True)):
-            if not ok and o.result.call_sid in tapes:
-                path = args.tapes / f"{o.scenario.name}_{o.mode}_{k}.npz"
-                tapes[o.result.call_sid].save(path)
+            path = None if ok else save_taped(tapes, o.result.call_sid, args.tapes,
+                                              f"{o.scenario.name}_{o.mode}_{k}")
+            if path is not None:
                 print(f"tape: {path}")
     n = len(judged)
     print(f"{sum(not ok for ok, _ in judged)} of {n} calls failed; "

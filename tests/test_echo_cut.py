@@ -123,3 +123,13 @@ def test_a_tape_saved_and_loaded_is_the_same_tape(tmp_path: Path) -> None:
     assert again.config == tape.config and again.config is not None
     assert (again.kind, again.t, again.flags, again.frames, again.value, again.seq) == (
         tape.kind, tape.t, tape.flags, tape.frames, tape.value, tape.seq)
+
+
+def test_a_taped_call_is_saved_by_its_sid_and_an_untaped_one_is_not(tmp_path: Path) -> None:
+    tape = rx_tape.Tape.load(RX_CALL)
+    folder = tmp_path / "new"  # made on the first save
+    path = rx_tape.save_taped({"CA1": tape}, "CA1", folder, "call_local_0")
+    assert path == folder / "call_local_0.npz"
+    assert rx_tape.Tape.load(path).kind == tape.kind
+    assert rx_tape.save_taped({"CA1": tape}, "CA2", folder, "other") is None
+    assert not (folder / "other.npz").exists()

@@ -195,6 +195,18 @@ class _TapedPolicy(TurnPolicy):
         return self._live(super().feed_gap(ms, now, closing=closing), now)
 
 
+def save_taped(tapes: dict[str, Tape], call_sid: str, folder: Path, stem: str) -> Path | None:
+    """Save call `call_sid`'s tape (from `taping`) as FOLDER/STEM.npz, the folder made if
+    need be; return the path, or None when that call wrote no tape."""
+    tape = tapes.get(call_sid)
+    if tape is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem}.npz"
+    tape.save(path)
+    return path
+
+
 @contextlib.contextmanager
 def taping() -> Iterator[dict[str, Tape]]:
     """While open, every call the in-process servers start writes a tape; the dict it
